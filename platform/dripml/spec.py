@@ -1,0 +1,462 @@
+"""The spec: one declarative, validated description of a DRiP run.
+
+One way in: :func:`load_spec` (a YAML path, a dict or keyword arguments) returns a frozen
+:class:`Spec`; past it nothing reads raw dicts. Every model forbids unknown fields, so a typo
+fails before anything starts, with the field's dotted path in the message.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from dripml.errors import SpecError
+
+Task = Literal["binary", "multiclass", "regression"]
+ColumnType = Literal["numeric", "categorical", "text"]
+Scalar = bool | int | float | str | None
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------------
+
+
+class DataSpec(_Model):
+    """Where the rows come from and which column is the label.
+
+    Sources are a local path, ``s3://bucket/key`` (read through boto3, credentials and
+    ``AWS_ENDPOINT_URL`` from the environment) or ``dataset://NAME/SPLIT`` for a real data set
+    that dripml fetches offline from the package registry (see :mod:`dripml.datasets`).
+    Formats: CSV (``.csv``, ``.csv.gz``) and Parquet (``.parquet``, ``.pq``).
+    """
+
+    train: str = Field(description="Training rows: local path, s3:// URI or dataset:// name.")
+    test: str | None = Field(
+        default=None, description="Held-out test rows; when absent, test_fraction is split off."
+    )
+    test_fraction: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="Share of train rows held out as the test split when there is no test "
+        "source (default 0.2). Stratified for classification.",
+    )
+    label: str = Field(min_length=1, description="Name of the label (target) column.")
+    features: list[str] | None = Field(
+        default=None, description="Feature columns; default: every column but the label."
+    )
+    column_types: dict[str, ColumnType] = Field(
+        default_factory=dict,
+        description="Override inferred types: numeric, categorical or text.",
+    )
+    text_columns: list[str] = Field(
+        default_factory=list, description="Columns holding free text (same as type text)."
+    )
+    na_values: list[str] = Field(
+        default_factory=list, description="Extra strings read as missing (for example '?')."
+    )
+    sample_rows: int | None = Field(
+        default=None,
+        ge=10,
+        description="Use a random sample of this many training rows (quick runs, CI).",
+    )
+    seed: int = Field(default=0, description="Seed of the test split and the sample.")
+
+    @model_validator(mode="after")
+    def _check(self) -> DataSpec:
+        if self.test is not None and self.test_fraction is not None:
+            raise ValueError("give either data.test or data.test_fraction, not both")
+        if self.features is not None and self.label in self.features:
+            raise ValueError(f"the label {self.label!r} cannot also be a feature")
+        overlap = {c for c, t in self.column_types.items() if t != "text"} & set(self.text_columns)
+        if overlap:
+            raise ValueError(f"columns {sorted(overlap)} are both text and another type")
+        return self
+
+    @property
+    def effective_test_fraction(self) -> float:
+        return 0.2 if self.test_fraction is None else self.test_fraction
+
+    def type_overrides(self) -> dict[str, ColumnType]:
+        """Column types set by the user, text_columns included."""
+        return {**self.column_types, **{c: "text" for c in self.text_columns}}
+
+
+class KFoldSpec(_Model):
+    """K-fold cross-validation of every trial."""
+
+    n_splits: int = Field(default=5, ge=2, le=50, description="Number of folds.")
+    stratified: bool | None = Field(
+        default=None, description="Stratify folds by label; default: yes for classification."
+    )
+    shuffle: bool = Field(default=True, description="Shuffle rows before splitting.")
+    seed: int = Field(default=0, description="Seed of the shuffle.")
+
+
+# ---------------------------------------------------------------------------------------
+# Search spaces: data that maps one to one onto Optuna distributions.
+# ---------------------------------------------------------------------------------------
+
+
+class Uniform(_Model):
+    type: Literal["uniform"]
+    low: float
+    high: float
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Uniform:
+        if not self.low < self.high:
+            raise ValueError(f"uniform needs low < high, got low={self.low}, high={self.high}")
+        return self
+
+
+class LogUniform(_Model):
+    type: Literal["loguniform"]
+    low: float
+    high: float
+
+    @model_validator(mode="after")
+    def _bounds(self) -> LogUniform:
+        if self.low <= 0:
+            raise ValueError(
+                f"loguniform needs low > 0, got {self.low}; did you pass a log-transformed value?"
+            )
+        if not self.low < self.high:
+            raise ValueError(f"loguniform needs low < high, got low={self.low}, high={self.high}")
+        return self
+
+
+class IntRange(_Model):
+    type: Literal["int"]
+    low: int
+    high: int = Field(description="Inclusive upper bound.")
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _bounds(self) -> IntRange:
+        if not self.low <= self.high:
+            raise ValueError(f"int needs low <= high, got low={self.low}, high={self.high}")
+        if self.log and self.low < 1:
+            raise ValueError(f"int with log=true needs low >= 1, got {self.low}")
+        return self
+
+
+class Choice(_Model):
+    type: Literal["choice"]
+    values: list[Scalar] = Field(min_length=1)
+
+
+Dimension = Annotated[Uniform | LogUniform | IntRange | Choice, Field(discriminator="type")]
+
+
+class AlgorithmSpec(_Model):
+    """One algorithm to try: a built-in name or ``package.module:Class`` for custom code.
+
+    ``params`` are fixed hyperparameters; ``search_space`` the tuned ones. A built-in with
+    neither gets its default search space (see ``drip algorithms``); set
+    ``search_space: {}`` to train it with its defaults only.
+    """
+
+    name: str = Field(min_length=1)
+    params: dict[str, Scalar] = Field(default_factory=dict)
+    search_space: dict[str, Dimension] | None = None
+
+    @model_validator(mode="after")
+    def _no_overlap(self) -> AlgorithmSpec:
+        both = set(self.params) & set(self.search_space or {})
+        if both:
+            raise ValueError(f"{sorted(both)} are both fixed in params and tuned in search_space")
+        return self
+
+    @property
+    def is_custom(self) -> bool:
+        return ":" in self.name
+
+    @property
+    def key(self) -> str:
+        """Short label used in parameter names and the leaderboard."""
+        return self.name.rsplit(":", 1)[-1] if self.is_custom else self.name
+
+
+def _algorithm_item(value: Any) -> Any:
+    return {"name": value} if isinstance(value, str) else value
+
+
+class SearchSpec(_Model):
+    """How configurations are proposed and which are stopped early.
+
+    ``random`` and ``tpe`` use Optuna's samplers; ``grid`` runs every combination of the
+    (finite) search spaces. ``early_stopping`` prunes trials between folds: ``median``
+    (Optuna's MedianPruner) or ``asha`` (Optuna's SuccessiveHalvingPruner, asynchronous
+    successive halving with folds as the resource).
+    """
+
+    algorithm: Literal["random", "tpe", "grid"] = "tpe"
+    num_trials: int | None = Field(
+        default=None, ge=1, description="Trials to run (default 20; grid: the whole grid)."
+    )
+    time_budget_s: float | None = Field(
+        default=None, gt=0, description="No new trial starts after this many seconds."
+    )
+    early_stopping: Literal["none", "median", "asha"] = "none"
+    max_concurrent: int | None = Field(
+        default=None, ge=1, description="Trials in flight at once (default: fill the cluster)."
+    )
+    seed: int = 0
+
+
+# ---------------------------------------------------------------------------------------
+# Metrics
+# ---------------------------------------------------------------------------------------
+
+
+class MetricSpec(_Model):
+    """A metric by name (built-in or ``package.module:function``) with its arguments."""
+
+    name: str = Field(min_length=1)
+    precision: float | None = Field(
+        default=None, gt=0, le=1, description="Target precision for coverage_at_precision."
+    )
+
+    @property
+    def key(self) -> str:
+        """The name metrics are logged under, e.g. ``coverage_at_precision_0.85``."""
+        base = self.name.rsplit(":", 1)[-1]
+        return base if self.precision is None else f"{base}_{self.precision:g}"
+
+
+def _metric_item(value: Any) -> Any:
+    if isinstance(value, str) and "@" in value:  # shorthand: coverage_at_precision@0.85
+        name, _, arg = value.partition("@")
+        return {"name": name, "precision": arg}
+    return {"name": value} if isinstance(value, str) else value
+
+
+class ObjectiveSpec(_Model):
+    metric: MetricSpec
+    direction: Literal["maximize", "minimize"] | None = Field(
+        default=None, description="Default: the metric's own direction."
+    )
+
+
+class MetricsSpec(_Model):
+    """Metrics per split; the objective is computed on the validation folds."""
+
+    objective: ObjectiveSpec | None = None
+    train: list[MetricSpec] = Field(default_factory=list)
+    validation: list[MetricSpec] | None = None
+    test: list[MetricSpec] | None = None
+
+    @field_validator("train", "validation", "test", mode="before")
+    @classmethod
+    def _items(cls, value: Any) -> Any:
+        return [_metric_item(v) for v in value] if isinstance(value, list) else value
+
+    @field_validator("objective", mode="before")
+    @classmethod
+    def _objective(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"metric": _metric_item(value)}
+        if isinstance(value, Mapping) and "metric" not in value:
+            value = dict(value)
+            direction = value.pop("direction", None)
+            return {"metric": value, "direction": direction}
+        if isinstance(value, Mapping):
+            return {**value, "metric": _metric_item(value["metric"])}
+        return value
+
+
+class ResourcesSpec(_Model):
+    """Compute for each trial; every fold of a trial runs as one Ray task with these."""
+
+    cpus_per_trial: float = Field(default=1, gt=0, description="CPU cores per fold task.")
+    gpus_per_trial: float = Field(default=0, ge=0, description="GPUs per fold task.")
+
+
+class RegistrySpec(_Model):
+    """Where the refit model lands in the MLflow Model Registry."""
+
+    model_name: str | None = Field(default=None, description="Default: the spec's name.")
+    alias: str = Field(default="champion", pattern=r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+
+
+# ---------------------------------------------------------------------------------------
+# The spec
+# ---------------------------------------------------------------------------------------
+
+
+class Spec(_Model):
+    """A whole DRiP run: data, task, folds, algorithms, search, metrics, resources."""
+
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$",
+        max_length=100,
+        description="Names the MLflow experiment and, by default, the registered model.",
+    )
+    data: DataSpec
+    task: Task
+    k_fold: KFoldSpec = Field(default_factory=KFoldSpec)
+    algorithms: list[AlgorithmSpec] = Field(
+        min_length=1, validation_alias=AliasChoices("algorithms", "algorithm")
+    )
+    search: SearchSpec = Field(default_factory=SearchSpec)
+    metrics: MetricsSpec = Field(default_factory=MetricsSpec)
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    registry: RegistrySpec = Field(default_factory=RegistrySpec)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("k_fold", mode="before")
+    @classmethod
+    def _k_fold(cls, value: Any) -> Any:
+        return {"n_splits": value} if isinstance(value, int) else value
+
+    @field_validator("algorithms", mode="before")
+    @classmethod
+    def _algorithms(cls, value: Any) -> Any:
+        if isinstance(value, str | Mapping):
+            value = [value]
+        return [_algorithm_item(v) for v in value] if isinstance(value, list) else value
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Spec:
+        names = [a.name for a in self.algorithms]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"algorithms {duplicates} are listed twice; merge their spaces")
+        if self.k_fold.stratified and self.task == "regression":
+            raise ValueError("k_fold.stratified needs a classification task, not regression")
+        return self
+
+    @property
+    def model_name(self) -> str:
+        return self.registry.model_name or self.name
+
+    @property
+    def stratified(self) -> bool:
+        if self.k_fold.stratified is None:
+            return self.task != "regression"
+        return self.k_fold.stratified
+
+    @property
+    def num_trials(self) -> int | None:
+        """Trials to run; None means the whole grid (grid search only)."""
+        if self.search.num_trials is None and self.search.algorithm != "grid":
+            return 20
+        return self.search.num_trials
+
+
+# ---------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------
+
+
+def _format_errors(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        location = ".".join(str(p) for p in item["loc"] if not _is_union_tag(p))
+        message = item["msg"].removeprefix("Value error, ")
+        got = item.get("input")
+        shown = "" if item["type"] == "missing" else f" (got {_short(got)})"
+        lines.append(f"  {location or '<spec>'}: {message}{shown}")
+    return "\n".join(lines)
+
+
+def _is_union_tag(part: Any) -> bool:
+    # pydantic puts the chosen union member or tag in the path; users never wrote it.
+    return isinstance(part, str) and (
+        part in {"uniform", "loguniform", "int", "choice"} or "[" in part or part == "str"
+    )
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def load_spec(
+    source: str | Path | Mapping[str, Any] | Spec | None = None, /, **fields: Any
+) -> Spec:
+    """Read, default and validate a spec.
+
+    Args:
+        source: a YAML/JSON file path, a mapping, an existing :class:`Spec`, or None.
+        **fields: spec fields given as keyword arguments (they override ``source``);
+            ``algorithm=`` is accepted as an alias of ``algorithms=``.
+
+    Returns:
+        A frozen :class:`Spec`.
+
+    Raises:
+        SpecError: the file is missing or not YAML, or a field is invalid; the message lists
+            every invalid field by dotted path (``search.num_trials``) with the value got.
+    """
+    if isinstance(source, Spec) and not fields:
+        return source
+    raw: dict[str, Any]
+    if source is None:
+        raw = {}
+    elif isinstance(source, Spec):
+        raw = source.model_dump(exclude_unset=True, by_alias=True)
+    elif isinstance(source, Mapping):
+        raw = dict(source)
+    else:
+        raw = _read_file(Path(source))
+    raw.update(fields)
+    try:
+        return Spec.model_validate(raw)
+    except ValidationError as error:
+        count = error.error_count()
+        raise SpecError(
+            f"the spec has {count} invalid field{'s' if count > 1 else ''}:\n"
+            f"{_format_errors(error)}\nRun `drip spec schema` for every field and its type."
+        ) from None
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise SpecError(f"spec file {str(path)!r} does not exist")
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise SpecError(f"spec file {str(path)!r} is not valid YAML: {error}") from None
+    if not isinstance(loaded, dict):
+        raise SpecError(f"spec file {str(path)!r} must hold a mapping, got {type(loaded).__name__}")
+    return loaded
+
+
+def spec_json_schema() -> dict[str, Any]:
+    """The spec's JSON Schema (draft 2020-12), as printed by ``drip spec schema``."""
+    return Spec.model_json_schema(by_alias=False)
+
+
+def is_finite_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+_SAFE_KEY = re.compile(r"[^A-Za-z0-9_\-./ ]")
+
+
+def safe_key(text: str) -> str:
+    """MLflow accepts only some characters in param and metric keys."""
+    return _SAFE_KEY.sub("_", text)

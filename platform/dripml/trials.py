@@ -1,0 +1,346 @@
+"""Discover: K-fold x hyperparameter trials as parallel Ray tasks.
+
+The driver asks Optuna for configurations (see :mod:`dripml.search`), submits one Ray task
+per (trial, fold) with the spec's resources, and tells Optuna each trial's mean objective.
+The encoded training matrix goes into Ray's object store once and every task reads it from
+there. With ``early_stopping`` a trial reports its running mean after each fold and the
+remaining folds of a pruned trial are cancelled.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import optuna
+import ray
+from sklearn.model_selection import KFold, StratifiedKFold
+
+from dripml import algorithms, metrics, search
+from dripml.algorithms import BuildContext
+from dripml.data import Dataset
+from dripml.errors import SearchError
+from dripml.model import FittedRecipe
+from dripml.spec import MetricSpec, Spec
+
+TrialState = Literal["COMPLETE", "PRUNED", "FAILED"]
+
+
+@dataclass(frozen=True)
+class FoldScore:
+    """One fold of one trial: ``metrics`` maps ``<split>_<metric>`` to its value;
+    ``fit_time_s`` is the wall time of preprocessing + fit, seconds."""
+
+    fold: int
+    metrics: dict[str, float]
+    fit_time_s: float
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """One configuration's cross-validation.
+
+    Attributes:
+        number: Optuna trial number (0-based, in proposal order).
+        algorithm: algorithm key (built-in name or custom class name).
+        params: every hyperparameter (fixed and tuned).
+        state: COMPLETE, PRUNED (early-stopped between folds) or FAILED.
+        folds: the folds that finished, in fold order.
+        mean, std: per metric key, over the finished folds (population std, as scikit-learn's
+            ``cv_results_``).
+        objective: mean of the objective over the finished folds (None if none finished).
+        fit_time_s: summed fit time of the finished folds, seconds.
+        error: the failure's last lines when FAILED.
+    """
+
+    number: int
+    algorithm: str
+    algorithm_name: str
+    params: dict[str, Any]
+    state: TrialState
+    folds: tuple[FoldScore, ...]
+    mean: dict[str, float]
+    std: dict[str, float]
+    objective: float | None
+    fit_time_s: float
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """All trials of a search, the best complete one, and how it was judged."""
+
+    trials: tuple[TrialResult, ...]
+    best: TrialResult
+    objective_key: str
+    direction: str
+    wall_time_s: float
+
+
+@dataclass(frozen=True)
+class Objective:
+    """The metric a search optimises, computed on validation folds."""
+
+    metric: MetricSpec
+    direction: str
+
+    @property
+    def key(self) -> str:
+        return f"validation_{self.metric.key}"
+
+
+def aggregate(folds: Sequence[FoldScore]) -> tuple[dict[str, float], dict[str, float]]:
+    """Mean and population std per metric key over folds (NaN values ignored).
+
+    Example: folds with validation_auc 0.8 and 0.9 give mean 0.85, std 0.05.
+    """
+    keys = sorted({k for f in folds for k in f.metrics})
+    mean, std = {}, {}
+    for key in keys:
+        values = np.array([f.metrics.get(key, math.nan) for f in folds], dtype=np.float64)
+        finite = values[~np.isnan(values)]
+        mean[key] = float(finite.mean()) if finite.size else math.nan
+        std[key] = float(finite.std()) if finite.size else math.nan
+    return mean, std
+
+
+def make_folds(y: np.ndarray, spec: Spec) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train indices, validation indices) per fold, stratified for classification."""
+    kf = spec.k_fold
+    seed = kf.seed if kf.shuffle else None
+    splitter = (StratifiedKFold if spec.stratified else KFold)(
+        n_splits=kf.n_splits, shuffle=kf.shuffle, random_state=seed)
+    return list(splitter.split(np.zeros(len(y)), y))
+
+
+def run_fold(
+    X: Any,
+    y: np.ndarray,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    algorithm_name: str,
+    params: dict[str, Any],
+    ctx: BuildContext,
+    n_classes: int,
+    train_metrics: list[metrics.BoundMetric],
+    validation_metrics: list[metrics.BoundMetric],
+    fold: int,
+) -> FoldScore:
+    """Fit one configuration on one fold and score it (runs inside a Ray task)."""
+    from threadpoolctl import threadpool_limits
+
+    recipe = algorithms.build(algorithm_name, ctx, params)
+    X_train = X.iloc[train_idx] if hasattr(X, "iloc") else X[train_idx]
+    X_val = X.iloc[val_idx] if hasattr(X, "iloc") else X[val_idx]
+    with threadpool_limits(limits=ctx.n_threads):
+        started = time.perf_counter()
+        fitted = FittedRecipe(recipe, ctx.task, n_classes).fit(X_train, y[train_idx])
+        fit_time_s = time.perf_counter() - started
+        scores = _score(fitted, X_val, y[val_idx], validation_metrics, "validation")
+        if train_metrics:
+            scores |= _score(fitted, X_train, y[train_idx], train_metrics, "train")
+    return FoldScore(fold=fold, metrics=scores, fit_time_s=fit_time_s)
+
+
+def _score(fitted: FittedRecipe, X: Any, y: np.ndarray, bound: list[metrics.BoundMetric],
+           split: str) -> dict[str, float]:
+    y_pred, proba = fitted.predict(X)
+    return {f"{split}_{k}": v for k, v in metrics.score_all(bound, y, y_pred, proba).items()}
+
+
+_run_fold_remote = ray.remote(run_fold)
+
+
+@dataclass
+class _Running:
+    trial: optuna.trial.Trial
+    config: search.Config
+    pending: dict[ray.ObjectRef, int]
+    folds: list[FoldScore] = field(default_factory=list)
+
+
+ProgressCallback = Callable[[TrialResult, "TrialResult | None", int, int], None]
+
+
+def discover(
+    dataset: Dataset,
+    spec: Spec,
+    objective: Objective,
+    *,
+    on_trial: ProgressCallback | None = None,
+) -> SearchResult:
+    """Run the search on the connected Ray cluster (call :func:`dripml.cluster.connect` first).
+
+    Args:
+        dataset: checked data; only its training split is used.
+        spec: the validated spec.
+        objective: metric and direction to optimise.
+        on_trial: called after each trial ends with (result, best so far, done, total).
+
+    Returns:
+        Every trial, and the best COMPLETE one by mean objective.
+
+    Raises:
+        SearchError: no trial completed (the message quotes the first failure).
+    """
+    started = time.monotonic()
+    study, total = search.create_study(spec, objective.direction)
+    n_classes = len(dataset.classes)
+    ctx = BuildContext(task=spec.task, layout=dataset.encoder.layout,
+                       n_threads=max(1, int(spec.resources.cpus_per_trial)),
+                       gpus=spec.resources.gpus_per_trial, seed=spec.search.seed)
+    train_bound = metrics.resolve_all(spec.metrics.train, spec.task)
+    validation_bound = metrics.resolve_all(validation_metric_specs(spec, objective), spec.task)
+    folds = make_folds(dataset.y_train, spec)
+    encoded_ref = ray.put(dataset.encoder.transform(dataset.X_train))
+    frame_ref = (ray.put(dataset.X_train)
+                 if any(a.is_custom for a in spec.algorithms) else None)
+    y_ref = ray.put(dataset.y_train)
+    task_options = {"num_cpus": spec.resources.cpus_per_trial,
+                    "num_gpus": spec.resources.gpus_per_trial, "max_retries": 0}
+    limit = spec.search.max_concurrent or _default_concurrency(spec, len(folds))
+
+    running: dict[int, _Running] = {}
+    results: list[TrialResult] = []
+    best: TrialResult | None = None
+    asked = 0
+
+    def submit() -> None:
+        nonlocal asked
+        trial = study.ask()
+        asked += 1
+        config = search.suggest(trial, spec)
+        X_ref = frame_ref if config.algorithm.is_custom else encoded_ref
+        pending = {
+            _run_fold_remote.options(**task_options).remote(
+                X_ref, y_ref, train_idx, val_idx, config.algorithm.name, config.params, ctx,
+                n_classes, train_bound, validation_bound, i): i
+            for i, (train_idx, val_idx) in enumerate(folds)
+        }
+        running[trial.number] = _Running(trial, config, pending)
+
+    def budget_left() -> bool:
+        budget = spec.search.time_budget_s
+        return budget is None or time.monotonic() - started < budget
+
+    while True:
+        while len(running) < limit and asked < total and budget_left():
+            submit()
+        if not running:
+            break
+        refs = [ref for r in running.values() for ref in r.pending]
+        ready, _ = ray.wait(refs, num_returns=1)
+        for ref in ready:
+            number = next(n for n, r in running.items() if ref in r.pending)
+            result = _collect(running, number, ref, study, objective)
+            if result is None:
+                continue
+            results.append(result)
+            if result.state == "COMPLETE" and _better(result, best, objective.direction):
+                best = result
+            if on_trial is not None:
+                on_trial(result, best, len(results), total)
+
+    if best is None:
+        failures = [r.error for r in results if r.error]
+        detail = f" First failure:\n{failures[0]}" if failures else ""
+        raise SearchError(f"none of {len(results)} trials completed.{detail}")
+    results.sort(key=lambda r: r.number)
+    return SearchResult(tuple(results), best, objective.key, objective.direction,
+                        time.monotonic() - started)
+
+
+def _collect(running: dict[int, _Running], number: int, ref: ray.ObjectRef,
+             study: optuna.Study, objective: Objective) -> TrialResult | None:
+    """Take one finished fold; return the trial's result once the trial has ended."""
+    state = running[number]
+    state.pending.pop(ref)
+    try:
+        state.folds.append(ray.get(ref))
+    except (ray.exceptions.RayTaskError, ray.exceptions.WorkerCrashedError) as error:
+        return _finish(running, number, study, objective, "FAILED", _short_error(error))
+    if not state.pending:
+        return _finish(running, number, study, objective, "COMPLETE")
+    running_mean = _mean_objective(state.folds, objective)
+    if running_mean is not None and not math.isnan(running_mean):
+        state.trial.report(running_mean, step=len(state.folds))
+        if state.trial.should_prune():
+            return _finish(running, number, study, objective, "PRUNED")
+    return None
+
+
+def _finish(running: dict[int, _Running], number: int, study: optuna.Study,
+            objective: Objective, outcome: TrialState, error: str | None = None) -> TrialResult:
+    state = running.pop(number)
+    for ref in state.pending:
+        ray.cancel(ref, force=False)
+    folds = tuple(sorted(state.folds, key=lambda f: f.fold))
+    mean, std = aggregate(folds)
+    objective_value = mean.get(objective.key)
+    if objective_value is not None and math.isnan(objective_value):
+        objective_value = None
+    if outcome == "COMPLETE" and objective_value is None:
+        outcome, error = "FAILED", "the objective is NaN on every fold"
+    optuna_state = {"COMPLETE": optuna.trial.TrialState.COMPLETE,
+                    "PRUNED": optuna.trial.TrialState.PRUNED,
+                    "FAILED": optuna.trial.TrialState.FAIL}[outcome]
+    study.tell(state.trial, objective_value if outcome == "COMPLETE" else None,
+               state=optuna_state)
+    return TrialResult(
+        number=number, algorithm=state.config.algorithm.key,
+        algorithm_name=state.config.algorithm.name, params=dict(state.config.params),
+        state=outcome, folds=folds, mean=mean, std=std, objective=objective_value,
+        fit_time_s=sum(f.fit_time_s for f in folds), error=error)
+
+
+def _mean_objective(folds: list[FoldScore], objective: Objective) -> float | None:
+    values = [f.metrics[objective.key] for f in folds if objective.key in f.metrics]
+    return float(np.nanmean(values)) if values else None
+
+
+def _better(result: TrialResult, best: TrialResult | None, direction: str) -> bool:
+    if best is None:
+        return True
+    assert result.objective is not None and best.objective is not None
+    if direction == "maximize":
+        return result.objective > best.objective
+    return result.objective < best.objective
+
+
+def _short_error(error: BaseException) -> str:
+    cause = getattr(error, "cause", None) or error
+    lines = traceback.format_exception_only(type(cause), cause)
+    return "".join(lines).strip()[-2000:]
+
+
+def _default_concurrency(spec: Spec, n_folds: int) -> int:
+    # Enough trials in flight that every CPU has a fold to run, and one trial more so the
+    # cluster never idles while the driver asks for the next; TPE learns best from few.
+    cpus = ray.cluster_resources().get("CPU", 1.0)
+    slots = max(1, int(cpus // spec.resources.cpus_per_trial))
+    return max(2, math.ceil(slots / n_folds) + 1)
+
+
+def validation_metric_specs(spec: Spec, objective: Objective) -> list[MetricSpec]:
+    """The spec's validation metrics (or the task's defaults), objective first."""
+    chosen = list(spec.metrics.validation or metrics.default_metrics(spec.task))
+    others = [m for m in chosen if m.key != objective.metric.key]
+    return [objective.metric, *others]
+
+
+def resolve_objective(spec: Spec) -> Objective:
+    """The objective metric and its direction (the metric's own unless the spec overrides).
+
+    Raises:
+        SpecError: unknown metric or one the task does not support.
+    """
+    chosen = spec.metrics.objective
+    metric = chosen.metric if chosen else metrics.default_objective(spec.task)
+    bound = metrics.resolve(metric, spec.task)
+    direction = (chosen.direction if chosen and chosen.direction else bound.direction)
+    return Objective(metric, direction)
