@@ -81,6 +81,8 @@ class TrainedModel:
     label: str
     algorithm: str
     params: dict[str, Any] = field(default_factory=dict)
+    example: dict[str, Any] = field(default_factory=dict)
+    """One real input record (JSON types), for docs and the printed ``curl`` line."""
 
     @property
     def feature_names(self) -> list[str]:
@@ -117,6 +119,14 @@ class PyfuncModel(mlflow.pyfunc.PythonModel):
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
         return prediction_frame(self.model.predict_frame(model_input))
+
+
+def example_record(frame: pd.DataFrame) -> dict[str, Any]:
+    """The first row without missing values (else the first row) as JSON-ready values."""
+    complete = frame.dropna()
+    row = (complete if len(complete) else frame).iloc[0]
+    return {name: (None if pd.isna(value) else value.item() if hasattr(value, "item") else value)
+            for name, value in row.items()}
 
 
 def prediction_frame(prediction: Prediction) -> pd.DataFrame:

@@ -12,7 +12,7 @@ from threadpoolctl import threadpool_limits
 from dripml import algorithms, metrics
 from dripml.algorithms import BuildContext
 from dripml.data import Dataset
-from dripml.model import FittedRecipe, TrainedModel
+from dripml.model import FittedRecipe, TrainedModel, example_record
 from dripml.spec import Spec
 from dripml.trials import SearchResult, TrialResult
 
@@ -71,7 +71,8 @@ def refit(dataset: Dataset, spec: Spec, trial: TrialResult) -> Refit:
     _serve_single_threaded(fitted)
     model = TrainedModel(encoder=dataset.encoder, fitted=fitted, task=spec.task,
                          classes=dataset.classes, label=dataset.label,
-                         algorithm=trial.algorithm, params=dict(trial.params))
+                         algorithm=trial.algorithm, params=dict(trial.params),
+                         example=example_record(dataset.X_test))
     return Refit(model, evaluate(model, dataset, spec), fit_time_s)
 
 
@@ -96,7 +97,7 @@ def test_metric_specs(spec: Spec) -> list:
 
 def evaluate(model: TrainedModel, dataset: Dataset, spec: Spec) -> dict[str, float]:
     """Every test metric of the spec on the test split, keyed ``test_<metric>``."""
-    bound = metrics.resolve_all(test_metric_specs(spec, ), spec.task)
+    bound = metrics.resolve_all(test_metric_specs(spec), spec.task)
     X = (dataset.X_test if model.fitted.recipe.input_kind == "frame"
          else dataset.encoder.transform(dataset.X_test))
     y_pred, proba = model.fitted.predict(X)
