@@ -6,8 +6,10 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import ray
 
@@ -65,6 +67,13 @@ def check_cluster_resources(resources: ResourcesSpec) -> None:
             f"{cpus:g} CPUs; lower cpus_per_trial")
 
 
+def driver_import_path() -> str:
+    """The driver's import path as PYTHONPATH, so custom algorithms and metrics given as
+    ``package.module:name`` import in embedded workers exactly as they do in the driver."""
+    entries = [str(Path(p).resolve()) for p in [os.getcwd(), *sys.path] if p and Path(p).is_dir()]
+    return os.pathsep.join(dict.fromkeys(entries))
+
+
 @contextmanager
 def connect(address: str | None = None, *, resources: ResourcesSpec | None = None,
             num_cpus: int | None = None) -> Iterator[dict[str, float]]:
@@ -90,7 +99,8 @@ def connect(address: str | None = None, *, resources: ResourcesSpec | None = Non
     if address is None:
         ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
                  _node_ip_address="127.0.0.1", logging_level=logging.WARNING,
-                 log_to_driver=False, configure_logging=False)
+                 log_to_driver=False, configure_logging=False,
+                 runtime_env={"env_vars": {"PYTHONPATH": driver_import_path()}})
     else:
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
     try:

@@ -1,0 +1,35 @@
+# Two commands for a newcomer: `make demo` (main job on real data, then an endpoint) and
+# `make test` (what CI runs). Both set up the virtual environment first.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+PORT ?= 3000
+
+.PHONY: setup demo test lint bench clean
+
+setup: $(VENV)/.installed
+
+# torch first: the pinned CPU build comes from the machine's wheel folder; resolving it
+# through the other packages would pull several GB of CUDA wheels.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+demo: setup
+	$(BIN)/drip run examples/adult.yaml --serve --port $(PORT)
+
+lint: setup
+	$(BIN)/ruff check platform tests benchmarks
+
+test: setup lint
+	$(BIN)/pytest -q
+
+bench: setup
+	$(BIN)/python benchmarks/discover_vs_gridsearch.py
+	$(BIN)/python benchmarks/serving_latency.py --model adult@champion
+
+clean:
+	rm -rf $(VENV) .dripml .pytest_cache

