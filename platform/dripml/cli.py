@@ -213,3 +213,7 @@ def data_list() -> None:
 
 def main() -> None:  # pragma: no cover - console script entry
     sys.exit(app())
+
+
+if __name__ == "__main__":  # python -m dripml.cli
+    main()

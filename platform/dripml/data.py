@@ -111,6 +111,7 @@ def load(spec: Spec) -> Dataset:
     train = read_table(data.train, data.na_values)
     _check_columns(train, data, data.train)
     train = _drop_unlabelled(train, data.label)
+    _check_label_fits_task(train[data.label], spec)
     if data.sample_rows is not None and data.sample_rows < len(train):
         train = _sample(train, data, spec.task)
     if data.test is not None:
@@ -174,8 +175,8 @@ def _split(train: pd.DataFrame, data: DataSpec, task: Task) -> tuple[pd.DataFram
         return tuple(train_test_split(train, test_size=data.effective_test_fraction,
                                       random_state=data.seed, stratify=stratify))
     except ValueError as error:
-        raise DataError(f"could not split off the test set by label {data.label!r}: {error}; "
-                        "give a test file or more rows per class") from None
+        raise DataError(f"could not split off the test set by label {data.label!r}: "
+                        f"{str(error)[:300]}; give a test file or more rows per class") from None
 
 
 def _encode_labels(
@@ -193,18 +194,6 @@ def _encode_labels(
 
     train_text = y_train.astype(str)
     classes = tuple(sorted(train_text.unique()))
-    n = len(classes)
-    if spec.task == "binary" and n != 2:
-        shown = list(classes[:10])
-        raise DataError(f"task binary needs exactly 2 classes in label {label!r}, found {n}: "
-                        f"{shown}; use task {'multiclass' if n > 2 else 'regression'}")
-    if spec.task == "multiclass":
-        if n < 3:
-            raise DataError(f"task multiclass needs at least 3 classes in label {label!r}, "
-                            f"found {n}: {list(classes)}; use task binary")
-        if n > MAX_CLASSES or (pd.api.types.is_float_dtype(y_train) and n > 0.5 * len(y_train)):
-            raise DataError(f"label {label!r} has {n} distinct values, which looks continuous; "
-                            "use task regression")
     codes = {c: i for i, c in enumerate(classes)}
     test_text = y_test.astype(str)
     unseen = sorted(set(test_text) - set(classes))
@@ -213,6 +202,30 @@ def _encode_labels(
                         f"training: {unseen[:10]}")
     return (train_text.map(codes).to_numpy(dtype=np.int64),
             test_text.map(codes).to_numpy(dtype=np.int64), classes)
+
+
+def _check_label_fits_task(y: pd.Series, spec: Spec) -> None:
+    """Fail on a label that does not fit the task, before any split or sample."""
+    label = spec.data.label
+    if spec.task == "regression":
+        values = pd.to_numeric(y, errors="coerce")
+        if values.isna().any():
+            bad = y[values.isna()].iloc[0]
+            raise DataError(f"task regression needs a numeric label, but column {label!r} "
+                            f"holds {bad!r}; use task binary or multiclass")
+        return
+    classes = sorted(y.astype(str).unique())
+    n = len(classes)
+    if spec.task == "binary" and n != 2:
+        raise DataError(f"task binary needs exactly 2 classes in label {label!r}, found {n}: "
+                        f"{classes[:10]}; use task {'multiclass' if n > 2 else 'regression'}")
+    if spec.task == "multiclass":
+        if n < 3:
+            raise DataError(f"task multiclass needs at least 3 classes in label {label!r}, "
+                            f"found {n}: {classes}; use task binary")
+        if n > MAX_CLASSES or (pd.api.types.is_float_dtype(y) and n > 0.5 * len(y)):
+            raise DataError(f"label {label!r} has {n} distinct values, which looks continuous; "
+                            "use task regression")
 
 
 def _check_folds(y_train: np.ndarray, spec: Spec) -> None:

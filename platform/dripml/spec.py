@@ -338,12 +338,17 @@ class Spec(_Model):
             value = [value]
         return [_algorithm_item(v) for v in value] if isinstance(value, list) else value
 
-    @model_validator(mode="after")
-    def _cross_checks(self) -> Spec:
-        names = [a.name for a in self.algorithms]
+    @field_validator("algorithms", mode="after")
+    @classmethod
+    def _unique_algorithms(cls, value: list[AlgorithmSpec]) -> list[AlgorithmSpec]:
+        names = [a.name for a in value]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
-            raise ValueError(f"algorithms {duplicates} are listed twice; merge their spaces")
+            raise ValueError(f"{duplicates} listed twice; merge their search spaces")
+        return value
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Spec:
         if self.k_fold.stratified and self.task == "regression":
             raise ValueError("k_fold.stratified needs a classification task, not regression")
         return self
@@ -377,7 +382,8 @@ def _format_errors(error: ValidationError) -> str:
         location = ".".join(str(p) for p in item["loc"] if not _is_union_tag(p))
         message = item["msg"].removeprefix("Value error, ")
         got = item.get("input")
-        shown = "" if item["type"] == "missing" else f" (got {_short(got)})"
+        spec_wide = not location or item["type"] == "missing"
+        shown = "" if spec_wide else f" (got {_short(got)})"
         lines.append(f"  {location or '<spec>'}: {message}{shown}")
     return "\n".join(lines)
 

@@ -1,0 +1,44 @@
+"""Shared fixtures: isolated working directories, small real data, free ports."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from dripml import datasets
+
+
+@pytest.fixture(scope="session")
+def adult_files() -> dict[str, Path]:
+    """UCI Adult train/test Parquet files, fetched offline into the dripml cache once."""
+    return datasets.fetch("adult")
+
+
+@pytest.fixture(scope="session")
+def adult_small_csv(adult_files: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+                    ) -> dict[str, Path]:
+    """1,200 train and 400 test rows of Adult as CSV files (real rows, small enough for CI)."""
+    folder = tmp_path_factory.mktemp("adult_small")
+    paths = {}
+    for split, rows in (("train", 1200), ("test", 400)):
+        frame = pd.read_parquet(adult_files[split]).sample(n=rows, random_state=0)
+        paths[split] = folder / f"{split}.csv"
+        frame.to_csv(paths[split], index=False)
+    return paths
+
+
+@pytest.fixture
+def in_tmp_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run the test with a fresh working directory and no inherited MLflow settings."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return tmp_path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
