@@ -216,7 +216,8 @@ class SearchSpec(_Model):
         default=None, ge=1, description="Trials to run (default 20; grid: the whole grid)."
     )
     time_budget_s: float | None = Field(
-        default=None, gt=0, description="No new trial starts after this many seconds."
+        default=None, gt=0,
+        description="No new trial starts after this many seconds (the first always runs)."
     )
     early_stopping: Literal["none", "median", "asha"] = "none"
     max_concurrent: int | None = Field(

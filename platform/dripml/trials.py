@@ -229,7 +229,7 @@ def discover(
         return budget is None or time.monotonic() - started < budget
 
     while True:
-        while len(running) < limit and asked < total and budget_left():
+        while len(running) < limit and asked < total and (asked == 0 or budget_left()):
             submit()
         if not running:
             break

@@ -1,0 +1,46 @@
+"""The module ``bentoml serve`` imports: ``bentoml serve dripml.service:DripmlService``.
+
+Unlike the rest of dripml, this module does its work at import time: it reads its configuration
+from the environment, loads the model once and defines the service class at module level. It
+is the application entry point, like ``app = FastAPI()`` in a web app: BentoML imports the
+service by its import path in the ``bentoml serve`` process and again in every worker process,
+so it cannot be handed Python arguments, only the environment. :func:`dripml.serving.serve`
+sets these variables; they can also be set by hand (a container, a Kubernetes pod):
+
+- ``DRIPML_MODEL_URI`` (required): the model, ``models:/NAME/VERSION``, ``models:/NAME@alias``
+  or ``runs:/...``. ``serve()`` pins an alias to its version before starting.
+- ``MLFLOW_TRACKING_URI``: the MLflow store holding it (MLflow's own variable); default the
+  embedded store under ``./.dripml``.
+- ``DRIPML_MODEL_REF`` (optional): the reference the user gave, shown in the docs.
+- ``DRIPML_SERVE_WORKERS`` (optional, default 1): BentoML worker processes.
+"""
+
+from __future__ import annotations
+
+import os
+
+from dripml import serving, tracking
+from dripml.errors import ModelNotFoundError
+
+MODEL_URI = os.environ.get("DRIPML_MODEL_URI", "")
+if not MODEL_URI:
+    raise ModelNotFoundError(
+        "DRIPML_MODEL_URI is not set; start the server with `drip serve NAME` or set it to a "
+        "model URI such as models:/NAME@champion")
+
+tracking.configure(os.environ.get("MLFLOW_TRACKING_URI"))
+if MODEL_URI.startswith("models:/"):
+    _name, _version = tracking.resolve_version(MODEL_URI)
+    VERSION_LABEL = f"{_name}/{_version}"
+    MODEL_URI = f"models:/{VERSION_LABEL}"
+else:
+    VERSION_LABEL = MODEL_URI
+
+model = tracking.load_trained_model(MODEL_URI)
+
+DripmlService = serving.build_service(
+    model,
+    os.environ.get("DRIPML_MODEL_REF") or MODEL_URI,
+    VERSION_LABEL,
+    workers=int(os.environ.get("DRIPML_SERVE_WORKERS", "1")),
+)

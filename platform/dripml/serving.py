@@ -1,0 +1,573 @@
+"""Serving: a registered model behind a BentoML HTTP service (``drip serve``).
+
+Three layers:
+
+- :func:`request_model`: the pydantic model of ONE input record, built from the model's feature
+  schema (one nullable field per feature, unknown fields rejected). It is what validates
+  requests and what the OpenAPI docs show.
+- :func:`build_service`: a BentoML 1.4 service class (``@bentoml.service``) with
+  ``POST /predict``: ``{"records": [record, ...]}`` (1 to 10,000 records) in,
+  :class:`PredictResponse` out, plus BentoML's ``/healthz``, ``/livez``, ``/readyz``,
+  ``/metrics`` and OpenAPI docs (``/docs``, ``/docs.json``). :mod:`dripml.service` is the
+  module ``bentoml serve`` imports; it calls this once at import.
+- :func:`serve`: resolves the model in the registry (fails fast, before any process starts),
+  runs ``bentoml serve dripml.service:DripmlService`` in its own process group and waits until
+  ``/readyz`` answers; returns a :class:`ServerHandle` that stops it.
+
+Client errors are always 4xx JSON, never 500: ``{"error": "<one line>", "detail": [...]}`` where
+the line names each bad field by its path, e.g. ``records.0.age: Input should be a valid
+number``. BentoML itself answers pydantic validation errors with 400 and a generic
+``"1 validation error for PredictRequest"`` line; :class:`ClientErrorMiddleware` rewrites that
+line (and BentoML's other 4xx bodies) into the readable form.
+
+Importing this module has no side effects and does not import BentoML (only
+:func:`build_service` does).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Annotated, Any
+
+import httpx
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, create_model
+
+from dripml import tracking
+from dripml.errors import DripmlError
+from dripml.features import Feature
+from dripml.model import TrainedModel
+
+MAX_RECORDS = 10_000
+"""Most records one ``POST /predict`` accepts."""
+
+PROBABILITY_DECIMALS = 6
+"""Probabilities in responses are rounded to this many decimals."""
+
+SERVICE_NAME = "DripmlService"
+"""The service class name, and its attribute in :mod:`dripml.service`."""
+
+PREDICT_ROUTE = "/predict"
+
+SINGLE_THREAD_ENV = {
+    name: "1" for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                           "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
+}
+"""Thread-pool sizes for the server: one-row predictions lose more to thread start-up and
+synchronisation than they gain from parallelism (scale with ``workers`` instead)."""
+
+_INTEGER = re.compile(r"-?\d+")
+
+
+class ServeError(DripmlError):
+    """The prediction server could not start (port taken, process died, not ready in time).
+
+    The message includes the last lines of the server's log.
+    """
+
+
+# --------------------------------------------------------------------------- request/response
+
+
+def _field_description(feature: Feature, shown: int = 5) -> str:
+    if feature.kind == "numeric":
+        return "numeric: a number (integer or float); null when missing"
+    if feature.kind == "text":
+        return "text: a string; null when missing"
+    if not feature.categories:
+        return "categorical: a string; null when missing (no categories seen in training)"
+    examples = ", ".join(repr(c) for c in feature.categories[:shown])
+    more = f" (of {len(feature.categories)} known)" if len(feature.categories) > shown else ""
+    return (f"categorical: a string such as {examples}{more}; "
+            "null, or a category unseen in training, counts as missing")
+
+
+def _field_type(feature: Feature) -> Any:
+    if feature.kind == "numeric":
+        # Strict: 3 and 3.5 pass; "3", true and NaN/Infinity are rejected.
+        return Annotated[float | None, Field(strict=True, allow_inf_nan=False)]
+    if feature.kind == "categorical" and feature.categories and all(
+            _INTEGER.fullmatch(c) for c in feature.categories):
+        # Integer-coded categories ("1", "2", ...) may come as JSON integers too.
+        return str | StrictInt | None
+    return str | None
+
+
+def _python_name(name: str) -> bool:
+    return (name.isidentifier() and not name.startswith(("_", "model_"))
+            and not hasattr(BaseModel, name))
+
+
+def request_model(model: TrainedModel) -> type[BaseModel]:
+    """The pydantic model of ONE input record of ``model``.
+
+    One field per feature, in the model's feature order; every key is required, every value is
+    nullable (null = missing value); unknown keys are rejected (``extra="forbid"``). Types:
+    numeric -> a JSON number (int or float; strings, booleans, NaN and Infinity rejected);
+    categorical -> a string (also an integer when all training categories are integers);
+    text -> a string. Field descriptions give the kind and a few known categories; the
+    model's ``example`` record is the JSON-schema example.
+
+    Feature names that are not valid pydantic field names (``"my col"``, ``"_id"``,
+    ``"model_x"``) become aliases, so always read records with
+    ``record.model_dump(by_alias=True)``.
+
+    Example:
+        >>> Record = request_model(model)
+        >>> Record.model_validate({"age": 39, "workclass": None, ...}).model_dump(by_alias=True)
+    """
+    fields: dict[str, Any] = {}
+    for i, feature in enumerate(model.encoder.features):
+        name = feature.name if _python_name(feature.name) else f"feature_{i}"
+        alias = None if name == feature.name else feature.name
+        fields[name] = (_field_type(feature),
+                        Field(..., alias=alias, description=_field_description(feature)))
+    config = ConfigDict(
+        extra="forbid",
+        title="Record",
+        # "example" (OpenAPI 3.0), not "examples": BentoML's OpenAPI Schema rejects the latter.
+        json_schema_extra={"example": model.example} if model.example else None,
+    )
+    return create_model("Record", __config__=config, **fields)
+
+
+class PredictResponse(BaseModel):
+    """What ``POST /predict`` returns: one prediction per record, in request order."""
+
+    predictions: list[str | float] = Field(
+        description="predicted label per record (classification) or value (regression)")
+    probabilities: list[dict[str, float]] | None = Field(
+        default=None,
+        description=f"per record, class -> probability (rounded to {PROBABILITY_DECIMALS} "
+                    "decimals, in `classes` order); null for regression")
+    model: str = Field(description="registered model served, as NAME/VERSION")
+    classes: list[str] | None = Field(
+        default=None, description="class labels (classification); null for regression")
+
+
+def _response(model: TrainedModel, records: list[dict[str, Any]],
+              version_label: str) -> PredictResponse:
+    prediction = model.predict_records(records)
+    probabilities = None
+    classes = list(prediction.classes) or None
+    if prediction.probabilities is not None:
+        rounded = np.round(prediction.probabilities, PROBABILITY_DECIMALS).tolist()
+        probabilities = [dict(zip(prediction.classes, row, strict=True)) for row in rounded]
+    # Built without re-validation: the values come from the model, already of the right types.
+    return PredictResponse.model_construct(
+        predictions=prediction.labels, probabilities=probabilities,
+        model=version_label, classes=classes)
+
+
+# --------------------------------------------------------------------------- error middleware
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]],
+                   Awaitable[None]]
+
+
+def readable_error(status: int, body: bytes) -> dict[str, Any]:
+    """Normalise a BentoML 4xx body into ``{"error": "<one line>", "detail": [...]}``.
+
+    BentoML gives ``{"error": "N validation error for X", "detail": [{"loc", "msg", ...}]}``
+    for pydantic errors and ``[{"error": "..."}]`` for its own 4xx exceptions; the line
+    becomes ``"invalid request: records.0.age: Input should be a valid number; ..."``.
+    """
+    try:
+        data = json.loads(body or b"null")
+    except ValueError:
+        return {"error": body.decode("utf-8", "replace").strip() or f"HTTP {status}"}
+    if isinstance(data, list) and len(data) == 1 and isinstance(data[0], dict):
+        data = data[0]
+    if not isinstance(data, dict):
+        return {"error": str(data)}
+    detail = data.get("detail")
+    if isinstance(detail, list) and detail and all(isinstance(d, dict) for d in detail):
+        parts = []
+        for item in detail[:10]:
+            loc = ".".join(str(p) for p in item.get("loc", ())) or "body"
+            parts.append(f"{loc}: {item.get('msg', 'invalid')}")
+        more = f" (and {len(detail) - 10} more)" if len(detail) > 10 else ""
+        return {"error": "invalid request: " + "; ".join(parts) + more, "detail": detail}
+    if isinstance(detail, str) and "error" not in data:
+        return {"error": detail}
+    return data
+
+
+class ClientErrorMiddleware:
+    """Pure ASGI middleware: rewrites 4xx responses of one route into :func:`readable_error`.
+
+    Successful responses pass through untouched (no buffering), so the cost on the hot path is
+    one wrapper call per ASGI message.
+    """
+
+    def __init__(self, app: ASGIApp, route: str = PREDICT_ROUTE) -> None:
+        self.app = app
+        self.route = route
+
+    async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Message]],
+                       send: Callable[[Message], Awaitable[None]]) -> None:
+        if scope["type"] != "http" or scope.get("path") != self.route:
+            await self.app(scope, receive, send)
+            return
+        start: Message | None = None
+        body = bytearray()
+
+        async def send_readable(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start" and 400 <= message["status"] < 500:
+                start = message
+                return
+            if start is None or message["type"] != "http.response.body":
+                await send(message)
+                return
+            body.extend(message.get("body", b""))
+            if message.get("more_body", False):
+                return
+            content = json.dumps(readable_error(start["status"], bytes(body))).encode()
+            headers = [(k, v) for k, v in start.get("headers", [])
+                       if k.lower() not in (b"content-length", b"content-type")]
+            headers += [(b"content-type", b"application/json"),
+                        (b"content-length", str(len(content)).encode())]
+            await send({**start, "headers": headers})
+            await send({"type": "http.response.body", "body": content, "more_body": False})
+
+        await self.app(scope, receive, send_readable)
+
+
+class DocsRedirectMiddleware:
+    """Pure ASGI middleware: ``GET /docs`` redirects (307) to BentoML's Swagger UI at ``/``.
+
+    BentoML 1.4 serves the UI at ``/`` and the OpenAPI document at ``/docs.json`` but has no
+    ``/docs`` route (404), the address FastAPI users try first.
+    """
+
+    def __init__(self, app: ASGIApp, path: str = "/docs", target: str = "/") -> None:
+        self.app = app
+        self.path = path
+        self.target = target.encode()
+
+    async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Message]],
+                       send: Callable[[Message], Awaitable[None]]) -> None:
+        if scope["type"] != "http" or scope.get("path") not in (self.path, self.path + "/"):
+            await self.app(scope, receive, send)
+            return
+        await send({"type": "http.response.start", "status": 307,
+                    "headers": [(b"location", self.target), (b"content-length", b"0")]})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+# --------------------------------------------------------------------------- service
+
+
+def build_service(model: TrainedModel, model_ref: str, version_label: str, *,
+                  workers: int = 1, timeout_s: float = 60.0) -> Any:
+    """A BentoML 1.4 service class serving ``model``.
+
+    Routes: ``POST /predict`` with JSON ``{"records": [record, ...]}`` (1 to
+    :data:`MAX_RECORDS` records, each as :func:`request_model` describes) returning
+    :class:`PredictResponse` as JSON; BentoML's ``GET /healthz``, ``/livez``, ``/readyz``,
+    ``/metrics``, and OpenAPI (``/docs``, ``/docs.json``). Invalid requests get a 400 whose
+    ``error`` names each bad field (``records.0.age: Input should be a valid number``).
+
+    Args:
+        model: the model to serve (already loaded; shared by every request of the worker).
+        model_ref: where it came from (shown in the service description), e.g.
+            ``models:/adult@champion``.
+        version_label: ``NAME/VERSION``, returned as ``model`` in every response.
+        workers: BentoML worker processes (each loads the model).
+        timeout_s: per-request timeout, seconds.
+
+    Returns:
+        The class decorated with ``@bentoml.service`` (named :data:`SERVICE_NAME`); bind it to a
+        module attribute of that name for ``bentoml serve module:DripmlService``.
+    """
+    import bentoml
+
+    record = request_model(model)
+    aliased = any(f.alias for f in record.model_fields.values())
+    example = {"records": [model.example]} if model.example else None
+
+    class _JSONBody(bentoml.IODescriptor):
+        model_config = ConfigDict(extra="forbid", json_schema_extra=(
+            {"example": example} if example else None))
+
+        @classmethod
+        async def from_http_request(cls, request: Any, serde: Any) -> Any:
+            # Always JSON whatever the Content-Type: BentoML would pick a multipart or pickle
+            # parser from the header, which answers malformed bodies with a 500.
+            return cls.model_validate_json(await request.body() or b"{}")
+
+    records_type = Annotated[list[record], Field(
+        min_length=1, max_length=MAX_RECORDS,
+        description=f"1 to {MAX_RECORDS} records; every feature key is required, "
+                    "null marks a missing value")]
+    request_type = create_model("PredictRequest", __base__=_JSONBody,
+                                records=(records_type, ...))
+    request_type.__doc__ = f"Records to score with {version_label}."
+    response_type = create_model("PredictResponse", __base__=(bentoml.IODescriptor,
+                                                              PredictResponse))
+    kinds = ", ".join(f"{f.name} ({f.kind})" for f in model.encoder.features)
+    description = (
+        f"dripml model {version_label} ({model.algorithm}, {model.task}) predicting "
+        f"{model.label!r}, loaded from {model_ref}.\n\nFeatures: {kinds}.")
+
+    @bentoml.service(name=SERVICE_NAME, description=description, workers=workers,
+                     traffic={"timeout": timeout_s})
+    class DripmlService:
+        served = model
+        label = version_label
+
+        @bentoml.api(route=PREDICT_ROUTE, input_spec=request_type, output_spec=response_type)
+        def predict(self, records: list[Any]) -> PredictResponse:
+            """Predict one label (or value) per record, with class probabilities."""
+            rows = ([r.model_dump(by_alias=True) for r in records] if aliased
+                    else [r.__dict__ for r in records])
+            return _response(self.served, rows, self.label)
+
+    DripmlService.add_asgi_middleware(ClientErrorMiddleware, route=PREDICT_ROUTE)
+    DripmlService.add_asgi_middleware(DocsRedirectMiddleware)
+    return DripmlService
+
+
+# --------------------------------------------------------------------------- process
+
+
+@dataclass
+class ServerHandle:
+    """A running ``bentoml serve`` process group started by :func:`serve`.
+
+    Attributes:
+        url: base URL, e.g. ``http://127.0.0.1:3000``.
+        model_uri: the pinned model served (``models:/NAME/VERSION``).
+        version_label: ``NAME/VERSION``.
+        log_path: the server's stdout and stderr.
+        process: the ``bentoml serve`` process (leader of its own process group).
+        example: one input record, from the service's OpenAPI docs (empty if it has none).
+    """
+
+    url: str
+    model_uri: str
+    version_label: str
+    log_path: Path
+    process: subprocess.Popen[bytes]
+    example: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def pid(self) -> int:
+        """Process id of the server, also its process-group id."""
+        return self.process.pid
+
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, grace_s: float = 5.0) -> None:
+        """SIGTERM the process group, SIGKILL whatever is left after ``grace_s`` seconds.
+
+        Idempotent; returns once the server process has exited.
+        """
+        atexit.unregister(self.stop)
+        _signal_group(self.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            _signal_group(self.pid, signal.SIGKILL)
+            self.process.wait(timeout=grace_s)
+        # Workers share the group; give them a moment after the leader, then kill stragglers.
+        deadline = time.monotonic() + grace_s
+        while _signal_group(self.pid, 0) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        _signal_group(self.pid, signal.SIGKILL)
+
+    def curl_example(self) -> str:
+        """A one-line POSIX-shell ``curl`` command posting the example record to ``/predict``."""
+        payload = json.dumps({"records": [self.example]}, separators=(",", ":"))
+        return (f"curl -s -X POST {self.url}{PREDICT_ROUTE} "
+                f"-H 'Content-Type: application/json' -d {shlex.quote(payload)}")
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The last ``lines`` lines of the server log."""
+        return _tail(self.log_path, lines)
+
+    def __enter__(self) -> ServerHandle:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
+def _signal_group(pgid: int, sig: int) -> bool:
+    """Send ``sig`` to a process group; False when the group no longer exists."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False
+    return True
+
+
+def _tail(path: Path, lines: int) -> str:
+    try:
+        with path.open("rb") as f:
+            return b"".join(deque(f, maxlen=lines)).decode("utf-8", "replace").rstrip()
+    except OSError:
+        return ""
+
+
+def _absolute_tracking_uri(uri: str) -> str:
+    """A tracking URI valid from any working directory (relative SQLite/file paths resolved)."""
+    if uri.startswith("sqlite:///"):
+        path = uri.removeprefix("sqlite:///")
+        return f"sqlite:///{Path(path).resolve()}" if not path.startswith("/") else uri
+    if uri.startswith("file:") or "://" in uri:
+        return uri
+    return str(Path(uri).resolve())
+
+
+def _check_port_free(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        # SO_REUSEADDR as servers set it: TIME_WAIT leftovers are fine, a listener is not.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise ServeError(f"cannot serve on {host}:{port}: {exc.strerror}; "
+                             "pick another port (--port)") from None
+
+
+def _resolve(model_ref: str) -> tuple[str, str]:
+    """(pinned model URI, NAME/VERSION label); raises ModelNotFoundError for unknown models."""
+    uri = tracking.parse_model_ref(model_ref)
+    if uri.startswith("models:/"):
+        name, version = tracking.resolve_version(uri)
+        return f"models:/{name}/{version}", f"{name}/{version}"
+    return uri, uri
+
+
+def serve(model_ref: str, *, host: str = "127.0.0.1", port: int = 3000,
+          tracking_uri: str | None = None, workers: int = 1, timeout_s: float = 120,
+          log_path: str | Path | None = None) -> ServerHandle:
+    """Start a prediction server for a registered model; return once it is ready.
+
+    The model is resolved in the registry first (an alias is pinned to its current version),
+    then ``bentoml serve dripml.service:DripmlService`` starts with this interpreter in a new
+    process group, with ``DRIPML_MODEL_URI``, an absolute ``MLFLOW_TRACKING_URI``, one thread
+    per BLAS/OpenMP pool and ``BENTOML_HOME`` = ``./.dripml/bentoml`` (unless already set).
+
+    Args:
+        model_ref: ``NAME`` (alias ``champion``), ``NAME@alias``, ``NAME/version`` or a
+            ``models:/``/``runs:/`` URI.
+        host, port: where to listen (default loopback only).
+        tracking_uri: MLflow store; default ``MLFLOW_TRACKING_URI``, else ``./.dripml``.
+        workers: server worker processes (each holds a copy of the model).
+        timeout_s: seconds to wait for ``GET /readyz`` to answer 200.
+        log_path: file for the server's stdout/stderr; default
+            ``$BENTOML_HOME/logs/serve-<port>.log``.
+
+    Returns:
+        A :class:`ServerHandle` (a context manager; ``stop()`` ends the process group).
+
+    Raises:
+        ModelNotFoundError: no such model, version or alias (nothing is started).
+        ServeError: the port is taken, or the server exited or was not ready within
+            ``timeout_s`` (the message ends with the server log's last lines).
+    """
+    uri = tracking.configure(tracking_uri)
+    model_uri, version_label = _resolve(model_ref)
+    _check_port_free(host, port)
+
+    env = dict(os.environ)
+    env.update(SINGLE_THREAD_ENV)
+    env.update({
+        "DRIPML_MODEL_URI": model_uri,
+        "DRIPML_MODEL_REF": model_ref,
+        "DRIPML_SERVE_WORKERS": str(workers),
+        "MLFLOW_TRACKING_URI": _absolute_tracking_uri(uri),
+        "BENTOML_DO_NOT_TRACK": "True",
+        "PYTHONUNBUFFERED": "1",
+    })
+    env.setdefault("BENTOML_HOME", str(Path.cwd() / tracking.STATE_DIR / "bentoml"))
+    log = Path(log_path) if log_path else Path(env["BENTOML_HOME"]) / "logs" / f"serve-{port}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+
+    command = [sys.executable, "-m", "bentoml", "serve", f"dripml.service:{SERVICE_NAME}",
+               "--host", host, "--port", str(port)]
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out,
+                                   stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    url_host = f"[{host}]" if ":" in host else host
+    handle = ServerHandle(url=f"http://{url_host}:{port}", model_uri=model_uri,
+                          version_label=version_label, log_path=log, process=process)
+    atexit.register(handle.stop)
+    try:
+        _wait_ready(handle, timeout_s)
+        handle.example = _example_from_docs(handle.url)
+    except BaseException:
+        handle.stop()
+        raise
+    return handle
+
+
+def _wait_ready(handle: ServerHandle, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    with httpx.Client(timeout=2.0) as client:
+        while True:
+            code = handle.process.poll()
+            if code is not None:
+                raise ServeError(
+                    f"the server for {handle.model_uri} exited with code {code} before it was "
+                    f"ready; last lines of {handle.log_path}:\n{handle.log_tail()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if client.get(f"{handle.url}/readyz").status_code == 200:
+                    return
+            if time.monotonic() > deadline:
+                raise ServeError(
+                    f"the server for {handle.model_uri} was not ready after {timeout_s:g} s; "
+                    f"last lines of {handle.log_path}:\n{handle.log_tail()}")
+            time.sleep(0.2)
+
+
+def _example_from_docs(url: str) -> dict[str, Any]:
+    """The Record example from the service's OpenAPI document ({} if it has none)."""
+    try:
+        schemas = httpx.get(f"{url}/docs.json", timeout=5.0).json()["components"]["schemas"]
+        example = schemas["Record"].get("example")
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        return {}
+    return example if isinstance(example, dict) else {}
+
+
+def wait_forever(handle: ServerHandle, poll_s: float = 0.5) -> None:
+    """Block until Ctrl-C (then stop the server) or until the server exits on its own.
+
+    Raises:
+        ServeError: the server exited by itself (the message has its log's last lines).
+    """
+    try:
+        while handle.running():
+            time.sleep(poll_s)
+    except KeyboardInterrupt:
+        pass
+    else:
+        raise ServeError(f"the server exited with code {handle.process.returncode}; last lines "
+                         f"of {handle.log_path}:\n{handle.log_tail()}")
+    finally:
+        handle.stop()
