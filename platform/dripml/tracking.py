@@ -244,6 +244,15 @@ def load_trained_model(model_uri: str) -> TrainedModel:
     return wrapped.model
 
 
+def _aliases_by_version(aliases: Any) -> dict[str, tuple[str, ...]]:
+    items = aliases.items() if isinstance(aliases, dict) else (
+        (a.alias, a.version) for a in aliases)
+    by_version: dict[str, tuple[str, ...]] = {}
+    for alias, version in sorted(items):
+        by_version[str(version)] = (*by_version.get(str(version), ()), alias)
+    return by_version
+
+
 @dataclass(frozen=True)
 class ModelSummary:
     """One registered model version as listed by ``drip models``."""
@@ -262,6 +271,8 @@ def list_models() -> list[ModelSummary]:
     client = MlflowClient()
     rows = []
     for registered in client.search_registered_models():
+        # search_model_versions leaves ModelVersion.aliases empty; the model holds the map.
+        aliases = _aliases_by_version(registered.aliases)
         for version in client.search_model_versions(f"name='{registered.name}'"):
             run_metrics: dict[str, float] = {}
             if version.run_id:
@@ -273,7 +284,8 @@ def list_models() -> list[ModelSummary]:
                     pass
             rows.append(ModelSummary(
                 name=registered.name, version=str(version.version),
-                aliases=tuple(version.aliases), algorithm=version.tags.get("algorithm", ""),
+                aliases=aliases.get(str(version.version), ()),
+                algorithm=version.tags.get("algorithm", ""),
                 created=time.strftime("%Y-%m-%d %H:%M",
                                       time.localtime(version.creation_timestamp / 1000)),
                 run_id=version.run_id or "", metrics=run_metrics))
