@@ -87,11 +87,20 @@ class Timings:
     gridsearch_score_sum_s: float = math.nan
     dripml_fit_sum_s: float = math.nan
     max_score_diff: float = 0.0
-    foreign_cpu_s: float = 0.0
+    foreign_cpu_s: dict[str, float] = field(default_factory=dict)
+    """CPU seconds other processes used during the best run of each timing."""
     best_gridsearch: dict[str, Any] = field(default_factory=dict)
     best_dripml: dict[str, Any] = field(default_factory=dict)
     best_agree: bool = True
     n_configs: int = 0
+
+    def record(self, name: str, seconds: float, foreign_cpu_s: float) -> bool:
+        """Keep ``seconds`` as ``<name>_s`` if it is the best so far; True if it was."""
+        if seconds >= getattr(self, f"{name}_s"):
+            return False
+        setattr(self, f"{name}_s", seconds)
+        self.foreign_cpu_s[name] = foreign_cpu_s
+        return True
 
     @property
     def ratio_cold(self) -> float:
@@ -351,7 +360,8 @@ def print_details(rows: list[Timings], cpus: int) -> None:
         print(f"    fit (preprocess + fit) summed: GridSearchCV {t.gridsearch_fit_sum_s:.2f} s, "
               f"dripml {t.dripml_fit_sum_s:.2f} s; GridSearchCV scoring summed "
               f"{t.gridsearch_score_sum_s:.2f} s; fit sum / {cpus} cores = {ideal:.2f} s")
-        print(f"    other processes used at most {t.foreign_cpu_s:.1f} CPU-s during one timing")
+        foreign = ", ".join(f"{k} {v:.1f}" for k, v in t.foreign_cpu_s.items())
+        print(f"    other processes' CPU-s during the reported runs: {foreign}")
         verdict = "agree" if t.best_agree else "DISAGREE"
         print(f"    best config: GridSearchCV {t.best_gridsearch}, dripml {t.best_dripml} "
               f"({verdict}); {t.n_configs} configs, max |mean ROC AUC diff| "
@@ -429,22 +439,21 @@ def main(argv: list[str] | None = None) -> int:
                                                  run.cold, run.warm)
             foreign = [foreign_gs_cold.cpu_s, foreign_gs_warm.cpu_s, run.foreign_cold_cpu_s,
                        run.foreign_warm_cpu_s]
-            timings.foreign_cpu_s = max(timings.foreign_cpu_s, *foreign)
             print(f"{name} run {repeat + 1}/{args.repeats}: GridSearchCV cold {gs_cold_s:.2f} s, "
                   f"warm {gs_warm_s:.2f} s; dripml cold {cold_s:.2f} s (Ray start {ray_s:.2f} s)"
                   f", warm {warm_s:.2f} s; other processes' CPU during each: "
                   + ", ".join(f"{f:.1f}" for f in foreign) + " s", flush=True)
-            timings.gridsearch_cold_s = min(timings.gridsearch_cold_s, gs_cold_s)
-            timings.gridsearch_warm_s = min(timings.gridsearch_warm_s, gs_warm_s)
-            timings.ray_start_s = min(timings.ray_start_s, ray_s)
-            timings.dripml_cold_s = min(timings.dripml_cold_s, cold_s)
-            timings.dripml_warm_s = min(timings.dripml_warm_s, warm_s)
-            results = search.cv_results_
-            timings.gridsearch_fit_sum_s = float(
-                np.sum(results["mean_fit_time"]) * search.n_splits_)
-            timings.gridsearch_score_sum_s = float(
-                np.sum(results["mean_score_time"]) * search.n_splits_)
-            timings.dripml_fit_sum_s = sum(t.fit_time_s for t in warm.trials)
+            timings.record("gridsearch_cold", gs_cold_s, foreign_gs_cold.cpu_s)
+            if timings.record("gridsearch_warm", gs_warm_s, foreign_gs_warm.cpu_s):
+                results = search.cv_results_
+                timings.gridsearch_fit_sum_s = float(
+                    np.sum(results["mean_fit_time"]) * search.n_splits_)
+                timings.gridsearch_score_sum_s = float(
+                    np.sum(results["mean_score_time"]) * search.n_splits_)
+            if timings.record("dripml_cold", cold_s, run.foreign_cold_cpu_s):
+                timings.ray_start_s = ray_s
+            if timings.record("dripml_warm", warm_s, run.foreign_warm_cpu_s):
+                timings.dripml_fit_sum_s = sum(t.fit_time_s for t in warm.trials)
             grid_scores = gridsearch_scores(search)
             compare(timings, grid_scores, dripml_scores(cold, spec))
             compare(timings, grid_scores, dripml_scores(warm, spec))

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     with serving.serve(args.model, port=free_port(), tracking_uri=args.tracking_uri) as server:
         print(f"server {server.version_label} ready at {server.url} "
               f"in {time.perf_counter() - started:.1f} s")
-        with httpx.Client(base_url=server.url, timeout=10.0) as client:
+        with httpx.Client(base_url=server.url, timeout=10.0, trust_env=False) as client:
             def post() -> None:
                 response = client.post("/predict", json=body)
                 response.raise_for_status()

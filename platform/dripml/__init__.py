@@ -21,6 +21,7 @@ from dripml.errors import (  # noqa: E402
     ModelNotFoundError,
     ResourceError,
     SearchError,
+    ServeError,
     SpecError,
 )
 from dripml.spec import Spec, load_spec, spec_json_schema  # noqa: E402
@@ -31,6 +32,7 @@ __all__ = [
     "ModelNotFoundError",
     "ResourceError",
     "SearchError",
+    "ServeError",
     "Spec",
     "SpecError",
     "TrainResult",

@@ -25,3 +25,10 @@ class SearchError(DripmlError):
 
 class ModelNotFoundError(DripmlError):
     """A registered model, version or alias does not exist in the MLflow Model Registry."""
+
+
+class ServeError(DripmlError):
+    """The prediction server could not start (port taken, process died, not ready in time).
+
+    The message includes the last lines of the server's log.
+    """

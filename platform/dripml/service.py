@@ -20,11 +20,10 @@ from __future__ import annotations
 import os
 
 from dripml import serving, tracking
-from dripml.errors import ModelNotFoundError
 
 MODEL_URI = os.environ.get("DRIPML_MODEL_URI", "")
 if not MODEL_URI:
-    raise ModelNotFoundError(
+    raise serving.ServeError(
         "DRIPML_MODEL_URI is not set; start the server with `drip serve NAME` or set it to a "
         "model URI such as models:/NAME@champion")
 

@@ -8,11 +8,17 @@ Three layers:
 - :func:`build_service`: a BentoML 1.4 service class (``@bentoml.service``) with
   ``POST /predict``: ``{"records": [record, ...]}`` (1 to 10,000 records) in,
   :class:`PredictResponse` out, plus BentoML's ``/healthz``, ``/livez``, ``/readyz``,
-  ``/metrics`` and OpenAPI docs (``/docs``, ``/docs.json``). :mod:`dripml.service` is the
-  module ``bentoml serve`` imports; it calls this once at import.
+  ``/metrics``, Swagger UI (``/``; ``/docs`` redirects there) and OpenAPI document
+  (``/docs.json``). :mod:`dripml.service` is the module ``bentoml serve`` imports; it calls
+  this once at import.
 - :func:`serve`: resolves the model in the registry (fails fast, before any process starts),
   runs ``bentoml serve dripml.service:DripmlService`` in its own process group and waits until
-  ``/readyz`` answers; returns a :class:`ServerHandle` that stops it.
+  ``/readyz`` answers; returns a :class:`ServerHandle` that stops it. :func:`wait_forever`
+  blocks until Ctrl-C, as ``drip serve`` does::
+
+      handle = serve("adult", port=3000)
+      print(handle.url, handle.curl_example())
+      wait_forever(handle)
 
 Client errors are always 4xx JSON, never 500: ``{"error": "<one line>", "detail": [...]}`` where
 the line names each bad field by its path, e.g. ``records.0.age: Input should be a valid
@@ -48,8 +54,9 @@ import httpx
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, create_model
 
+import dripml
 from dripml import tracking
-from dripml.errors import DripmlError
+from dripml.errors import ServeError
 from dripml.features import Feature
 from dripml.model import TrainedModel
 
@@ -58,6 +65,9 @@ MAX_RECORDS = 10_000
 
 PROBABILITY_DECIMALS = 6
 """Probabilities in responses are rounded to this many decimals."""
+
+MAX_ERROR_DETAILS = 100
+"""Most validation errors listed in a 400 body (``error_count`` gives the total)."""
 
 SERVICE_NAME = "DripmlService"
 """The service class name, and its attribute in :mod:`dripml.service`."""
@@ -71,14 +81,7 @@ SINGLE_THREAD_ENV = {
 """Thread-pool sizes for the server: one-row predictions lose more to thread start-up and
 synchronisation than they gain from parallelism (scale with ``workers`` instead)."""
 
-_INTEGER = re.compile(r"-?\d+")
-
-
-class ServeError(DripmlError):
-    """The prediction server could not start (port taken, process died, not ready in time).
-
-    The message includes the last lines of the server's log.
-    """
+_INTEGER = re.compile(r"-?(0|[1-9]\d*)")  # canonical: str(int(c)) == c, so "007" is not
 
 
 # --------------------------------------------------------------------------- request/response
@@ -183,7 +186,10 @@ ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message],
 
 
 def readable_error(status: int, body: bytes) -> dict[str, Any]:
-    """Normalise a BentoML 4xx body into ``{"error": "<one line>", "detail": [...]}``.
+    """Normalise a BentoML 4xx body into ``{"error": "<one line>", ...}``.
+
+    Validation errors get ``{"error": ..., "error_count": n, "detail": [...]}`` (the first
+    :data:`MAX_ERROR_DETAILS` of pydantic's errors, each with ``loc``, ``msg``, ``type``).
 
     BentoML gives ``{"error": "N validation error for X", "detail": [{"loc", "msg", ...}]}``
     for pydantic errors and ``[{"error": "..."}]`` for its own 4xx exceptions; the line
@@ -204,7 +210,8 @@ def readable_error(status: int, body: bytes) -> dict[str, Any]:
             loc = ".".join(str(p) for p in item.get("loc", ())) or "body"
             parts.append(f"{loc}: {item.get('msg', 'invalid')}")
         more = f" (and {len(detail) - 10} more)" if len(detail) > 10 else ""
-        return {"error": "invalid request: " + "; ".join(parts) + more, "detail": detail}
+        return {"error": "invalid request: " + "; ".join(parts) + more,
+                "error_count": len(detail), "detail": detail[:MAX_ERROR_DETAILS]}
     if isinstance(detail, str) and "error" not in data:
         return {"error": detail}
     return data
@@ -283,8 +290,9 @@ def build_service(model: TrainedModel, model_ref: str, version_label: str, *,
     Routes: ``POST /predict`` with JSON ``{"records": [record, ...]}`` (1 to
     :data:`MAX_RECORDS` records, each as :func:`request_model` describes) returning
     :class:`PredictResponse` as JSON; BentoML's ``GET /healthz``, ``/livez``, ``/readyz``,
-    ``/metrics``, and OpenAPI (``/docs``, ``/docs.json``). Invalid requests get a 400 whose
-    ``error`` names each bad field (``records.0.age: Input should be a valid number``).
+    ``/metrics``, Swagger UI at ``/`` (``/docs`` redirects there) and the OpenAPI document at
+    ``/docs.json``. Invalid requests get a 400 whose ``error`` names each bad field
+    (``records.0.age: Input should be a valid number``), see :func:`readable_error`.
 
     Args:
         model: the model to serve (already loaded; shared by every request of the worker).
@@ -319,37 +327,30 @@ def build_service(model: TrainedModel, model_ref: str, version_label: str, *,
         description=f"1 to {MAX_RECORDS} records; every feature key is required, "
                     "null marks a missing value")]
     request_type = create_model("PredictRequest", __base__=_JSONBody,
+                                __doc__=f"Records to score with {version_label}.",
                                 records=(records_type, ...))
-    request_type.__doc__ = f"Records to score with {version_label}."
-    response_type = create_model("PredictResponse", __base__=(bentoml.IODescriptor,
-                                                              PredictResponse))
+    response_type = create_model("PredictResponse", __doc__=PredictResponse.__doc__,
+                                 __base__=(bentoml.IODescriptor, PredictResponse))
     kinds = ", ".join(f"{f.name} ({f.kind})" for f in model.encoder.features)
     description = (
         f"dripml model {version_label} ({model.algorithm}, {model.task}) predicting "
         f"{model.label!r}, loaded from {model_ref}.\n\nFeatures: {kinds}.")
 
-    import json as _j
-    _cfg = _j.loads(os.environ.get("XCFG", "{}"))
     @bentoml.service(name=SERVICE_NAME, description=description, workers=workers,
-                     traffic={"timeout": timeout_s}, **_cfg)
+                     traffic={"timeout": timeout_s})
     class DripmlService:
         served = model
         label = version_label
 
-        if os.environ.get("XASYNC"):
-            @bentoml.api(route=PREDICT_ROUTE, input_spec=request_type, output_spec=response_type)
-            async def predict(self, records: list[Any]) -> PredictResponse:
-                """Predict one label (or value) per record, with class probabilities."""
-                rows = ([r.model_dump(by_alias=True) for r in records] if aliased
-                        else [r.__dict__ for r in records])
-                return _response(self.served, rows, self.label)
-        else:
-            @bentoml.api(route=PREDICT_ROUTE, input_spec=request_type, output_spec=response_type)
-            def predict(self, records: list[Any]) -> PredictResponse:
-                """Predict one label (or value) per record, with class probabilities."""
-                rows = ([r.model_dump(by_alias=True) for r in records] if aliased
-                        else [r.__dict__ for r in records])
-                return _response(self.served, rows, self.label)
+        # Sync on purpose: BentoML runs it in its thread pool (1 thread per worker), so the
+        # event loop stays free for health probes while a 10,000-record batch predicts; an
+        # async variant measured the same single-row latency.
+        @bentoml.api(route=PREDICT_ROUTE, input_spec=request_type, output_spec=response_type)
+        def predict(self, records: list[Any]) -> PredictResponse:
+            """Predict one label (or value) per record, with class probabilities."""
+            rows = ([r.model_dump(by_alias=True) for r in records] if aliased
+                    else [r.__dict__ for r in records])
+            return _response(self.served, rows, self.label)
 
     DripmlService.add_asgi_middleware(ClientErrorMiddleware, route=PREDICT_ROUTE)
     DripmlService.add_asgi_middleware(DocsRedirectMiddleware)
@@ -378,6 +379,7 @@ class ServerHandle:
     log_path: Path
     process: subprocess.Popen[bytes]
     example: dict[str, Any] = field(default_factory=dict)
+    _stopped: bool = field(default=False, init=False, repr=False)
 
     @property
     def pid(self) -> int:
@@ -397,6 +399,9 @@ class ServerHandle:
         """
         import psutil  # a BentoML dependency
 
+        if self._stopped:
+            return
+        self._stopped = True
         atexit.unregister(self.stop)
         try:
             workers = psutil.Process(self.pid).children(recursive=True)
@@ -501,6 +506,7 @@ def serve(model_ref: str, *, host: str = "127.0.0.1", port: int = 3000,
     then ``bentoml serve dripml.service:DripmlService`` starts with this interpreter in a new
     process group, with ``DRIPML_MODEL_URI``, an absolute ``MLFLOW_TRACKING_URI``, one thread
     per BLAS/OpenMP pool and ``BENTOML_HOME`` = ``./.dripml/bentoml`` (unless already set).
+    Like :func:`dripml.api.models`, it points this process's MLflow client at the store.
 
     Args:
         model_ref: ``NAME`` (alias ``champion``), ``NAME@alias``, ``NAME/version`` or a
@@ -525,6 +531,9 @@ def serve(model_ref: str, *, host: str = "127.0.0.1", port: int = 3000,
     _check_port_free(host, port)
 
     env = dict(os.environ)
+    # The folder holding the dripml package, so the server imports this very copy.
+    package_root = str(Path(dripml.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
     env.update(SINGLE_THREAD_ENV)
     env.update({
         "DRIPML_MODEL_URI": model_uri,
@@ -543,7 +552,9 @@ def serve(model_ref: str, *, host: str = "127.0.0.1", port: int = 3000,
     with log.open("wb") as out:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out,
                                    stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    url_host = f"[{host}]" if ":" in host else host
+    # A wildcard bind is reached through loopback.
+    url_host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "[::1]"}.get(
+        host, f"[{host}]" if ":" in host else host)
     handle = ServerHandle(url=f"http://{url_host}:{port}", model_uri=model_uri,
                           version_label=version_label, log_path=log, process=process)
     atexit.register(handle.stop)
@@ -558,7 +569,7 @@ def serve(model_ref: str, *, host: str = "127.0.0.1", port: int = 3000,
 
 def _wait_ready(handle: ServerHandle, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
-    with httpx.Client(timeout=2.0) as client:
+    with httpx.Client(timeout=2.0, trust_env=False) as client:  # loopback: no proxies
         while True:
             code = handle.process.poll()
             if code is not None:
@@ -576,21 +587,29 @@ def _wait_ready(handle: ServerHandle, timeout_s: float) -> None:
 
 
 def _example_from_docs(url: str) -> dict[str, Any]:
-    """The Record example from the service's OpenAPI document ({} if it has none)."""
+    """The Record example from the service's OpenAPI document ({} if it has none).
+
+    Keys come back in feature order (the schema generator sorts the example's keys; its
+    ``properties`` keep the model's order).
+    """
     try:
-        schemas = httpx.get(f"{url}/docs.json", timeout=5.0).json()["components"]["schemas"]
-        example = schemas["Record"].get("example")
-    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        spec = httpx.get(f"{url}/docs.json", timeout=5.0, trust_env=False).json()
+        record = spec["components"]["schemas"]["Record"]
+        example, order = record.get("example"), list(record.get("properties", {}))
+    except (httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError):
         return {}
-    return example if isinstance(example, dict) else {}
+    if not isinstance(example, dict):
+        return {}
+    return {k: example[k] for k in order if k in example} | example
 
 
 def wait_forever(handle: ServerHandle, poll_s: float = 0.5) -> None:
-    """Block until Ctrl-C (then stop the server) or until the server exits on its own.
+    """Block until Ctrl-C or SIGTERM (then stop the server) or until the server exits.
 
     Raises:
         ServeError: the server exited by itself (the message has its log's last lines).
     """
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         while handle.running():
             time.sleep(poll_s)
@@ -601,3 +620,9 @@ def wait_forever(handle: ServerHandle, poll_s: float = 0.5) -> None:
                          f"of {handle.log_path}:\n{handle.log_tail()}")
     finally:
         handle.stop()
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    # SIGTERM (what process managers send) stops the server like Ctrl-C does.
+    raise KeyboardInterrupt

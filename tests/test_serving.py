@@ -1,0 +1,372 @@
+"""Tests of dripml.serving: the request schema (fast) and a real `bentoml serve` (slow)."""
+
+from __future__ import annotations
+
+import _thread
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+import psutil
+import pytest
+from pydantic import ValidationError
+
+from conftest import free_port
+from dripml import api, serving, tracking
+from dripml.errors import ModelNotFoundError
+from dripml.features import Feature
+from dripml.model import TrainedModel
+
+# --------------------------------------------------------------------------- request_model
+
+
+@dataclass
+class FakeModel:
+    """Just what request_model reads from a TrainedModel: the features and an example."""
+
+    features: tuple[Feature, ...]
+    example: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def encoder(self) -> SimpleNamespace:
+        return SimpleNamespace(features=self.features)
+
+
+FEATURES = (
+    Feature("age", "numeric"),
+    Feature("workclass", "categorical", ("Private", "Self-emp", "State-gov")),
+    Feature("grade", "categorical", ("1", "2", "10")),
+    Feature("note", "text"),
+)
+GOOD = {"age": 39, "workclass": "Private", "grade": "2", "note": "hello"}
+
+
+@pytest.fixture(scope="module")
+def record() -> type:
+    return serving.request_model(FakeModel(FEATURES, example=GOOD))  # type: ignore[arg-type]
+
+
+def _error(record: type, data: dict[str, Any]) -> list[dict[str, Any]]:
+    with pytest.raises(ValidationError) as info:
+        record.model_validate_json(json.dumps(data))
+    return info.value.errors(include_url=False)
+
+
+def test_good_record_validates(record: type) -> None:
+    parsed = record.model_validate_json(json.dumps(GOOD)).model_dump(by_alias=True)
+    assert parsed == {**GOOD, "age": 39.0}
+    assert record.model_validate({**GOOD, "age": 39.5}).age == 39.5
+
+
+def test_wrong_type_names_the_field(record: type) -> None:
+    for bad in ("39", True, "NaN"):
+        errors = _error(record, {**GOOD, "age": bad})
+        assert [(e["loc"], e["msg"]) for e in errors] == [
+            (("age",), "Input should be a valid number")]
+    errors = _error(record, {**GOOD, "workclass": 3})
+    assert errors[0]["loc"] == ("workclass",)
+    assert errors[0]["msg"] == "Input should be a valid string"
+
+
+def test_non_finite_numbers_rejected(record: type) -> None:
+    with pytest.raises(ValidationError, match="finite number"):
+        record.model_validate_json(json.dumps(GOOD).replace("39", "Infinity"))
+
+
+def test_unknown_field_rejected(record: type) -> None:
+    errors = _error(record, {**GOOD, "colour": "red"})
+    assert [(e["loc"], e["type"]) for e in errors] == [(("colour",), "extra_forbidden")]
+
+
+def test_null_accepted_for_every_kind(record: type) -> None:
+    parsed = record.model_validate_json(json.dumps(dict.fromkeys(GOOD)))
+    assert parsed.model_dump(by_alias=True) == dict.fromkeys(GOOD)
+
+
+def test_missing_key_rejected(record: type) -> None:
+    errors = _error(record, {k: v for k, v in GOOD.items() if k != "note"})
+    assert [(e["loc"], e["type"]) for e in errors] == [(("note",), "missing")]
+
+
+def test_integer_categories_accept_json_integers(record: type) -> None:
+    assert record.model_validate({**GOOD, "grade": 10}).grade == 10
+    # Non-integer categories do not: an int there is a client mistake.
+    assert _error(record, {**GOOD, "workclass": 1})[0]["loc"] == ("workclass",)
+
+
+def test_schema_has_descriptions_and_example(record: type) -> None:
+    schema = record.model_json_schema()
+    assert schema["additionalProperties"] is False
+    assert schema["required"] == ["age", "workclass", "grade", "note"]
+    assert schema["example"] == GOOD
+    props = schema["properties"]
+    assert props["age"]["description"].startswith("numeric")
+    assert "'Private'" in props["workclass"]["description"]
+    assert props["note"]["description"].startswith("text")
+
+
+def test_awkward_feature_names_become_aliases() -> None:
+    features = (Feature("my col", "numeric"), Feature("_id", "text"),
+                Feature("model_type", "categorical", ("a",)), Feature("copy", "text"))
+    record = serving.request_model(FakeModel(features))  # type: ignore[arg-type]
+    data = {"my col": 1.5, "_id": "x", "model_type": "a", "copy": None}
+    assert record.model_validate(data).model_dump(by_alias=True) == data
+    with pytest.raises(ValidationError, match="my col"):
+        record.model_validate({**data, "my col": "oops"})
+
+
+def test_readable_error_formats_bentoml_bodies() -> None:
+    body = json.dumps({"error": "2 validation errors for PredictRequest", "detail": [
+        {"type": "float_type", "loc": ["records", 2, "age"], "msg": "Input should be a valid "
+         "number"},
+        {"type": "json_invalid", "loc": [], "msg": "Invalid JSON"}]}).encode()
+    out = serving.readable_error(400, body)
+    assert out["error"] == ("invalid request: records.2.age: Input should be a valid number; "
+                            "body: Invalid JSON")
+    assert len(out["detail"]) == 2
+    # BentoML's own 4xx exceptions come as a one-element list.
+    assert serving.readable_error(415, b'[{"error": "no pickle"}]') == {"error": "no pickle"}
+    assert serving.readable_error(404, b"Not Found") == {"error": "Not Found"}
+
+
+# --------------------------------------------------------------------------- process handling
+
+
+def _fake_handle(tmp_path: Path, command: list[str]) -> serving.ServerHandle:
+    process = subprocess.Popen(command, start_new_session=True)
+    log = tmp_path / "server.log"
+    log.write_text("line 1\nboom: the last line\n")
+    return serving.ServerHandle(url="http://127.0.0.1:9", model_uri="models:/x/1",
+                                version_label="x/1", log_path=log, process=process)
+
+
+def test_wait_forever_reports_a_server_that_exits(tmp_path: Path) -> None:
+    handle = _fake_handle(tmp_path, [sys.executable, "-c", "raise SystemExit(3)"])
+    with pytest.raises(serving.ServeError, match=r"(?s)code 3.*boom: the last line"):
+        serving.wait_forever(handle, poll_s=0.05)
+
+
+def test_wait_forever_stops_the_server_on_ctrl_c(tmp_path: Path) -> None:
+    handle = _fake_handle(tmp_path, [sys.executable, "-c", "import time; time.sleep(60)"])
+    timer = threading.Timer(0.3, _thread.interrupt_main)
+    timer.start()
+    try:
+        serving.wait_forever(handle, poll_s=0.05)
+    finally:
+        timer.cancel()
+    assert handle.process.returncode == -15  # SIGTERM
+    assert not handle.running()
+
+
+def test_curl_example_is_shell_safe(tmp_path: Path) -> None:
+    handle = _fake_handle(tmp_path, [sys.executable, "-c", "pass"])
+    handle.example = {"name": "O'Brien", "x": 1.5, "y": None}
+    line = handle.curl_example()
+    handle.stop()
+    assert line.startswith("curl -s -X POST http://127.0.0.1:9/predict -H "
+                           "'Content-Type: application/json' -d ")
+    quoted = line.rsplit(" -d ", 1)[1]
+    echoed = subprocess.run(["sh", "-c", f"printf %s {quoted}"], capture_output=True,
+                            text=True, check=True).stdout
+    assert json.loads(echoed) == {"records": [handle.example]}
+
+
+def test_absolute_tracking_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert serving._absolute_tracking_uri("sqlite:///a/b.db") == f"sqlite:///{tmp_path}/a/b.db"
+    assert serving._absolute_tracking_uri("sqlite:////abs.db") == "sqlite:////abs.db"
+    assert serving._absolute_tracking_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
+    assert serving._absolute_tracking_uri("mlruns") == str(tmp_path / "mlruns")
+
+
+# --------------------------------------------------------------------------- real server
+
+TINY_SPEC = {
+    "name": "tiny", "task": "binary",
+    "data": {"train": "dataset://adult/train", "test": "dataset://adult/test",
+             "label": "income", "sample_rows": 2000},
+    "algorithms": [{"name": "lightgbm", "params": {"n_estimators": 30}}],
+    "search": {"num_trials": 1}, "k_fold": 2,
+}
+
+
+@dataclass(frozen=True)
+class Trained:
+    root: Path
+    tracking_uri: str
+    ref: str
+    model: TrainedModel
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    """A tiny LightGBM on 2,000 Adult rows, trained and registered once, in a tmp dir."""
+    root = tmp_path_factory.mktemp("serving")
+    uri = f"sqlite:///{root}/mlflow.db"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        result = api.train(TINY_SPEC, tracking_uri=uri)
+        model = api.load_model(result.model.alias_uri, tracking_uri=uri)
+    return Trained(root, uri, "tiny", model)
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model: Trained) -> Iterator[serving.ServerHandle]:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tiny_model.root)
+        handle = serving.serve(tiny_model.ref, port=free_port(),
+                               tracking_uri=tiny_model.tracking_uri)
+    with handle:
+        yield handle
+
+
+def _adult_rows(path: Path, model: TrainedModel, n: int = 5) -> list[dict[str, Any]]:
+    """``n`` real test rows as JSON records, the last one with a missing value."""
+    frame = pd.read_parquet(path)[model.feature_names]
+    rows = pd.concat([frame.dropna().head(n - 1), frame[frame.isna().any(axis=1)].head(1)])
+    assert len(rows) == n
+    return [{k: (None if pd.isna(v) else v.item() if hasattr(v, "item") else v)
+             for k, v in row.items()} for row in rows.to_dict("records")]
+
+
+@pytest.mark.slow
+def test_server_predicts_like_the_model_in_process(
+        server: serving.ServerHandle, tiny_model: Trained, adult_files: dict[str, Path]) -> None:
+    records = _adult_rows(adult_files["test"], tiny_model.model)
+    assert any(v is None for v in records[-1].values())
+    response = httpx.post(f"{server.url}/predict", json={"records": records}, timeout=30,
+                          trust_env=False)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    expected = tiny_model.model.predict_records(records)
+    assert body["predictions"] == expected.labels
+    assert body["classes"] == list(expected.classes) == ["<=50K", ">50K"]
+    assert body["model"] == server.version_label == "tiny/1"
+    got = np.array([[p[c] for c in body["classes"]] for p in body["probabilities"]])
+    np.testing.assert_allclose(got, expected.probabilities, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_server_probes_and_docs(server: serving.ServerHandle) -> None:
+    with httpx.Client(base_url=server.url, timeout=10, trust_env=False) as client:
+        for probe in ("/healthz", "/livez", "/readyz"):
+            assert client.get(probe).status_code == 200, probe
+        spec = client.get("/docs.json")
+        assert spec.status_code == 200
+        spec_json = spec.json()
+        assert "/predict" in spec_json["paths"]
+        assert spec_json["components"]["schemas"]["Record"]["example"] == server.example
+        docs = client.get("/docs", follow_redirects=True)
+        assert docs.status_code == 200 and "<html" in docs.text.lower()
+        assert client.get("/metrics").status_code == 200
+
+
+@pytest.mark.slow
+def test_curl_example_works(server: serving.ServerHandle, tiny_model: Trained) -> None:
+    assert server.example == tiny_model.model.example
+    result = subprocess.run(["sh", "-c", server.curl_example()], capture_output=True,
+                            text=True, timeout=30, check=True)
+    body = json.loads(result.stdout)
+    assert body["predictions"] == tiny_model.model.predict_records([server.example]).labels
+
+
+BAD_REQUESTS = [
+    # (name, body builder, expected fragment of "error")
+    ("string in a numeric field", lambda ex: {"records": [ex, ex, {**ex, "age": "old"}]},
+     "records.2.age: Input should be a valid number"),
+    ("unknown field", lambda ex: {"records": [{**ex, "colour": "red"}]},
+     "records.0.colour: Extra inputs are not permitted"),
+    ("missing field", lambda ex: {"records": [{k: v for k, v in ex.items() if k != "sex"}]},
+     "records.0.sex: Field required"),
+    ("empty list", lambda ex: {"records": []}, "records: List should have at least 1 item"),
+    ("too many records", lambda ex: {"records": [ex] * (serving.MAX_RECORDS + 1)},
+     "records: List should have at most 10000 items"),
+    ("records not a list", lambda ex: {"records": ex}, "records: Input should be a valid array"),
+    ("no records key", lambda ex: {"rows": [ex]}, "records: Field required"),
+    ("unknown top-level key", lambda ex: {"records": [ex], "mode": "fast"},
+     "mode: Extra inputs are not permitted"),
+    ("malformed JSON", lambda ex: b'{"records": [', "body: Invalid JSON"),
+    ("body not an object", lambda ex: [ex], "body: Input should be an object"),
+    ("empty body", lambda ex: b"", "records: Field required"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "build", "fragment"), BAD_REQUESTS,
+                         ids=[b[0] for b in BAD_REQUESTS])
+def test_bad_requests_are_4xx_naming_the_problem(
+        server: serving.ServerHandle, name: str, build: Any, fragment: str) -> None:
+    payload = build(server.example)
+    content = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    response = httpx.post(f"{server.url}/predict", content=content, timeout=30, trust_env=False,
+                          headers={"Content-Type": "application/json"})
+    assert 400 <= response.status_code < 500, (name, response.status_code, response.text)
+    assert fragment in response.json()["error"], response.text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("content_type", [
+    "multipart/form-data; boundary=x", "application/x-www-form-urlencoded", "text/plain",
+    "application/vnd.bentoml+pickle"])
+def test_other_content_types_never_500(server: serving.ServerHandle, content_type: str) -> None:
+    # BentoML alone answers malformed multipart/form bodies with a 500.
+    response = httpx.post(f"{server.url}/predict", content=b"not json", timeout=30, trust_env=False,
+                          headers={"Content-Type": content_type})
+    assert 400 <= response.status_code < 500, response.text
+    assert response.json()["error"]
+
+
+@pytest.mark.slow
+def test_unknown_model_fails_fast_without_starting_anything(
+        tiny_model: Trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    port = free_port()
+    for ref in ("nope", "tiny@staging", "tiny/7"):
+        with pytest.raises(ModelNotFoundError, match="registered models"):
+            serving.serve(ref, port=port, tracking_uri=tiny_model.tracking_uri)
+    assert {p.pid for p in psutil.Process().children(recursive=True)} <= before
+    assert not (tmp_path / ".dripml").exists()
+
+
+@pytest.mark.slow
+def test_port_in_use_is_a_serve_error(server: serving.ServerHandle, tiny_model: Trained) -> None:
+    port = int(server.url.rsplit(":", 1)[1])
+    with pytest.raises(serving.ServeError, match="pick another port"):
+        serving.serve(tiny_model.ref, port=port, tracking_uri=tiny_model.tracking_uri)
+
+
+@pytest.mark.slow
+def test_server_that_dies_reports_its_log(tiny_model: Trained,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tiny_model.root)
+    monkeypatch.setattr(serving, "SERVICE_NAME", "NoSuchService")
+    with pytest.raises(serving.ServeError, match=r"(?s)exited with code.*NoSuchService"):
+        serving.serve(tiny_model.ref, port=free_port(), tracking_uri=tiny_model.tracking_uri,
+                      timeout_s=60)
+
+
+@pytest.mark.slow
+def test_stop_ends_every_server_process(tiny_model: Trained,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tiny_model.root)
+    model_uri = tracking.parse_model_ref(tiny_model.ref)
+    with serving.serve(model_uri, port=free_port(), tracking_uri=tiny_model.tracking_uri,
+                       workers=2) as handle:
+        pids = handle.pids()
+        assert len(pids) >= 3  # the server and two workers
+        with httpx.Client(base_url=handle.url, timeout=10, trust_env=False) as client:
+            assert client.post("/predict", json={"records": [handle.example]}).status_code == 200
+    assert handle.process.returncode is not None
+    assert not [p for p in pids if psutil.pid_exists(p)
+                and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
