@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 import dripml
-from conftest import free_port
+from conftest import free_port, stop_process_group
 
 pytestmark = pytest.mark.slow
 
@@ -70,12 +70,7 @@ def test_adult_spec_to_endpoint(adult_files: dict[str, Path], in_tmp_dir: Path) 
         assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200
     finally:
         children = psutil.Process(server.pid).children(recursive=True)
-        os.killpg(server.pid, signal.SIGINT)
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+        stop_process_group(server, signal.SIGINT, grace_s=60)
         _, alive = psutil.wait_procs(children, timeout=30)
         assert not alive, f"server processes left behind: {alive}"
 

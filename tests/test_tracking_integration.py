@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import free_port
+from conftest import free_port, stop_process_group
 from dripml import api
 
 pytestmark = pytest.mark.slow
@@ -46,12 +46,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         os.killpg(server.pid, signal.SIGKILL)
         pytest.fail(f"mlflow server did not start: {(root / 'server.log').read_text()[-2000:]}")
     yield url
-    os.killpg(server.pid, signal.SIGTERM)
-    try:
-        server.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait()
+    stop_process_group(server)
     log.close()
 
 
