@@ -6,7 +6,8 @@ measures that ratio in one run, per algorithm:
 
 - baseline: ``GridSearchCV(pipeline, grid, cv=<dripml's folds>, scoring="roc_auc",
   n_jobs=2, refit=False)`` where ``pipeline`` is the very preprocessor + estimator dripml builds
-  (``dripml.algorithms``, one thread per fit), fitted on dripml's encoded matrix;
+  (``dripml.algorithms``, one thread per fit), fitted on dripml's encoded matrix; timed cold
+  (joblib's loky worker pool started inside the timing) and warm (second call, pool reused);
 - dripml cold: ``cluster.connect()`` (embedded Ray start) + ``trials.discover(...)``;
 - dripml warm: ``trials.discover(...)`` again on the already-started cluster.
 
@@ -15,9 +16,16 @@ Both sides time the same work: encode the training frame, make the folds, fit an
 20 child runs into a fresh SQLite store is measured separately and printed.
 
 It also checks that both searches agree: same best configuration and per-config mean ROC AUC
-equal within 1e-6 (same folds, same estimator, same seeds).
+equal within 1e-6 (same folds, same estimator, same seeds); exit status 1 if they do not.
 
-Run (about 2 minutes on 2 cores; ``--sample-rows 4000`` for a quick check)::
+On 2 cores other processes distort the timings badly (Ray's workers run at nice 15, so they
+lose more to a competing process than loky's workers do). Before each timing the script waits
+for the machine to be quiet, and it prints how many CPU-seconds processes outside its own
+process tree used during each timing (about 1 s during dripml's cold run is Ray's own: the
+workers Ray prestarts at start-up are replaced by the job's workers and exit uncounted).
+
+Run (about 3 minutes on 2 cores with the default single repeat; ``--sample-rows 4000`` for a
+quick check)::
 
     .venv/bin/python benchmarks/discover_vs_gridsearch.py
     .venv/bin/python benchmarks/discover_vs_gridsearch.py --algorithm lightgbm --repeats 3
@@ -322,7 +330,8 @@ def time_mlflow_logging(result: trials.SearchResult, spec: Spec) -> tuple[float,
     """(store + parent run set-up s, log_trial of every trial s) into a fresh SQLite store."""
     import mlflow
 
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    for name in ("alembic", "mlflow"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="dripml-bench-mlflow-") as tmp:
         started = time.perf_counter()
         tracking.configure(f"sqlite:///{tmp}/mlflow.db")

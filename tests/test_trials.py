@@ -9,15 +9,16 @@ import pytest
 import ray
 
 from dripml import api, cluster, data, search, trials
+from dripml import folds as folds_module
 from dripml.errors import ResourceError, SearchError, SpecError
+from dripml.folds import FoldScore
 from dripml.spec import load_spec
-from dripml.trials import FoldScore
 
 
 def test_aggregate_mean_and_population_std() -> None:
     folds = [FoldScore(0, {"validation_auc": 0.8, "train_auc": 1.0}, 1.0),
              FoldScore(1, {"validation_auc": 0.9, "train_auc": float("nan")}, 2.0)]
-    mean, std = trials.aggregate(folds)
+    mean, std = folds_module.aggregate(folds)
     assert mean["validation_auc"] == pytest.approx(0.85)
     assert std["validation_auc"] == pytest.approx(0.05)
     assert mean["train_auc"] == 1.0 and std["train_auc"] == 0.0  # NaN folds ignored
@@ -27,7 +28,7 @@ def test_folds_are_stratified_and_cover_every_row() -> None:
     y = np.array([0] * 80 + [1] * 20)
     spec = load_spec({"name": "f", "task": "binary", "algorithms": ["lightgbm"],
                       "data": {"train": "x.csv", "label": "y"}, "k_fold": 5})
-    folds = trials.make_folds(y, spec)
+    folds = folds_module.make_folds(y, spec)
     assert len(folds) == 5
     validation = np.concatenate([v for _, v in folds])
     assert sorted(validation) == list(range(100))

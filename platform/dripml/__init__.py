@@ -10,37 +10,55 @@ The public verbs (the CLI and the pipeline steps call the same ones)::
                           metrics={"objective": "roc_auc"}, resources={"cpus_per_trial": 1})
     model = dripml.load_model("adult@champion")
     model.predict_records([{"age": 39, ...}])
+
+The verbs are imported on first use: every Ray worker imports this package before its first
+fold, and MLflow alone would add about 1.5 s to that.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from dripml.api import TrainResult, load_model, models, train, validate  # noqa: E402
-from dripml.errors import (  # noqa: E402
-    DataError,
-    DripmlError,
-    ModelNotFoundError,
-    ResourceError,
-    SearchError,
-    ServeError,
-    SpecError,
-)
-from dripml.spec import Spec, load_spec, spec_json_schema  # noqa: E402
+_PUBLIC = {
+    "train": "dripml.api",
+    "validate": "dripml.api",
+    "models": "dripml.api",
+    "load_model": "dripml.api",
+    "TrainResult": "dripml.api",
+    "Spec": "dripml.spec",
+    "load_spec": "dripml.spec",
+    "spec_json_schema": "dripml.spec",
+    "DripmlError": "dripml.errors",
+    "SpecError": "dripml.errors",
+    "DataError": "dripml.errors",
+    "ResourceError": "dripml.errors",
+    "SearchError": "dripml.errors",
+    "ModelNotFoundError": "dripml.errors",
+    "ServeError": "dripml.errors",
+}
 
-__all__ = [
-    "DataError",
-    "DripmlError",
-    "ModelNotFoundError",
-    "ResourceError",
-    "SearchError",
-    "ServeError",
-    "Spec",
-    "SpecError",
-    "TrainResult",
-    "__version__",
-    "load_model",
-    "load_spec",
-    "models",
-    "spec_json_schema",
-    "train",
-    "validate",
-]
+__all__ = sorted([*_PUBLIC, "__version__"])
+
+if TYPE_CHECKING:
+    from dripml.api import TrainResult, load_model, models, train, validate  # noqa: F401
+    from dripml.errors import (  # noqa: F401
+        DataError,
+        DripmlError,
+        ModelNotFoundError,
+        ResourceError,
+        SearchError,
+        ServeError,
+        SpecError,
+    )
+    from dripml.spec import Spec, load_spec, spec_json_schema  # noqa: F401
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'dripml' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_PUBLIC[name]), name)
+    globals()[name] = value
+    return value

@@ -332,6 +332,16 @@ def load_custom(path: str) -> type:
     return cls
 
 
+_DEPENDENCIES = {"lightgbm": "lightgbm", "xgboost": "xgboost", "mlp": "dripml.torch_mlp"}
+
+
+def dependency_module(name: str) -> str | None:
+    """The heavy module an algorithm imports when built (None if only scikit-learn)."""
+    if ":" in name:
+        return name.partition(":")[0]
+    return _DEPENDENCIES.get(name)
+
+
 def build(spec_name: str, ctx: BuildContext, params: Mapping[str, Scalar]) -> Recipe:
     """A fresh, unfitted recipe for one configuration."""
     if ":" in spec_name:

@@ -3,7 +3,8 @@
 :class:`FittedRecipe` fits one :class:`~dripml.algorithms.Recipe` on encoded rows and returns
 class codes and probabilities. :class:`TrainedModel` adds the encoder and the class labels, so
 it maps raw rows (a DataFrame or JSON records) to labels; it is what MLflow stores (through
-:class:`PyfuncModel`) and what ``drip serve`` calls.
+:class:`dripml.tracking.PyfuncModel`) and what ``drip serve`` calls. This module does not
+import MLflow: Ray workers import it for every fold.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
@@ -105,20 +105,6 @@ class TrainedModel:
             return Prediction(y_pred.tolist(), None, ())
         labels = [self.classes[i] for i in y_pred.tolist()]
         return Prediction(labels, proba, self.classes)
-
-
-class PyfuncModel(mlflow.pyfunc.PythonModel):
-    """MLflow pyfunc wrapper: a DataFrame of features in, a DataFrame out.
-
-    Output columns: ``prediction`` (label, or value for regression) and, for
-    classification, ``probability_<class>`` per class.
-    """
-
-    def __init__(self, model: TrainedModel) -> None:
-        self.model = model
-
-    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
-        return prediction_frame(self.model.predict_frame(model_input))
 
 
 def example_record(frame: pd.DataFrame) -> dict[str, Any]:

@@ -32,12 +32,26 @@ from mlflow.tracking import MlflowClient
 
 import dripml
 from dripml.errors import ModelNotFoundError
-from dripml.model import PyfuncModel, TrainedModel, prediction_frame
+from dripml.model import TrainedModel, prediction_frame
 from dripml.spec import Spec, safe_key
 from dripml.trials import TrialResult
 
 STATE_DIR = ".dripml"
 MAX_PARAM_LENGTH = 6000
+
+
+class PyfuncModel(mlflow.pyfunc.PythonModel):
+    """MLflow pyfunc wrapper: a DataFrame of features in, a DataFrame out.
+
+    Output columns: ``prediction`` (label, or value for regression) and, for
+    classification, ``probability_<class>`` per class.
+    """
+
+    def __init__(self, model: TrainedModel) -> None:
+        self.model = model
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
+        return prediction_frame(self.model.predict_frame(model_input))
 
 
 def default_tracking_uri(workdir: Path | None = None) -> str:

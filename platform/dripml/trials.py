@@ -1,4 +1,4 @@
-"""Discover: K-fold x hyperparameter trials as parallel Ray tasks.
+"""Discover: K-fold x hyperparameter trials as parallel Ray tasks (the driver's side).
 
 The driver asks Optuna for configurations (see :mod:`dripml.search`), submits one Ray task
 per (trial, fold) with the spec's resources, and tells Optuna each trial's mean objective.
@@ -12,33 +12,22 @@ from __future__ import annotations
 import math
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 import optuna
 import ray
-from sklearn.model_selection import KFold, StratifiedKFold
 
-from dripml import algorithms, metrics, search
+from dripml import metrics, search
 from dripml.algorithms import BuildContext
 from dripml.data import Dataset
 from dripml.errors import SearchError
-from dripml.model import FittedRecipe
+from dripml.folds import FoldScore, aggregate, make_folds, run_fold, warm_up
 from dripml.spec import MetricSpec, Spec
 
 TrialState = Literal["COMPLETE", "PRUNED", "FAILED"]
-
-
-@dataclass(frozen=True)
-class FoldScore:
-    """One fold of one trial: ``metrics`` maps ``<split>_<metric>`` to its value;
-    ``fit_time_s`` is the wall time of preprocessing + fit, seconds."""
-
-    fold: int
-    metrics: dict[str, float]
-    fit_time_s: float
 
 
 @dataclass(frozen=True)
@@ -94,65 +83,6 @@ class Objective:
         return f"validation_{self.metric.key}"
 
 
-def aggregate(folds: Sequence[FoldScore]) -> tuple[dict[str, float], dict[str, float]]:
-    """Mean and population std per metric key over folds (NaN values ignored).
-
-    Example: folds with validation_auc 0.8 and 0.9 give mean 0.85, std 0.05.
-    """
-    keys = sorted({k for f in folds for k in f.metrics})
-    mean, std = {}, {}
-    for key in keys:
-        values = np.array([f.metrics.get(key, math.nan) for f in folds], dtype=np.float64)
-        finite = values[~np.isnan(values)]
-        mean[key] = float(finite.mean()) if finite.size else math.nan
-        std[key] = float(finite.std()) if finite.size else math.nan
-    return mean, std
-
-
-def make_folds(y: np.ndarray, spec: Spec) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(train indices, validation indices) per fold, stratified for classification."""
-    kf = spec.k_fold
-    seed = kf.seed if kf.shuffle else None
-    splitter = (StratifiedKFold if spec.stratified else KFold)(
-        n_splits=kf.n_splits, shuffle=kf.shuffle, random_state=seed)
-    return list(splitter.split(np.zeros(len(y)), y))
-
-
-def run_fold(
-    X: Any,
-    y: np.ndarray,
-    train_idx: np.ndarray,
-    val_idx: np.ndarray,
-    algorithm_name: str,
-    params: dict[str, Any],
-    ctx: BuildContext,
-    n_classes: int,
-    train_metrics: list[metrics.BoundMetric],
-    validation_metrics: list[metrics.BoundMetric],
-    fold: int,
-) -> FoldScore:
-    """Fit one configuration on one fold and score it (runs inside a Ray task)."""
-    from threadpoolctl import threadpool_limits
-
-    recipe = algorithms.build(algorithm_name, ctx, params)
-    X_train = X.iloc[train_idx] if hasattr(X, "iloc") else X[train_idx]
-    X_val = X.iloc[val_idx] if hasattr(X, "iloc") else X[val_idx]
-    with threadpool_limits(limits=ctx.n_threads):
-        started = time.perf_counter()
-        fitted = FittedRecipe(recipe, ctx.task, n_classes).fit(X_train, y[train_idx])
-        fit_time_s = time.perf_counter() - started
-        scores = _score(fitted, X_val, y[val_idx], validation_metrics, "validation")
-        if train_metrics:
-            scores |= _score(fitted, X_train, y[train_idx], train_metrics, "train")
-    return FoldScore(fold=fold, metrics=scores, fit_time_s=fit_time_s)
-
-
-def _score(fitted: FittedRecipe, X: Any, y: np.ndarray, bound: list[metrics.BoundMetric],
-           split: str) -> dict[str, float]:
-    y_pred, proba = fitted.predict(X)
-    return {f"{split}_{k}": v for k, v in metrics.score_all(bound, y, y_pred, proba).items()}
-
-
 _run_fold_remote = ray.remote(run_fold)
 
 
@@ -165,6 +95,16 @@ class _Running:
 
 
 ProgressCallback = Callable[[TrialResult, "TrialResult | None", int, int], None]
+
+
+def warm_up_workers(spec: Spec) -> list[ray.ObjectRef]:
+    """Start one warm-up task per CPU slot (returns at once): the workers import the
+    algorithms' libraries while the driver is still loading data."""
+    cpus = ray.cluster_resources().get("CPU", 1.0)
+    slots = max(1, int(cpus // spec.resources.cpus_per_trial))
+    names = [a.name for a in spec.algorithms]
+    task = ray.remote(warm_up).options(num_cpus=spec.resources.cpus_per_trial, max_retries=0)
+    return [task.remote(names) for _ in range(slots)]
 
 
 def discover(
