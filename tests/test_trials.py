@@ -163,3 +163,26 @@ def test_bad_spec_starts_nothing(tmp_path: Path) -> None:
         api.train({"name": "x", "task": "binary", "data": {"train": "none.csv", "label": "y"},
                    "algorithms": ["nope"]}, tracking_uri=f"sqlite:///{tmp_path}/m.db")
     assert not (tmp_path / "m.db").exists()
+
+
+@pytest.mark.parametrize("algorithm", ["logistic_regression", "lightgbm", "mlp"])
+def test_shared_preprocessing_scores_like_a_full_fit(small_adult, algorithm: str) -> None:
+    from dripml import metrics
+    from dripml.algorithms import BuildContext
+
+    spec = api.validate({"name": "t", "task": "binary", "data": small_adult, "k_fold": 3,
+                         "algorithms": [algorithm]})
+    dataset = data.load(spec)
+    X = dataset.encoder.transform(dataset.X_train)
+    splits = folds_module.make_folds(dataset.y_train, spec)
+    ctx = BuildContext(task="binary", layout=dataset.encoder.layout)
+    params = {"epochs": 3} if algorithm == "mlp" else {}
+    bound = metrics.resolve_all(trials.validation_metric_specs(
+        spec, trials.resolve_objective(spec)), "binary")
+    args = (X, dataset.y_train, splits, 1, algorithm, params, ctx, 2, bound, bound)
+    full = folds_module.run_fold(*args)
+    shared = folds_module.run_fold(
+        *args, folds_module.transform_fold(X, splits, 1, algorithm, params, ctx))
+    assert shared.metrics.keys() == full.metrics.keys()
+    for key, value in full.metrics.items():
+        assert shared.metrics[key] == pytest.approx(value, abs=1e-9), key

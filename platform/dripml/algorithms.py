@@ -53,13 +53,16 @@ class Recipe:
     """What a trial fits: ``estimator.fit(preprocessor.fit_transform(X), y, **fit_params)``.
 
     ``input_kind`` is ``"encoded"`` (the encoder's matrix) or ``"frame"`` (custom models get
-    the original feature DataFrame).
+    the original feature DataFrame). Recipes with equal ``preprocessor_key`` preprocess
+    identically, so a search fits that preprocessor once per fold and shares its output
+    (as ``Pipeline(memory=...)`` would); None means never share.
     """
 
     estimator: Any
     preprocessor: Any | None = None
     fit_params: dict[str, Any] = field(default_factory=dict)
     input_kind: str = "encoded"
+    preprocessor_key: tuple[Any, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,12 @@ def _space(raw: dict[str, dict[str, Any]]) -> Mapping[str, Dimension]:
 def as_float(X: Any) -> np.ndarray:
     """Cast a column block of the encoded matrix to float (it is object when text is present)."""
     return np.asarray(X, dtype=np.float64)
+
+
+LINEAR_INPUT = ("linear",)
+"""Key of the one-hot + standardise preprocessing shared by the linear models and the MLP."""
+TREE_INPUT = ("tree",)
+"""Key of the tree models' input: the encoded tabular columns as floats."""
 
 
 def _numeric_block() -> Any:
@@ -146,11 +155,12 @@ def _tree_input(layout: ColumnLayout) -> tuple[Any | None, list[int]]:
 
 def _logistic_regression(ctx: BuildContext, params: dict[str, Any]) -> Recipe:
     estimator = LogisticRegression(**{"max_iter": 1000, **params}, random_state=ctx.seed)
-    return Recipe(estimator, _linear_preprocessor(ctx.layout))
+    return Recipe(estimator, _linear_preprocessor(ctx.layout), preprocessor_key=LINEAR_INPUT)
 
 
 def _ridge(ctx: BuildContext, params: dict[str, Any]) -> Recipe:
-    return Recipe(Ridge(**params, random_state=ctx.seed), _linear_preprocessor(ctx.layout))
+    return Recipe(Ridge(**params, random_state=ctx.seed), _linear_preprocessor(ctx.layout),
+                  preprocessor_key=LINEAR_INPUT)
 
 
 def _random_forest(ctx: BuildContext, params: dict[str, Any]) -> Recipe:
@@ -158,7 +168,7 @@ def _random_forest(ctx: BuildContext, params: dict[str, Any]) -> Recipe:
     preprocessor, _ = _tree_input(ctx.layout)
     estimator = cls(**{"n_estimators": 200, **params}, n_jobs=ctx.n_threads,
                     random_state=ctx.seed)
-    return Recipe(estimator, preprocessor)
+    return Recipe(estimator, preprocessor, preprocessor_key=TREE_INPUT)
 
 
 def _hist_gradient_boosting(ctx: BuildContext, params: dict[str, Any]) -> Recipe:
@@ -166,7 +176,7 @@ def _hist_gradient_boosting(ctx: BuildContext, params: dict[str, Any]) -> Recipe
            else HistGradientBoostingClassifier)
     preprocessor, categorical = _tree_input(ctx.layout)
     estimator = cls(**params, categorical_features=categorical or None, random_state=ctx.seed)
-    return Recipe(estimator, preprocessor)
+    return Recipe(estimator, preprocessor, preprocessor_key=TREE_INPUT)
 
 
 def _lightgbm(ctx: BuildContext, params: dict[str, Any]) -> Recipe:
@@ -176,7 +186,7 @@ def _lightgbm(ctx: BuildContext, params: dict[str, Any]) -> Recipe:
     preprocessor, categorical = _tree_input(ctx.layout)
     estimator = cls(**{"n_estimators": 200, **params}, n_jobs=ctx.n_threads,
                     random_state=ctx.seed, verbose=-1)
-    return Recipe(estimator, preprocessor,
+    return Recipe(estimator, preprocessor, preprocessor_key=TREE_INPUT,
                   fit_params={"categorical_feature": categorical or "auto"})
 
 
@@ -191,7 +201,7 @@ def _xgboost(ctx: BuildContext, params: dict[str, Any]) -> Recipe:
                     enable_categorical=True, feature_types=feature_types,
                     n_jobs=ctx.n_threads, random_state=ctx.seed,
                     device="cuda" if ctx.gpus > 0 else "cpu")
-    return Recipe(estimator, preprocessor)
+    return Recipe(estimator, preprocessor, preprocessor_key=TREE_INPUT)
 
 
 def _mlp(ctx: BuildContext, params: dict[str, Any]) -> Recipe:
@@ -200,7 +210,7 @@ def _mlp(ctx: BuildContext, params: dict[str, Any]) -> Recipe:
     cls = TorchMLPRegressor if ctx.task == "regression" else TorchMLPClassifier
     device = "auto" if ctx.gpus > 0 else "cpu"
     estimator = cls(**params, num_threads=ctx.n_threads, random_state=ctx.seed, device=device)
-    return Recipe(estimator, _linear_preprocessor(ctx.layout))
+    return Recipe(estimator, _linear_preprocessor(ctx.layout), preprocessor_key=LINEAR_INPUT)
 
 
 def _tfidf_linear(ctx: BuildContext, params: dict[str, Any]) -> Recipe:
@@ -212,10 +222,11 @@ def _tfidf_linear(ctx: BuildContext, params: dict[str, Any]) -> Recipe:
         "sublinear_tf": True,
     }
     preprocessor = _linear_preprocessor(ctx.layout, text=text)
+    key = (*LINEAR_INPUT, tuple(sorted(text.items())))
     if ctx.task == "regression":
-        return Recipe(Ridge(**params, random_state=ctx.seed), preprocessor)
+        return Recipe(Ridge(**params, random_state=ctx.seed), preprocessor, preprocessor_key=key)
     estimator = LogisticRegression(**{"max_iter": 1000, **params}, random_state=ctx.seed)
-    return Recipe(estimator, preprocessor)
+    return Recipe(estimator, preprocessor, preprocessor_key=key)
 
 
 _GBM_TREES = {"type": "int", "low": 50, "high": 400, "log": True}

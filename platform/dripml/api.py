@@ -2,15 +2,16 @@
 
 - :func:`validate`: check a spec completely without starting anything.
 - :func:`train`: the DRiP loop on one machine or a Ray cluster: Discover, Refine, register.
+- :func:`connect`: Ray connected and the data loaded (what :func:`train` searches on).
 - :func:`models`: the registered model versions.
 - :func:`load_model`: a registered model, ready to predict.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,7 +107,7 @@ def train(
     if ray_address is None:
         cluster.check_local_resources(checked.resources)
     with ExitStack() as stack:
-        dataset = _load_while_ray_starts(checked, ray_address, report, stack)
+        dataset = stack.enter_context(connect(checked, ray_address=ray_address, reporter=report))
         uri = tracking.configure(tracking_uri)
         spec_text = yaml.safe_dump(checked.model_dump(mode="json", exclude_none=True),
                                    sort_keys=False)
@@ -146,15 +147,21 @@ def train(
         test_metrics=refit.test_metrics, search_time_s=result.wall_time_s)
 
 
-def _load_while_ray_starts(spec: Spec, ray_address: str | None, report: Reporter,
-                           stack: ExitStack) -> data.Dataset:
-    """Read and check the data in a thread while Ray starts, then warm the workers up.
+@contextmanager
+def connect(spec: Spec, *, ray_address: str | None = None,
+            reporter: Reporter | None = None) -> Iterator[data.Dataset]:
+    """Connect to Ray and load the spec's data, overlapped; yield the checked dataset.
 
-    Ray's start-up (2 to 3 s) is mostly waiting on its processes and reading Parquet/CSV
-    releases the GIL, so the two overlap; the workers then import the algorithms' libraries
-    while the driver encodes. Ray stays connected until ``stack`` closes.
+    Ray's start-up (2 to 3 s) is mostly waiting on its processes, and reading Parquet/CSV
+    releases the GIL, so the data loads in a thread meanwhile; one warm-up task per CPU then
+    imports the algorithms' libraries in the workers while the driver finishes. An embedded
+    Ray stops when the block exits.
+
+    Raises:
+        ResourceError, DataError, SpecError: as :func:`train`.
     """
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    report = reporter or Reporter()
+    with ExitStack() as stack, ThreadPoolExecutor(max_workers=1) as pool:
         loading = pool.submit(data.load, spec)
         with report.step("started Ray" if ray_address is None else f"joined {ray_address}"):
             try:
@@ -165,9 +172,9 @@ def _load_while_ray_starts(spec: Spec, ray_address: str | None, report: Reporter
         trials.warm_up_workers(spec)
         with report.step(f"loaded data ({spec.data.train})"):
             dataset = loading.result()
-    for algorithm in spec.algorithms:
-        algorithms.check(algorithm, spec.task, dataset.encoder.layout)
-    return dataset
+        for algorithm in spec.algorithms:
+            algorithms.check(algorithm, spec.task, dataset.encoder.layout)
+        yield dataset
 
 
 def _has_tabulate() -> bool:

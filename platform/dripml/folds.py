@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,38 +55,85 @@ def make_folds(y: np.ndarray, spec: Spec) -> list[tuple[np.ndarray, np.ndarray]]
     return list(splitter.split(np.zeros(len(y)), y))
 
 
+@dataclass(frozen=True)
+class TransformedFold:
+    """One fold's rows through a fitted preprocessor: ``train`` (n_train, m), ``validation``
+    (n_val, m), dense or sparse; ``fit_time_s``: fitting + transforming, seconds."""
+
+    train: Any
+    validation: Any
+    fit_time_s: float
+
+
+def transform_fold(
+    X: Any,
+    splits: Sequence[tuple[np.ndarray, np.ndarray]],
+    fold: int,
+    algorithm_name: str,
+    params: dict[str, Any],
+    ctx: BuildContext,
+) -> TransformedFold:
+    """Fit the recipe's preprocessor on fold ``fold``'s training rows and transform both
+    sides (a Ray task; its output is shared by every trial with the same preprocessor_key)."""
+    from threadpoolctl import threadpool_limits
+
+    train_idx, val_idx = splits[fold]
+    preprocessor = algorithms.build(algorithm_name, ctx, params).preprocessor
+    with threadpool_limits(limits=ctx.n_threads):
+        started = time.perf_counter()
+        train = preprocessor.fit_transform(X[train_idx])
+        validation = preprocessor.transform(X[val_idx])
+    return TransformedFold(train, validation, time.perf_counter() - started)
+
+
 def run_fold(
     X: Any,
     y: np.ndarray,
-    train_idx: np.ndarray,
-    val_idx: np.ndarray,
+    splits: Sequence[tuple[np.ndarray, np.ndarray]],
+    fold: int,
     algorithm_name: str,
     params: dict[str, Any],
     ctx: BuildContext,
     n_classes: int,
     train_metrics: list[metrics.BoundMetric],
     validation_metrics: list[metrics.BoundMetric],
-    fold: int,
+    transformed: TransformedFold | None = None,
 ) -> FoldScore:
-    """Fit one configuration on one fold and score it (runs inside a Ray task)."""
+    """Fit one configuration on fold ``fold`` of ``splits`` and score it (a Ray task).
+
+    ``X``, ``y`` and ``splits`` arrive from Ray's object store, put there once per search:
+    a fold's training indices alone are ~200 KB on Adult, above Ray's inline limit. With
+    ``transformed`` (from :func:`transform_fold`) only the estimator is fitted; ``X`` is
+    then unused. ``fit_time_s`` includes the preprocessor's share either way.
+    """
     from threadpoolctl import threadpool_limits
 
+    train_idx, val_idx = splits[fold]
+    y_train, y_val = y[train_idx], y[val_idx]
     recipe = algorithms.build(algorithm_name, ctx, params)
-    X_train = X.iloc[train_idx] if hasattr(X, "iloc") else X[train_idx]
-    X_val = X.iloc[val_idx] if hasattr(X, "iloc") else X[val_idx]
+    fitted = FittedRecipe(recipe, ctx.task, n_classes)
     with threadpool_limits(limits=ctx.n_threads):
         started = time.perf_counter()
-        fitted = FittedRecipe(recipe, ctx.task, n_classes).fit(X_train, y[train_idx])
-        fit_time_s = time.perf_counter() - started
-        scores = _score(fitted, X_val, y[val_idx], validation_metrics, "validation")
+        if transformed is not None:
+            fitted.fit_transformed(transformed.train, y_train)
+            fit_time_s = time.perf_counter() - started + transformed.fit_time_s
+            predict = fitted.predict_transformed
+            X_train, X_val = transformed.train, transformed.validation
+        else:
+            X_train = X.iloc[train_idx] if hasattr(X, "iloc") else X[train_idx]
+            X_val = X.iloc[val_idx] if hasattr(X, "iloc") else X[val_idx]
+            fitted.fit(X_train, y_train)
+            fit_time_s = time.perf_counter() - started
+            predict = fitted.predict
+        scores = _score(predict, X_val, y_val, validation_metrics, "validation")
         if train_metrics:
-            scores |= _score(fitted, X_train, y[train_idx], train_metrics, "train")
+            scores |= _score(predict, X_train, y_train, train_metrics, "train")
     return FoldScore(fold=fold, metrics=scores, fit_time_s=fit_time_s)
 
 
-def _score(fitted: FittedRecipe, X: Any, y: np.ndarray, bound: list[metrics.BoundMetric],
-           split: str) -> dict[str, float]:
-    y_pred, proba = fitted.predict(X)
+def _score(predict: Callable[[Any], tuple[np.ndarray, np.ndarray | None]], X: Any,
+           y: np.ndarray, bound: list[metrics.BoundMetric], split: str) -> dict[str, float]:
+    y_pred, proba = predict(X)
     return {f"{split}_{k}": v for k, v in metrics.score_all(bound, y, y_pred, proba).items()}
 
 

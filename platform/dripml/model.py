@@ -37,12 +37,20 @@ class FittedRecipe:
     def fit(self, X: Any, y: np.ndarray) -> FittedRecipe:
         if self.recipe.preprocessor is not None:
             X = self.recipe.preprocessor.fit_transform(X, y)
+        return self.fit_transformed(X, y)
+
+    def fit_transformed(self, X: Any, y: np.ndarray) -> FittedRecipe:
+        """Fit the estimator alone on rows an identical, already fitted preprocessor made."""
         self.recipe.estimator.fit(X, y, **self.recipe.fit_params)
         return self
 
     def predict(self, X: Any) -> tuple[np.ndarray, np.ndarray | None]:
         if self.recipe.preprocessor is not None:
             X = self.recipe.preprocessor.transform(X)
+        return self.predict_transformed(X)
+
+    def predict_transformed(self, X: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        """Predict from preprocessed rows (see :meth:`fit_transformed`)."""
         estimator = self.recipe.estimator
         if self.task == "regression":
             return np.asarray(estimator.predict(X), dtype=np.float64).ravel(), None

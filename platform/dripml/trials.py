@@ -20,11 +20,11 @@ import numpy as np
 import optuna
 import ray
 
-from dripml import metrics, search
+from dripml import algorithms, metrics, search
 from dripml.algorithms import BuildContext
 from dripml.data import Dataset
 from dripml.errors import SearchError
-from dripml.folds import FoldScore, aggregate, make_folds, run_fold, warm_up
+from dripml.folds import FoldScore, aggregate, make_folds, run_fold, transform_fold, warm_up
 from dripml.spec import MetricSpec, Spec
 
 TrialState = Literal["COMPLETE", "PRUNED", "FAILED"]
@@ -84,6 +84,10 @@ class Objective:
 
 
 _run_fold_remote = ray.remote(run_fold)
+_transform_fold_remote = ray.remote(transform_fold)
+
+MAX_SHARED_FOLDS = 64
+"""Most (preprocessor, fold) outputs a search keeps in Ray's object store to share."""
 
 
 @dataclass
@@ -141,9 +145,26 @@ def discover(
     frame_ref = (ray.put(dataset.X_train)
                  if any(a.is_custom for a in spec.algorithms) else None)
     y_ref = ray.put(dataset.y_train)
+    splits_ref = ray.put(folds)
     task_options = {"num_cpus": spec.resources.cpus_per_trial,
                     "num_gpus": spec.resources.gpus_per_trial, "max_retries": 0}
     limit = spec.search.max_concurrent or _default_concurrency(spec, len(folds))
+
+    shared: dict[tuple[Any, ...], ray.ObjectRef] = {}
+
+    def transformed(config: search.Config, fold: int) -> ray.ObjectRef | None:
+        # Fit each distinct preprocessor once per fold; trials share its output.
+        if config.algorithm.is_custom:
+            return None
+        key = algorithms.build(config.algorithm.name, ctx, config.params).preprocessor_key
+        if key is None:
+            return None
+        if (key, fold) not in shared:
+            if len(shared) >= MAX_SHARED_FOLDS:
+                return None
+            shared[(key, fold)] = _transform_fold_remote.options(**task_options).remote(
+                encoded_ref, splits_ref, fold, config.algorithm.name, config.params, ctx)
+        return shared[(key, fold)]
 
     running: dict[int, _Running] = {}
     results: list[TrialResult] = []
@@ -158,9 +179,9 @@ def discover(
         X_ref = frame_ref if config.algorithm.is_custom else encoded_ref
         pending = {
             _run_fold_remote.options(**task_options).remote(
-                X_ref, y_ref, train_idx, val_idx, config.algorithm.name, config.params, ctx,
-                n_classes, train_bound, validation_bound, i): i
-            for i, (train_idx, val_idx) in enumerate(folds)
+                X_ref, y_ref, splits_ref, i, config.algorithm.name, config.params, ctx,
+                n_classes, train_bound, validation_bound, transformed(config, i)): i
+            for i in range(len(folds))
         }
         running[trial.number] = _Running(trial, config, pending)
 
