@@ -87,23 +87,35 @@ def run(
 
 
 def _print_leaderboard(board: Any, best: int, rows: int = 10) -> None:
-    table = Table(title="leaderboard", title_justify="left")
-    shown = [c for c in board.columns if c != "params"] + ["params"]
-    for column in shown:
-        table.add_column(column, overflow="fold", max_width=60 if column == "params" else None)
+    objective = next(c for c in board.columns if c.endswith("_mean")).removesuffix("_mean")
+    table = Table(title=f"leaderboard: {objective}, mean and std over the folds",
+                  title_justify="left")
+    columns = {"rank": "rank", "trial": "trial", "algorithm": "algorithm", "state": "state",
+               f"{objective}_mean": "mean", f"{objective}_std": "std",
+               "fit_time_s": "fit s", "params": "params"}
+    for title in columns.values():
+        table.add_column(title, overflow="fold", ratio=4 if title == "params" else None,
+                         no_wrap=title != "params")
     for _, row in board.head(rows).iterrows():
         style = "bold green" if row["trial"] == best else None
-        table.add_row(*[_cell(row[c]) for c in shown], style=style)
+        cells = [_cell(row[c]) for c in list(columns)[:-1]] + [_compact_params(row["params"])]
+        table.add_row(*cells, style=style)
     out.print(table)
     if len(board) > rows:
         out.print(f"... {len(board) - rows} more trials in leaderboard.csv of the MLflow run")
+
+
+def _compact_params(params_json: str) -> str:
+    params = json.loads(params_json)
+    return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                    for k, v in params.items())
 
 
 def _cell(value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     if isinstance(value, float):
-        return f"{value:.4f}"
+        return str(int(value)) if value.is_integer() and abs(value) < 1e9 else f"{value:.4f}"
     return "" if str(value) == "<NA>" else str(value)
 
 
