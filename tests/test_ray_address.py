@@ -9,11 +9,15 @@ from pathlib import Path
 
 import pytest
 import ray
+import yaml
 
 from conftest import free_port
-from dripml import api
+from dripml import cluster
+from dripml.errors import ResourceError
 
 pytestmark = pytest.mark.slow
+
+BIN = Path(sys.executable).parent
 
 
 @pytest.fixture
@@ -29,17 +33,30 @@ def ray_head(tmp_path: Path):
     subprocess.run([ray_bin, "stop", "--force"], capture_output=True, env=env, timeout=120)
 
 
-def test_train_joins_a_running_cluster(ray_head: str, adult_small_csv: dict,
-                                       in_tmp_dir: Path) -> None:
+def test_drip_run_joins_a_running_cluster(ray_head: str, adult_small_csv: dict,
+                                          in_tmp_dir: Path) -> None:
+    spec = {"name": "joined", "task": "binary", "k_fold": 2,
+            "data": {"train": str(adult_small_csv["train"]), "label": "income"},
+            "algorithms": [{"name": "lightgbm", "params": {"n_estimators": 20}}],
+            "search": {"num_trials": 2, "algorithm": "random"}}
+    (in_tmp_dir / "spec.yaml").write_text(yaml.safe_dump(spec))
+    env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
+    run = subprocess.run([str(BIN / "drip"), "run", "spec.yaml", "--ray-address", ray_head],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert f"joined {ray_head}" in run.stderr
+    assert "registered models:/joined@champion" in run.stdout
+    status = subprocess.run([str(BIN / "ray"), "status", "--address", ray_head],
+                            capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "RAY_AUTH_MODE": "token"})
+    assert status.returncode == 0, status.stderr  # the cluster was left running
+
+
+def test_joining_without_auth_mode_says_what_to_set(ray_head: str) -> None:
+    # This test process imported Ray with RAY_AUTH_MODE unset, as a Python user might.
+    if os.environ.get("RAY_AUTH_MODE") == "token":
+        pytest.skip("RAY_AUTH_MODE=token is set in this environment")
+    with pytest.raises(ResourceError, match="set RAY_AUTH_MODE=token"):
+        with cluster.connect(ray_head):
+            pass
     assert not ray.is_initialized()
-    result = api.train({
-        "name": "joined", "task": "binary", "k_fold": 2,
-        "data": {"train": str(adult_small_csv["train"]), "label": "income"},
-        "algorithms": [{"name": "lightgbm", "params": {"n_estimators": 20}}],
-        "search": {"num_trials": 2, "algorithm": "random"}}, ray_address=ray_head)
-    assert [t.state for t in result.leaderboard.itertuples()] == ["COMPLETE", "COMPLETE"]
-    assert not ray.is_initialized()  # disconnected from the cluster ...
-    status = subprocess.run([str(Path(sys.executable).parent / "ray"), "status",
-                             "--address", ray_head], capture_output=True, text=True,
-                            env={**os.environ, "RAY_AUTH_MODE": "token"}, timeout=60)
-    assert status.returncode == 0, status.stderr  # ... and left it running

@@ -67,6 +67,9 @@ def run(
     port: Annotated[int, typer.Option(help="Port for --serve.")] = 3000,
 ) -> None:
     """Run the DRiP loop on SPEC: search, refit the best, test and register it."""
+    # Ray reads this once, at import: a cluster joined by address uses token authentication
+    # (Ray 2.60's default for clusters it starts) unless the user says otherwise.
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
     from dripml import api
     from dripml.progress import RichReporter
 

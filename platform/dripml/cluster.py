@@ -74,6 +74,30 @@ def driver_import_path() -> str:
     return os.pathsep.join(dict.fromkeys(entries))
 
 
+def _start_embedded(num_cpus: int | None) -> None:
+    # No dashboard: it is the only port Ray would open for browsers. Ray 2.60 rewrites a
+    # loopback node IP to the routable one (services.resolve_ip_for_localhost), so its gRPC
+    # ports listen on every interface; token authentication (on by default) guards them.
+    ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
+             logging_level=logging.WARNING, log_to_driver=False, configure_logging=False,
+             runtime_env={"env_vars": {"PYTHONPATH": driver_import_path()}},
+             # Ray runs workers at nice 15, so any busy process on a laptop starves the trials
+             # (measured: 1.5x slower searches beside one spinning process).
+             _system_config={"worker_niceness": 0})
+
+
+def _join(address: str) -> None:
+    try:
+        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+    except (ConnectionError, RuntimeError) as error:
+        mode = os.environ.get("RAY_AUTH_MODE", "unset")
+        raise ResourceError(
+            f"could not join the Ray cluster at {address!r}: {str(error)[:300]}. Ray 2.60 "
+            "clusters use token authentication by default: set RAY_AUTH_MODE=token and the "
+            "cluster's token (~/.ray/auth_token or RAY_AUTH_TOKEN) before Python starts "
+            f"(RAY_AUTH_MODE is {mode}; `drip run` sets it for you)") from None
+
+
 @contextmanager
 def connect(address: str | None = None, *, resources: ResourcesSpec | None = None,
             num_cpus: int | None = None) -> Iterator[dict[str, float]]:
@@ -98,19 +122,9 @@ def connect(address: str | None = None, *, resources: ResourcesSpec | None = Non
     if address is None and resources is not None:
         check_local_resources(resources)
     if address is None:
-        # No dashboard: it is the only port Ray would open for browsers. Ray 2.60 rewrites a
-        # loopback node IP to the routable one (services.resolve_ip_for_localhost), so its
-        # gRPC ports listen on every interface; its token authentication (on by default)
-        # guards them.
-        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
-                 logging_level=logging.WARNING,
-                 log_to_driver=False, configure_logging=False,
-                 runtime_env={"env_vars": {"PYTHONPATH": driver_import_path()}},
-                 # Ray runs workers at nice 15, so any busy process on a laptop starves the
-                 # trials (measured: 1.5x slower searches beside one spinning process).
-                 _system_config={"worker_niceness": 0})
+        _start_embedded(num_cpus)
     else:
-        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+        _join(address)
     try:
         if resources is not None:
             check_cluster_resources(resources)

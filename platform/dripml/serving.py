@@ -606,10 +606,13 @@ def _example_from_docs(url: str) -> dict[str, Any]:
 def wait_forever(handle: ServerHandle, poll_s: float = 0.5) -> None:
     """Block until Ctrl-C or SIGTERM (then stop the server) or until the server exits.
 
+    Both signals get a handler of their own: a process started in the background inherits
+    SIGINT as ignored, and Ctrl-C must still stop the server it started.
+
     Raises:
         ServeError: the server exited by itself (the message has its log's last lines).
     """
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         while handle.running():
             time.sleep(poll_s)
@@ -620,7 +623,8 @@ def wait_forever(handle: ServerHandle, poll_s: float = 0.5) -> None:
                          f"of {handle.log_path}:\n{handle.log_tail()}")
     finally:
         handle.stop()
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _interrupt(signum: int, frame: Any) -> None:
