@@ -27,6 +27,7 @@ _PUBLIC = {
     "validate": "dripml.api",
     "models": "dripml.api",
     "load_model": "dripml.api",
+    "frontier_table": "dripml.api",
     "TrainResult": "dripml.api",
     "Spec": "dripml.spec",
     "load_spec": "dripml.spec",
@@ -36,6 +37,7 @@ _PUBLIC = {
     "DataError": "dripml.errors",
     "ResourceError": "dripml.errors",
     "SearchError": "dripml.errors",
+    "ConstraintError": "dripml.errors",
     "ModelNotFoundError": "dripml.errors",
     "ServeError": "dripml.errors",
 }
@@ -43,8 +45,16 @@ _PUBLIC = {
 __all__ = sorted([*_PUBLIC, "__version__"])
 
 if TYPE_CHECKING:
-    from dripml.api import TrainResult, load_model, models, train, validate  # noqa: F401
+    from dripml.api import (  # noqa: F401
+        TrainResult,
+        frontier_table,
+        load_model,
+        models,
+        train,
+        validate,
+    )
     from dripml.errors import (  # noqa: F401
+        ConstraintError,
         DataError,
         DripmlError,
         ModelNotFoundError,

@@ -5,6 +5,7 @@
 - :func:`connect`: Ray connected and the data loaded (what :func:`train` searches on).
 - :func:`models`: the registered model versions.
 - :func:`load_model`: a registered model, ready to predict.
+- :func:`frontier_table`: the quality-cost frontier a :func:`train` run measured.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,18 @@ import mlflow
 import pandas as pd
 import yaml
 
-from dripml import algorithms, cluster, data, metrics, search, selection, tracking, trials
+from dripml import (
+    algorithms,
+    cluster,
+    data,
+    frontier,
+    metrics,
+    refine,
+    search,
+    selection,
+    tracking,
+    trials,
+)
 from dripml.model import TrainedModel
 from dripml.progress import Reporter
 from dripml.spec import Spec, load_spec
@@ -36,11 +48,16 @@ class TrainResult:
         spec: the validated spec.
         tracking_uri: the MLflow store everything was logged to.
         experiment_id, run_id: MLflow experiment and parent (search) run.
-        model: registry entry (name, version, alias, ``models:/`` URIs).
-        best: the winning trial of the search.
+        model: registry entry of the chosen model (name, version, alias, ``models:/`` URIs).
+        best: the winning trial of the search (best CV objective).
         leaderboard: one row per trial, best first (see :func:`dripml.selection.leaderboard`).
-        test_metrics: the refit model on the test split, ``test_<metric>`` -> value.
+        test_metrics: the chosen model on the test split, ``test_<metric>`` -> value.
         search_time_s: wall time of the Discover step, seconds.
+        frontier: the measured candidates on the quality-cost trade-off, the chosen point
+            marked and every frontier point's registered version filled in.
+        chosen: the trial the ``select`` policy chose (``best`` unless constraints or a
+            cheapest_within policy chose another).
+        versions: trial number -> registered model version, for every frontier point.
     """
 
     spec: Spec
@@ -52,6 +69,9 @@ class TrainResult:
     leaderboard: pd.DataFrame
     test_metrics: dict[str, float]
     search_time_s: float
+    frontier: frontier.Frontier | None = None
+    chosen: trials.TrialResult | None = None
+    versions: dict[int, str] = field(default_factory=dict)
 
 
 def validate(spec: SpecSource = None, /, **fields: Any) -> Spec:
@@ -81,7 +101,8 @@ def train(
     reporter: Reporter | None = None,
     **fields: Any,
 ) -> TrainResult:
-    """Run the DRiP loop: search with K-fold CV on Ray, refit the best, test, register.
+    """Run the DRiP loop: search with K-fold CV on Ray; refit the top candidates, measure
+    their serving cost and choose one on the quality-cost frontier; test and register.
 
     Args:
         spec: a YAML path, a mapping or a :class:`~dripml.spec.Spec`; keyword ``fields``
@@ -93,13 +114,16 @@ def train(
         reporter: progress output (the CLI passes a rich one); default silent.
 
     Returns:
-        A :class:`TrainResult`; the model is registered as ``models:/<name>@<alias>``.
+        A :class:`TrainResult`; the chosen model is registered as ``models:/<name>@<alias>``
+        and every other frontier point as a version (see :mod:`dripml.refine`).
 
     Raises:
         SpecError: malformed spec (before anything starts).
         DataError: missing column, empty file, label that does not fit the task.
         ResourceError: GPUs asked for where there are none (before any trial starts).
         SearchError: no trial completed.
+        ConstraintError: (a SearchError) no trial or candidate meets the spec's
+            ``constraints``; the message names each constraint and the best value measured.
     """
     report = reporter or Reporter()
     checked = validate(spec, **fields)
@@ -130,21 +154,12 @@ def train(
         mlflow.log_metrics({best_key: result.best.objective or float("nan"),
                             "search_time_s": result.wall_time_s,
                             "trials_completed": sum(t.state == "COMPLETE" for t in result.trials)})
-        with report.step(f"refit {result.best.algorithm} on all {len(dataset.y_train)} rows"):
-            refit = selection.refit(dataset, checked, result.best)
-        mlflow.log_metrics({**refit.test_metrics, "refit_time_s": refit.fit_time_s})
-        mlflow.log_params({"best_trial": result.best.number,
-                           "best_algorithm": result.best.algorithm})
-        with report.step(f"registered model {checked.model_name!r}"):
-            registered = tracking.log_and_register(
-                refit.model, dataset.X_test, checked,
-                tags={"algorithm": result.best.algorithm, "trial": str(result.best.number),
-                      "objective": objective.key,
-                      "cv_objective_mean": f"{result.best.objective:.6g}"})
+        refined = refine.run(dataset, checked, result, objective, report)
     return TrainResult(
         spec=checked, tracking_uri=uri, experiment_id=run.info.experiment_id, run_id=run_id,
-        model=registered, best=result.best, leaderboard=board,
-        test_metrics=refit.test_metrics, search_time_s=result.wall_time_s)
+        model=refined.registered, best=result.best, leaderboard=board,
+        test_metrics=refined.refit.test_metrics, search_time_s=result.wall_time_s,
+        frontier=refined.frontier, chosen=refined.chosen, versions=refined.versions)
 
 
 @contextmanager
@@ -199,3 +214,16 @@ def load_model(ref: str, tracking_uri: str | None = None) -> TrainedModel:
     """
     tracking.configure(tracking_uri)
     return tracking.load_trained_model(tracking.parse_model_ref(ref))
+
+
+def frontier_table(run_id: str, tracking_uri: str | None = None) -> pd.DataFrame:
+    """The frontier table (``frontier.csv``) :func:`train` logged in run ``run_id``: one row
+    per measured candidate, best CV objective first, with its costs, whether it meets the
+    constraints, the costs on whose frontier it lies, the chosen point and its version.
+
+    Raises:
+        DripmlError: no such run, or the run logged no frontier (it predates Refine by cost,
+            or failed before it).
+    """
+    tracking.configure(tracking_uri)
+    return refine.load_table(run_id)

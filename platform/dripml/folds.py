@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from sklearn.model_selection import KFold, StratifiedKFold
 
-from dripml import algorithms, metrics
+from dripml import algorithms, costs, metrics
 from dripml.algorithms import BuildContext
 from dripml.model import FittedRecipe
 from dripml.spec import Spec
@@ -24,11 +24,27 @@ from dripml.spec import Spec
 @dataclass(frozen=True)
 class FoldScore:
     """One fold of one trial: ``metrics`` maps ``<split>_<metric>`` to its value;
-    ``fit_time_s`` is the wall time of preprocessing + fit, seconds."""
+    ``fit_time_s`` is the wall time of preprocessing + fit, seconds.
+
+    With a cost probe (see :func:`run_fold`), ``probe_latency_p50_ms`` / ``_p99_ms`` are the
+    single-row latency percentiles of this fold's model (milliseconds) and ``probe_model_mb``
+    its pickled size (MB); None without a probe.
+    """
 
     fold: int
     metrics: dict[str, float]
     fit_time_s: float
+    probe_latency_p50_ms: float | None = None
+    probe_latency_p99_ms: float | None = None
+    probe_model_mb: float | None = None
+
+    @property
+    def probe(self) -> dict[str, float]:
+        """The probe's measurements by cost name (as :mod:`dripml.frontier` names them)."""
+        values = {"latency_p50_ms": self.probe_latency_p50_ms,
+                  "latency_p99_ms": self.probe_latency_p99_ms,
+                  "model_mb": self.probe_model_mb}
+        return {k: v for k, v in values.items() if v is not None}
 
 
 def aggregate(folds: Sequence[FoldScore]) -> tuple[dict[str, float], dict[str, float]]:
@@ -58,11 +74,13 @@ def make_folds(y: np.ndarray, spec: Spec) -> list[tuple[np.ndarray, np.ndarray]]
 @dataclass(frozen=True)
 class TransformedFold:
     """One fold's rows through a fitted preprocessor: ``train`` (n_train, m), ``validation``
-    (n_val, m), dense or sparse; ``fit_time_s``: fitting + transforming, seconds."""
+    (n_val, m), dense or sparse; ``fit_time_s``: fitting + transforming, seconds;
+    ``preprocessor``: the fitted preprocessor itself (the cost probe predicts through it)."""
 
     train: Any
     validation: Any
     fit_time_s: float
+    preprocessor: Any = None
 
 
 def transform_fold(
@@ -83,7 +101,7 @@ def transform_fold(
         started = time.perf_counter()
         train = preprocessor.fit_transform(X[train_idx])
         validation = preprocessor.transform(X[val_idx])
-    return TransformedFold(train, validation, time.perf_counter() - started)
+    return TransformedFold(train, validation, time.perf_counter() - started, preprocessor)
 
 
 def run_fold(
@@ -98,6 +116,7 @@ def run_fold(
     train_metrics: list[metrics.BoundMetric],
     validation_metrics: list[metrics.BoundMetric],
     transformed: TransformedFold | None = None,
+    probe_calls: int = 0,
 ) -> FoldScore:
     """Fit one configuration on fold ``fold`` of ``splits`` and score it (a Ray task).
 
@@ -105,6 +124,13 @@ def run_fold(
     a fold's training indices alone are ~200 KB on Adult, above Ray's inline limit. With
     ``transformed`` (from :func:`transform_fold`) only the estimator is fitted; ``X`` is
     then unused. ``fit_time_s`` includes the preprocessor's share either way.
+
+    With ``probe_calls`` > 0 the fitted model is then probed for its serving cost: that many
+    single-row predictions (two sweeps over ``probe_calls / 2`` validation rows),
+    preprocessing included, on one thread (see :func:`dripml.costs.probe_latency_ms`), and
+    its pickled size. The probe is not part of
+    ``fit_time_s``. Rows arrive encoded, so the probe leaves out the JSON-record encoding a
+    served request adds (tens of microseconds).
     """
     from threadpoolctl import threadpool_limits
 
@@ -128,7 +154,26 @@ def run_fold(
         scores = _score(predict, X_val, y_val, validation_metrics, "validation")
         if train_metrics:
             scores |= _score(predict, X_train, y_train, train_metrics, "train")
-    return FoldScore(fold=fold, metrics=scores, fit_time_s=fit_time_s)
+    if probe_calls <= 0:
+        return FoldScore(fold=fold, metrics=scores, fit_time_s=fit_time_s)
+    if transformed is not None:
+        fitted.recipe.preprocessor = transformed.preprocessor
+    rows = X.iloc[val_idx] if hasattr(X, "iloc") else X[val_idx]
+    latency, size_mb = probe(fitted, rows, probe_calls)
+    return FoldScore(fold=fold, metrics=scores, fit_time_s=fit_time_s,
+                     probe_latency_p50_ms=latency.p50_ms, probe_latency_p99_ms=latency.p99_ms,
+                     probe_model_mb=size_mb)
+
+
+def probe(fitted: FittedRecipe, rows: Any, calls: int) -> tuple[costs.Latency, float]:
+    """Single-row latency of ``fitted`` over ``rows`` (encoded matrix or, for custom models,
+    a DataFrame) and its pickled size in MB."""
+    fitted.single_threaded()
+    n = max(1, min(len(rows), calls // 2))
+    single = ([rows.iloc[i:i + 1] for i in range(n)] if hasattr(rows, "iloc")
+              else [rows[i:i + 1] for i in range(n)])
+    latency = costs.probe_latency_ms(lambda i: fitted.predict(single[i]), rows=n, passes=2)
+    return latency, costs.model_size_mb(fitted)
 
 
 def _score(predict: Callable[[Any], tuple[np.ndarray, np.ndarray | None]], X: Any,

@@ -1,4 +1,4 @@
-"""Refine: rank the trials, refit the best configuration on all training rows, test it."""
+"""Refine: rank the trials, pick the candidates, refit them on all training rows, test them."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from dataclasses import dataclass
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from dripml import algorithms, metrics
+from dripml import algorithms, frontier, metrics
 from dripml.algorithms import BuildContext
 from dripml.data import Dataset
 from dripml.model import FittedRecipe, TrainedModel, example_record
-from dripml.spec import Spec
+from dripml.spec import ConstraintsSpec, RefineSpec, Spec
 from dripml.trials import SearchResult, TrialResult
 
 
@@ -42,6 +42,43 @@ def leaderboard(result: SearchResult) -> pd.DataFrame:
     rest = frame[~complete].sort_values("trial")
     rest.insert(0, "rank", pd.NA)
     return pd.concat([ranked, rest], ignore_index=True)
+
+
+def candidates(result: SearchResult, refine: RefineSpec,
+               constraints: ConstraintsSpec | None = None) -> list[TrialResult]:
+    """The trials Refine refits and measures, best CV objective first.
+
+    With ``per_algorithm`` the best COMPLETE trial of every algorithm comes first (so each
+    family is on the trade-off curve, even past ``top_k``); the next best trials then fill
+    up to ``top_k``. Example: top_k 3 over lightgbm (0.93, 0.92, 0.91) and logistic
+    regression (0.90) -> lightgbm 0.93, lightgbm 0.92, logistic regression 0.90.
+
+    With ``constraints``, trials whose Discover cost probe already met them (its own p50,
+    p99 and size, no margin) are preferred, at both steps, to better-scoring trials whose
+    probe did not: the refits go where the constraints can be met. Without a probe every
+    trial counts as meeting them.
+    """
+    sign = -1.0 if result.direction == "maximize" else 1.0
+    complete = sorted((t for t in result.trials
+                       if t.state == "COMPLETE" and t.objective is not None),
+                      key=lambda t: (sign * float(t.objective or 0.0), t.number))
+    if constraints is not None:
+        likely = {t.number for t in complete if not frontier.violations(t.probe, constraints)}
+        complete = sorted(complete, key=lambda t: t.number not in likely)  # stable
+    chosen: list[TrialResult] = []
+    if refine.per_algorithm:
+        seen: set[str] = set()
+        for trial in complete:
+            if trial.algorithm not in seen:
+                seen.add(trial.algorithm)
+                chosen.append(trial)
+    numbers = {t.number for t in chosen}
+    for trial in complete:
+        if len(chosen) >= refine.top_k:
+            break
+        if trial.number not in numbers:
+            chosen.append(trial)
+    return sorted(chosen, key=lambda t: (sign * float(t.objective or 0.0), t.number))
 
 
 @dataclass(frozen=True)
@@ -77,12 +114,7 @@ def refit(dataset: Dataset, spec: Spec, trial: TrialResult) -> Refit:
 
 
 def _serve_single_threaded(fitted: FittedRecipe) -> None:
-    # Thread pools cost more than they save on one-row requests (RandomForest with
-    # n_jobs=2 takes ~25 ms a row instead of ~3 ms); replicas scale out instead.
-    estimator = fitted.recipe.estimator
-    for name in ("n_jobs", "num_threads"):
-        if name in getattr(estimator, "get_params", dict)():
-            estimator.set_params(**{name: 1})
+    fitted.single_threaded()  # see FittedRecipe.single_threaded
 
 
 def test_metric_specs(spec: Spec) -> list:

@@ -224,6 +224,19 @@ class SearchSpec(_Model):
         default=None, ge=1, description="Trials in flight at once (default: fill the cluster)."
     )
     seed: int = 0
+    cost_probe_calls: int = Field(
+        default=200, ge=0, le=10_000,
+        description="Cost-aware search: when `constraints` limit latency or model size, the "
+        "first fold of every trial times this many single-row predictions of its model and "
+        "measures its pickled size; a trial whose median latency exceeds a latency limit "
+        "(p50 or p99), or whose size exceeds max_model_mb, by more than cost_probe_margin is "
+        "PRUNED and its other folds are cancelled. 0 turns the probe off.",
+    )
+    cost_probe_margin: float = Field(
+        default=1.5, ge=1,
+        description="How far over a constraint the probe must measure before a trial is "
+        "pruned (the probe times a fold's model inside a busy Ray worker).",
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -302,6 +315,103 @@ class RegistrySpec(_Model):
 
 
 # ---------------------------------------------------------------------------------------
+# Refine by cost: measure candidates, constrain, select on the trade-off
+# ---------------------------------------------------------------------------------------
+
+
+class RefineSpec(_Model):
+    """Which trials are refit after Discover and how their serving cost is measured.
+
+    The candidates are the best trial of each algorithm (with ``per_algorithm``) and then the
+    next best trials until there are ``top_k``; each is refit on all training rows and
+    measured on the serving path (``TrainedModel.predict_records``, see
+    :mod:`dripml.costs`).
+    """
+
+    top_k: int = Field(default=5, ge=1, le=50, description="Candidates to refit and measure.")
+    per_algorithm: bool = Field(
+        default=True,
+        description="Include the best trial of every algorithm, even past top_k.",
+    )
+    latency_calls: int = Field(
+        default=1000, ge=1000, le=1_000_000,
+        description="Timed single-row calls behind each candidate's latency p50/p99.",
+    )
+    instance_price_per_hour: float | None = Field(
+        default=None, gt=0,
+        description="Price of the serving instance per hour (any currency); gives each "
+        "candidate a cost per million predictions = price / (3600 * throughput_rows_s) * 1e6.",
+    )
+
+
+class ConstraintsSpec(_Model):
+    """Serving budget: limits a chosen model must meet (measured, see :mod:`dripml.costs`).
+
+    All optional; with none, every candidate qualifies.
+    """
+
+    max_latency_p99_ms: float | None = Field(
+        default=None, gt=0, description="Single-row latency, 99th percentile, milliseconds.")
+    max_latency_p50_ms: float | None = Field(
+        default=None, gt=0, description="Single-row latency, median, milliseconds.")
+    max_model_mb: float | None = Field(
+        default=None, gt=0, description="Pickled model size, MB (10^6 bytes).")
+    max_memory_mb: float | None = Field(
+        default=None, gt=0,
+        description="Peak RSS increase loading the model and predicting 1,000 rows, MB.")
+    min_throughput_rows_s: float | None = Field(
+        default=None, gt=0, description="Batch throughput at 1,000 rows, rows per second.")
+
+    @property
+    def active(self) -> dict[str, float]:
+        """The constraints set, name -> limit."""
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+    @property
+    def probed(self) -> bool:
+        """Whether the Discover probe can judge any of them (latency or model size)."""
+        return any(v is not None for v in (self.max_latency_p99_ms, self.max_latency_p50_ms,
+                                           self.max_model_mb))
+
+
+SelectCost = Literal["latency_p99_ms", "model_mb", "memory_mb", "cost_per_million"]
+
+
+class SelectSpec(_Model):
+    """Which candidate becomes the champion.
+
+    - ``best_under_constraints`` (default): the best CV objective among the candidates that
+      meet every constraint; with no constraints, simply the best.
+    - ``cheapest_within``: the lowest ``cost`` among the candidates that meet the constraints
+      and score within ``within_pct`` percent of the best of them.
+    - ``best_overall``: the best CV objective, no constraints (giving some is an error).
+
+    Ties on the objective go to the lower ``cost``.
+    """
+
+    policy: Literal["best_under_constraints", "cheapest_within", "best_overall"] = (
+        "best_under_constraints")
+    within_pct: float | None = Field(
+        default=None, ge=0, le=100,
+        description="For cheapest_within: how far below the best objective (in percent of "
+        "its absolute value) a candidate may score.",
+    )
+    cost: SelectCost = Field(
+        default="latency_p99_ms",
+        description="The cost cheapest_within minimises and ties are broken on.",
+    )
+
+    @model_validator(mode="after")
+    def _within(self) -> SelectSpec:
+        if self.policy == "cheapest_within" and self.within_pct is None:
+            raise ValueError("policy cheapest_within needs within_pct (for example 1.0)")
+        if self.policy != "cheapest_within" and self.within_pct is not None:
+            raise ValueError(f"within_pct applies to policy cheapest_within only, "
+                             f"not {self.policy}")
+        return self
+
+
+# ---------------------------------------------------------------------------------------
 # The spec
 # ---------------------------------------------------------------------------------------
 
@@ -324,6 +434,9 @@ class Spec(_Model):
     metrics: MetricsSpec = Field(default_factory=MetricsSpec)
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     registry: RegistrySpec = Field(default_factory=RegistrySpec)
+    refine: RefineSpec = Field(default_factory=RefineSpec)
+    constraints: ConstraintsSpec = Field(default_factory=ConstraintsSpec)
+    select: SelectSpec = Field(default_factory=SelectSpec)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -352,6 +465,13 @@ class Spec(_Model):
     def _cross_checks(self) -> Spec:
         if self.k_fold.stratified and self.task == "regression":
             raise ValueError("k_fold.stratified needs a classification task, not regression")
+        if self.select.policy == "best_overall" and self.constraints.active:
+            raise ValueError(f"select.policy best_overall ignores constraints, but "
+                             f"{sorted(self.constraints.active)} are set; remove them or use "
+                             "best_under_constraints")
+        if self.select.cost == "cost_per_million" and self.refine.instance_price_per_hour is None:
+            raise ValueError("select.cost cost_per_million needs "
+                             "refine.instance_price_per_hour")
         return self
 
     @property

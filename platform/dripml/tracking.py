@@ -107,6 +107,11 @@ def search_run(spec: Spec, spec_text: str) -> Iterator[mlflow.ActiveRun]:
             "algorithms": ",".join(a.key for a in spec.algorithms),
             "cpus_per_trial": spec.resources.cpus_per_trial,
             "gpus_per_trial": spec.resources.gpus_per_trial,
+            "refine_top_k": spec.refine.top_k,
+            "select_policy": spec.select.policy, "select_cost": spec.select.cost,
+            **({"select_within_pct": spec.select.within_pct}
+               if spec.select.within_pct is not None else {}),
+            **{f"constraint_{k}": v for k, v in spec.constraints.active.items()},
         })
         mlflow.log_text(spec_text, "spec.yaml")
         yield run
@@ -133,7 +138,10 @@ def log_trial(parent_run_id: str, trial: TrialResult) -> str:
     values += [Metric(f"{safe_key(k)}_std", v, now, 0) for k, v in trial.std.items()
                if _finite(v)]
     values.append(Metric("fit_time_s", trial.fit_time_s, now, 0))
+    values += [Metric(f"probe_{k}", v, now, 0) for k, v in trial.probe.items() if _finite(v)]
     tags = [RunTag("dripml.error", trial.error[-4000:])] if trial.error else []
+    if trial.reason:
+        tags.append(RunTag("dripml.pruned_reason", trial.reason[-4000:]))
     client.log_batch(child.info.run_id, metrics=values, params=params, tags=tags)
     client.set_terminated(child.info.run_id, status=status)
     return child.info.run_id
@@ -183,10 +191,21 @@ def pip_requirements(algorithm_name: str) -> list[str]:
 def log_and_register(model: TrainedModel, example: pd.DataFrame, spec: Spec,
                      tags: dict[str, str]) -> RegisteredModel:
     """Log ``model`` in the active run, register a new version and point the alias at it."""
+    version = log_version(model, example, spec, tags)
+    MlflowClient().set_registered_model_alias(spec.model_name, spec.registry.alias, version)
+    run_id = mlflow.active_run().info.run_id
+    return RegisteredModel(spec.model_name, version, spec.registry.alias,
+                           f"models:/{spec.model_name}/{version}", run_id)
+
+
+def log_version(model: TrainedModel, example: pd.DataFrame, spec: Spec, tags: dict[str, str],
+                *, name: str = "model") -> str:
+    """Log ``model`` in the active run as ``name`` and register it as a new version of the
+    spec's model with ``tags``; no alias moves. Returns the version."""
     example = input_example(example, model)
     signature = infer_signature(example, prediction_frame(model.predict_frame(example)))
     info = mlflow.pyfunc.log_model(
-        name="model",
+        name=name,
         python_model=PyfuncModel(model),
         signature=signature,
         input_example=example,
@@ -195,12 +214,9 @@ def log_and_register(model: TrainedModel, example: pd.DataFrame, spec: Spec,
     )
     version = str(info.registered_model_version)
     client = MlflowClient()
-    client.set_registered_model_alias(spec.model_name, spec.registry.alias, version)
     for key, value in tags.items():
         client.set_model_version_tag(spec.model_name, version, key, value)
-    run_id = mlflow.active_run().info.run_id
-    return RegisteredModel(spec.model_name, version, spec.registry.alias,
-                           f"models:/{spec.model_name}/{version}", run_id)
+    return version
 
 
 def input_example(frame: pd.DataFrame, model: TrainedModel, rows: int = 5) -> pd.DataFrame:

@@ -5,6 +5,17 @@ per (trial, fold) with the spec's resources, and tells Optuna each trial's mean 
 The encoded training matrix goes into Ray's object store once and every task reads it from
 there. With ``early_stopping`` a trial reports its running mean after each fold and the
 remaining folds of a pruned trial are cancelled.
+
+Cost-aware search: when the spec's ``constraints`` limit latency or model size, fold 0 of
+every trial also probes its model (``search.cost_probe_calls`` single-row predictions and
+its pickled size, see :func:`dripml.folds.run_fold`). A trial is PRUNED at once when the
+probe's median latency exceeds ``max_latency_p50_ms`` or ``max_latency_p99_ms`` times
+``search.cost_probe_margin``, or its size exceeds ``max_model_mb`` times the margin
+(``reason`` says which; see :func:`probe_judged` for why the median); its other folds are
+cancelled, and Optuna is told it was pruned; TPE ranks pruned trials after
+every complete one, so it steers away from that region: the budget goes where the
+constraints can be met. Trials are dropped, never penalised: a penalised objective would mix
+quality and cost on one scale the user never chose.
 """
 
 from __future__ import annotations
@@ -20,10 +31,10 @@ import numpy as np
 import optuna
 import ray
 
-from dripml import algorithms, metrics, search
+from dripml import algorithms, frontier, metrics, search
 from dripml.algorithms import BuildContext
 from dripml.data import Dataset
-from dripml.errors import SearchError
+from dripml.errors import ConstraintError, SearchError
 from dripml.folds import FoldScore, aggregate, make_folds, run_fold, transform_fold, warm_up
 from dripml.spec import MetricSpec, Spec
 
@@ -45,6 +56,7 @@ class TrialResult:
         objective: mean of the objective over the finished folds (None if none finished).
         fit_time_s: summed fit time of the finished folds, seconds.
         error: the failure's last lines when FAILED.
+        reason: why it was PRUNED when the cost probe stopped it (the constraint broken).
     """
 
     number: int
@@ -58,6 +70,12 @@ class TrialResult:
     objective: float | None
     fit_time_s: float
     error: str | None = None
+    reason: str | None = None
+
+    @property
+    def probe(self) -> dict[str, float]:
+        """The cost probe's measurements (first fold), cost name -> value; {} if none."""
+        return next((f.probe for f in self.folds if f.probe), {})
 
 
 @dataclass(frozen=True)
@@ -149,6 +167,7 @@ def discover(
     task_options = {"num_cpus": spec.resources.cpus_per_trial,
                     "num_gpus": spec.resources.gpus_per_trial, "max_retries": 0}
     limit = spec.search.max_concurrent or _default_concurrency(spec, len(folds))
+    probe_calls = spec.search.cost_probe_calls if spec.constraints.probed else 0
 
     shared: dict[tuple[Any, ...], ray.ObjectRef] = {}
 
@@ -180,7 +199,8 @@ def discover(
         pending = {
             _run_fold_remote.options(**task_options).remote(
                 X_ref, y_ref, splits_ref, i, config.algorithm.name, config.params, ctx,
-                n_classes, train_bound, validation_bound, transformed(config, i)): i
+                n_classes, train_bound, validation_bound, transformed(config, i),
+                probe_calls if i == 0 else 0): i
             for i in range(len(folds))
         }
         running[trial.number] = _Running(trial, config, pending)
@@ -198,7 +218,7 @@ def discover(
         ready, _ = ray.wait(refs, num_returns=1)
         for ref in ready:
             number = next(n for n, r in running.items() if ref in r.pending)
-            result = _collect(running, number, ref, study, objective)
+            result = _collect(running, number, ref, study, objective, spec)
             if result is None:
                 continue
             results.append(result)
@@ -208,6 +228,7 @@ def discover(
                 on_trial(result, best, len(results), total)
 
     if best is None:
+        _raise_if_probe_pruned_all(results, spec)
         failures = [r.error for r in results if r.error]
         detail = f" First failure:\n{failures[0]}" if failures else ""
         raise SearchError(f"none of {len(results)} trials completed.{detail}")
@@ -217,14 +238,19 @@ def discover(
 
 
 def _collect(running: dict[int, _Running], number: int, ref: ray.ObjectRef,
-             study: optuna.Study, objective: Objective) -> TrialResult | None:
+             study: optuna.Study, objective: Objective, spec: Spec) -> TrialResult | None:
     """Take one finished fold; return the trial's result once the trial has ended."""
     state = running[number]
     state.pending.pop(ref)
     try:
-        state.folds.append(ray.get(ref))
+        fold = ray.get(ref)
     except (ray.exceptions.RayTaskError, ray.exceptions.WorkerCrashedError) as error:
         return _finish(running, number, study, objective, "FAILED", _short_error(error))
+    state.folds.append(fold)
+    over = probe_violations(fold.probe, spec)
+    if over:
+        reason = "cost probe: " + "; ".join(_probe_text(v, spec) for v in over)
+        return _finish(running, number, study, objective, "PRUNED", reason=reason)
     if not state.pending:
         return _finish(running, number, study, objective, "COMPLETE")
     running_mean = _mean_objective(state.folds, objective)
@@ -235,8 +261,61 @@ def _collect(running: dict[int, _Running], number: int, ref: ray.ObjectRef,
     return None
 
 
+def probe_judged(probe: dict[str, float]) -> dict[str, float]:
+    """What the probe rule compares with the limits: the probe's median latency stands for
+    both latency percentiles (a median over a p99 limit proves the limit cannot be met, and
+    unlike a 200-call p99 inside a busy worker it is stable), its size for the model size."""
+    judged = {k: v for k, v in probe.items() if k == "model_mb"}
+    if "latency_p50_ms" in probe:
+        judged |= {"latency_p50_ms": probe["latency_p50_ms"],
+                   "latency_p99_ms": probe["latency_p50_ms"]}
+    return judged
+
+
+def probe_violations(probe: dict[str, float], spec: Spec) -> tuple[frontier.Violation, ...]:
+    """The constraints a fold's probe breaks by more than ``cost_probe_margin`` (judged as
+    :func:`probe_judged` says)."""
+    if not probe:
+        return ()
+    return frontier.violations(probe_judged(probe), spec.constraints,
+                               spec.search.cost_probe_margin)
+
+
+def _probe_text(violation: frontier.Violation, spec: Spec) -> str:
+    what = ("median single-row latency" if violation.cost.startswith("latency")
+            else "pickled size")
+    unit = frontier.UNITS[violation.cost]
+    return (f"{what} {violation.value:.4g} {unit} > {violation.constraint} "
+            f"{violation.limit:g} x margin {spec.search.cost_probe_margin:g}")
+
+
+def _raise_if_probe_pruned_all(results: list[TrialResult], spec: Spec) -> None:
+    probed = [r for r in results if r.reason]
+    if not probed:
+        return
+    parts = []
+    for name, (cost, _) in frontier.LIMITS.items():
+        limit = getattr(spec.constraints, name)
+        values = [(probe_judged(r.probe)[cost], r) for r in probed
+                  if cost in probe_judged(r.probe)]
+        if limit is None or not values:
+            continue
+        value, best = min(values, key=lambda item: item[0])
+        what = "median single-row latency" if cost.startswith("latency") else "pickled size"
+        unit = frontier.UNITS[cost]
+        parts.append(f"{name} {limit:g} {unit}: the lowest probe {what} is {value:.4g} {unit} "
+                     f"(trial {best.number}, {best.algorithm})")
+    raise ConstraintError(
+        f"no trial can meet the constraints: the cost probe pruned {len(probed)} of "
+        f"{len(results)} trials and none completed; " + "; ".join(parts)
+        + f". Relax the spec's `constraints` (the probe prunes a trial beyond "
+        f"x{spec.search.cost_probe_margin:g} a limit), or add cheaper algorithms or "
+        "search spaces.")
+
+
 def _finish(running: dict[int, _Running], number: int, study: optuna.Study,
-            objective: Objective, outcome: TrialState, error: str | None = None) -> TrialResult:
+            objective: Objective, outcome: TrialState, error: str | None = None,
+            reason: str | None = None) -> TrialResult:
     state = running.pop(number)
     for ref in state.pending:
         ray.cancel(ref, force=False)
@@ -256,7 +335,7 @@ def _finish(running: dict[int, _Running], number: int, study: optuna.Study,
         number=number, algorithm=state.config.algorithm.key,
         algorithm_name=state.config.algorithm.name, params=dict(state.config.params),
         state=outcome, folds=folds, mean=mean, std=std, objective=objective_value,
-        fit_time_s=sum(f.fit_time_s for f in folds), error=error)
+        fit_time_s=sum(f.fit_time_s for f in folds), error=error, reason=reason)
 
 
 def _mean_objective(folds: list[FoldScore], objective: Objective) -> float | None:
