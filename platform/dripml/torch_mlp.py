@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+from abc import ABCMeta, abstractmethod
 from collections.abc import Iterator
 from typing import Any
 
@@ -238,7 +239,7 @@ def _chunk_to_tensor(
 # --------------------------------------------------------------------------------------------
 
 
-class _TorchMLPBase(BaseEstimator):
+class _TorchMLPBase(BaseEstimator, metaclass=ABCMeta):
     """Shared fit / predict machinery; see :class:`TorchMLPClassifier` for the parameters."""
 
     _task: str = ""
@@ -293,15 +294,17 @@ class _TorchMLPBase(BaseEstimator):
 
     # -- hooks for subclasses -------------------------------------------------------------------
 
+    @abstractmethod
     def _encode_targets(self, y: np.ndarray) -> tuple[np.ndarray, int]:
         """Return (training targets, n_outputs); sets fitted target attributes."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _loss(self) -> nn.Module:
-        raise NotImplementedError
+        """The training loss (cross-entropy for classes, MSE for values)."""
 
+    @abstractmethod
     def _target_tensor(self, y: np.ndarray) -> torch.Tensor:
-        raise NotImplementedError
+        """Targets as the tensor the loss expects."""
 
     # -- validation -----------------------------------------------------------------------------
 
