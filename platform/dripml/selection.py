@@ -105,16 +105,12 @@ def refit(dataset: Dataset, spec: Spec, trial: TrialResult) -> Refit:
     with threadpool_limits(limits=n_threads):
         fitted = FittedRecipe(recipe, spec.task, len(dataset.classes)).fit(X, dataset.y_train)
     fit_time_s = time.perf_counter() - started
-    _serve_single_threaded(fitted)
+    fitted.single_threaded()  # one-row requests: replicas scale out, not thread pools
     model = TrainedModel(encoder=dataset.encoder, fitted=fitted, task=spec.task,
                          classes=dataset.classes, label=dataset.label,
                          algorithm=trial.algorithm, params=dict(trial.params),
                          example=example_record(dataset.X_test))
     return Refit(model, evaluate(model, dataset, spec), fit_time_s)
-
-
-def _serve_single_threaded(fitted: FittedRecipe) -> None:
-    fitted.single_threaded()  # see FittedRecipe.single_threaded
 
 
 def test_metric_specs(spec: Spec) -> list:
