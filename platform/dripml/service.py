@@ -7,8 +7,12 @@ service by its import path in the ``bentoml serve`` process and again in every w
 so it cannot be handed Python arguments, only the environment. :func:`dripml.serving.serve`
 sets these variables; they can also be set by hand (a container, a Kubernetes pod):
 
-- ``DRIPML_MODEL_URI`` (required): the model, ``models:/NAME/VERSION``, ``models:/NAME@alias``
-  or ``runs:/...``. ``serve()`` pins an alias to its version before starting.
+- ``DRIPML_MODEL_PATH``: a model bundle folder (:func:`dripml.serving.write_bundle`), as a
+  serving image built by ``drip build`` bakes in. When set, it wins over ``DRIPML_MODEL_URI``
+  and neither MLflow nor its server is needed (nor imported).
+- ``DRIPML_MODEL_URI`` (required without ``DRIPML_MODEL_PATH``): the model,
+  ``models:/NAME/VERSION``, ``models:/NAME@alias`` or ``runs:/...``. ``serve()`` pins an alias
+  to its version before starting.
 - ``MLFLOW_TRACKING_URI``: the MLflow store holding it (MLflow's own variable); default the
   embedded store under ``./.dripml``.
 - ``DRIPML_MODEL_REF`` (optional): the reference the user gave, shown in the docs.
@@ -19,27 +23,36 @@ from __future__ import annotations
 
 import os
 
-from dripml import serving, tracking
+from dripml import serving
 
+MODEL_PATH = os.environ.get("DRIPML_MODEL_PATH", "")
 MODEL_URI = os.environ.get("DRIPML_MODEL_URI", "")
-if not MODEL_URI:
-    raise serving.ServeError(
-        "DRIPML_MODEL_URI is not set; start the server with `drip serve NAME` or set it to a "
-        "model URI such as models:/NAME@champion")
 
-tracking.configure(os.environ.get("MLFLOW_TRACKING_URI"))
-if MODEL_URI.startswith("models:/"):
-    _name, _version = tracking.resolve_version(MODEL_URI)
-    VERSION_LABEL = f"{_name}/{_version}"
-    MODEL_URI = f"models:/{VERSION_LABEL}"
+if MODEL_PATH:
+    model, _bundle = serving.read_bundle(MODEL_PATH)
+    MODEL_URI, VERSION_LABEL = _bundle.model_uri, _bundle.version_label
+    _source = f"{MODEL_URI} (exported model bundle)"
 else:
-    VERSION_LABEL = MODEL_URI
+    if not MODEL_URI:
+        raise serving.ServeError(
+            "DRIPML_MODEL_URI is not set; start the server with `drip serve NAME` or set it to "
+            "a model URI such as models:/NAME@champion (or DRIPML_MODEL_PATH to a model "
+            "bundle folder)")
+    from dripml import tracking
 
-model = tracking.load_trained_model(MODEL_URI)
+    tracking.configure(os.environ.get("MLFLOW_TRACKING_URI"))
+    if MODEL_URI.startswith("models:/"):
+        _name, _version = tracking.resolve_version(MODEL_URI)
+        VERSION_LABEL = f"{_name}/{_version}"
+        MODEL_URI = f"models:/{VERSION_LABEL}"
+    else:
+        VERSION_LABEL = MODEL_URI
+    model = tracking.load_trained_model(MODEL_URI)
+    _source = os.environ.get("DRIPML_MODEL_REF") or MODEL_URI
 
 DripmlService = serving.build_service(
     model,
-    os.environ.get("DRIPML_MODEL_REF") or MODEL_URI,
+    _source,
     VERSION_LABEL,
     workers=int(os.environ.get("DRIPML_SERVE_WORKERS", "1")),
 )

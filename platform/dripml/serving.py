@@ -55,7 +55,6 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, create_model
 
 import dripml
-from dripml import tracking
 from dripml.errors import ServeError
 from dripml.features import Feature
 from dripml.model import TrainedModel
@@ -357,6 +356,84 @@ def build_service(model: TrainedModel, model_ref: str, version_label: str, *,
     return DripmlService
 
 
+# --------------------------------------------------------------------------- model bundle
+
+BUNDLE_MODEL_FILE = "model.pkl"
+"""The pickled :class:`~dripml.model.TrainedModel` in a model bundle (cloudpickle)."""
+
+BUNDLE_INFO_FILE = "dripml-model.json"
+"""Provenance of a model bundle: ``model_uri``, ``version_label``, algorithm, task, versions."""
+
+
+@dataclass(frozen=True)
+class ModelBundle:
+    """A model exported to a folder, to be served without the MLflow server (a serving image
+    bakes one in and points ``DRIPML_MODEL_PATH`` at it).
+
+    Attributes:
+        path: the folder (holds :data:`BUNDLE_MODEL_FILE` and :data:`BUNDLE_INFO_FILE`).
+        model_uri: the registered version it was exported from, ``models:/NAME/VERSION``.
+        version_label: ``NAME/VERSION``, returned as ``model`` in every response.
+        algorithm, task: of the model.
+    """
+
+    path: Path
+    model_uri: str
+    version_label: str
+    algorithm: str
+    task: str
+
+
+def write_bundle(model: TrainedModel, folder: str | Path, *, model_uri: str,
+                 version_label: str) -> ModelBundle:
+    """Export ``model`` to ``folder`` (created): the model pickled with cloudpickle plus a JSON
+    file of provenance. Loading it needs dripml and the model's runtime requirements only (not
+    MLflow, Ray or Optuna): see :func:`read_bundle`."""
+    import cloudpickle
+
+    path = Path(folder)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / BUNDLE_MODEL_FILE).write_bytes(cloudpickle.dumps(model))
+    info = {"model_uri": model_uri, "version_label": version_label,
+            "algorithm": model.algorithm, "task": model.task,
+            "dripml_version": dripml.__version__,
+            "python": ".".join(map(str, sys.version_info[:3]))}
+    (path / BUNDLE_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    return ModelBundle(path=path, model_uri=model_uri, version_label=version_label,
+                       algorithm=model.algorithm, task=model.task)
+
+
+def read_bundle(folder: str | Path) -> tuple[TrainedModel, ModelBundle]:
+    """Load a folder written by :func:`write_bundle`: (the model, its provenance).
+
+    Raises:
+        ServeError: the folder is not a model bundle, or its model does not load here (the
+            message names the missing package or the unpickling error).
+    """
+    import cloudpickle
+
+    path = Path(folder)
+    try:
+        info = json.loads((path / BUNDLE_INFO_FILE).read_text())
+        with (path / BUNDLE_MODEL_FILE).open("rb") as f:
+            model = cloudpickle.load(f)
+    except FileNotFoundError as error:
+        raise ServeError(f"{path} is not a dripml model bundle ({error.filename} is missing); "
+                         f"DRIPML_MODEL_PATH must name a folder `drip build` exported") from None
+    except (ImportError, AttributeError, ValueError, EOFError) as error:
+        raise ServeError(f"cannot load the model in {path}: {type(error).__name__}: {error}; "
+                         f"install the model's runtime requirements (the image's "
+                         f"requirements.txt)") from None
+    if not isinstance(model, TrainedModel):
+        raise ServeError(f"{path / BUNDLE_MODEL_FILE} holds a {type(model).__name__}, "
+                         f"not a dripml TrainedModel")
+    bundle = ModelBundle(path=path, model_uri=str(info["model_uri"]),
+                         version_label=str(info["version_label"]),
+                         algorithm=str(info.get("algorithm", model.algorithm)),
+                         task=str(info.get("task", model.task)))
+    return model, bundle
+
+
 # --------------------------------------------------------------------------- process
 
 
@@ -490,6 +567,8 @@ def _check_port_free(host: str, port: int) -> None:
 
 def _resolve(model_ref: str) -> tuple[str, str]:
     """(pinned model URI, NAME/VERSION label); raises ModelNotFoundError for unknown models."""
+    from dripml import tracking
+
     uri = tracking.parse_model_ref(model_ref)
     if uri.startswith("models:/"):
         name, version = tracking.resolve_version(uri)
@@ -526,6 +605,8 @@ def serve(model_ref: str, *, host: str = "127.0.0.1", port: int = 3000,
         ServeError: the port is taken, or the server exited or was not ready within
             ``timeout_s`` (the message ends with the server log's last lines).
     """
+    from dripml import tracking
+
     uri = tracking.configure(tracking_uri)
     model_uri, version_label = _resolve(model_ref)
     _check_port_free(host, port)
