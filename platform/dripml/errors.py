@@ -37,3 +37,8 @@ class ServeError(DripmlError):
 
     The message includes the last lines of the server's log.
     """
+
+
+class ClusterError(DripmlError):
+    """A Ray cluster (KubeRay or local) could not be created, became not ready in time, or
+    its job failed; the cluster has been deleted when this is raised."""

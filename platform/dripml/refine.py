@@ -60,8 +60,9 @@ class Refined:
 
 
 def run(dataset: Dataset, spec: Spec, result: SearchResult, objective: Objective,
-        reporter: Reporter | None = None) -> Refined:
-    """Refit, measure, choose, register and log (see the module docstring).
+        reporter: Reporter | None = None, *, set_alias: bool = True) -> Refined:
+    """Refit, measure, choose, register and log (see the module docstring). Without
+    ``set_alias`` the versions are registered but the alias stays where it is.
 
     Raises:
         ConstraintError: no candidate meets the spec's constraints.
@@ -87,7 +88,7 @@ def run(dataset: Dataset, spec: Spec, result: SearchResult, objective: Objective
     with report.step(f"registered {len(placed.frontier_points)} frontier point(s) of "
                      f"{spec.model_name!r}; {spec.registry.alias}: trial {chosen.number} "
                      f"({chosen.algorithm})"):
-        registered, versions = register(placed, refits, dataset, spec)
+        registered, versions = register(placed, refits, dataset, spec, set_alias=set_alias)
     placed = placed.with_versions(versions)
     log_frontier(placed)
     return Refined(placed, chosen, refit, registered, versions)
@@ -148,12 +149,14 @@ def version_tags(point: frontier.FrontierPoint, objective_key: str) -> dict[str,
 
 
 def register(placed: frontier.Frontier, refits: dict[int, Refit], dataset: Dataset,
-             spec: Spec) -> tuple[tracking.RegisteredModel, dict[int, str]]:
-    """Register the chosen point (moving the alias to it), then every other frontier point."""
+             spec: Spec, *, set_alias: bool = True
+             ) -> tuple[tracking.RegisteredModel, dict[int, str]]:
+    """Register the chosen point (moving the alias to it with ``set_alias``), then every
+    other frontier point."""
     chosen = placed.chosen
     registered = tracking.log_and_register(
         refits[chosen.candidate.trial].model, dataset.X_test, spec,
-        tags=version_tags(chosen, placed.objective_key))
+        tags=version_tags(chosen, placed.objective_key), set_alias=set_alias)
     versions = {chosen.candidate.trial: registered.version}
     for point in placed.frontier_points:
         trial = point.candidate.trial

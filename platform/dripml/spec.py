@@ -307,6 +307,63 @@ class ResourcesSpec(_Model):
     gpus_per_trial: float = Field(default=0, ge=0, description="GPUs per fold task.")
 
 
+class PodSpec(_Model):
+    """Compute of one Ray pod (head or worker) on Kubernetes."""
+
+    cpus: float = Field(default=2, gt=0, description="CPU cores (request = limit).")
+    memory_gib: float = Field(default=8, gt=0, description="Memory in GiB (request = limit).")
+
+
+class WorkerGroupSpec(PodSpec):
+    """The Ray worker pods of the cluster; a spec asking for GPUs gets GPU workers."""
+
+    replicas: int = Field(default=2, ge=1, le=1000, description="Worker pods.")
+    cpus: float = Field(default=4, gt=0, description="CPU cores per worker pod.")
+    memory_gib: float = Field(default=16, gt=0, description="Memory per worker pod, GiB.")
+    gpus: int = Field(
+        default=0, ge=0, le=16,
+        description="GPUs per worker pod; 0 means as many as one trial asks "
+                    "(resources.gpus_per_trial, rounded up).")
+
+
+class ClusterSpec(_Model):
+    """The KubeRay cluster a Kubeflow run creates for the search (``drip pipeline``).
+
+    Ignored by embedded runs. The cluster is sized so that every worker fits at least one
+    trial (``resources.cpus_per_trial``, ``resources.gpus_per_trial``).
+    """
+
+    namespace: str = Field(
+        default="dripml", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63,
+        description="Namespace of the RayCluster (and the dripml chart's RBAC).")
+    image: str | None = Field(
+        default=None, min_length=1,
+        description="Trainer image of the Ray pods and pipeline steps; default "
+                    "ghcr.io/dripml/trainer:<version> (the -gpu variant for GPU specs).")
+    head: PodSpec = Field(default_factory=PodSpec)
+    workers: WorkerGroupSpec = Field(default_factory=WorkerGroupSpec)
+    gpu_node_selector: dict[str, str] = Field(
+        default_factory=lambda: {"nvidia.com/gpu.present": "true"},
+        description="Node labels GPU workers must match (see infra/).")
+    gpu_tolerations: list[dict[str, str]] = Field(
+        default_factory=lambda: [{"key": "nvidia.com/gpu", "operator": "Exists",
+                                  "effect": "NoSchedule"}],
+        description="Tolerations of GPU workers (the GPU node pool's taint).")
+    env_from_secrets: list[str] = Field(
+        default_factory=list,
+        description="Secrets whose keys become environment variables of the Ray pods (for "
+                    "example MLflow's S3 credentials); credentials never go in the spec.")
+    auth_token_secret: str | None = Field(
+        default="dripml-ray-auth",
+        description="Secret (key auth_token) with the Ray token; KubeRay turns on Ray's "
+                    "token authentication with it. None turns authentication off.")
+    ready_timeout_s: float = Field(
+        default=900, gt=0, description="Wait this long for the cluster to be ready, then "
+                                       "delete it and fail.")
+    job_timeout_s: float = Field(
+        default=24 * 3600, gt=0, description="Stop the search job after this long.")
+
+
 class RegistrySpec(_Model):
     """Where the refit model lands in the MLflow Model Registry."""
 
@@ -437,6 +494,7 @@ class Spec(_Model):
     refine: RefineSpec = Field(default_factory=RefineSpec)
     constraints: ConstraintsSpec = Field(default_factory=ConstraintsSpec)
     select: SelectSpec = Field(default_factory=SelectSpec)
+    cluster: ClusterSpec = Field(default_factory=ClusterSpec)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -16,7 +16,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
@@ -94,11 +94,13 @@ def ensure_experiment(name: str) -> str:
 
 
 @contextmanager
-def search_run(spec: Spec, spec_text: str) -> Iterator[mlflow.ActiveRun]:
-    """The parent run of one search; ends FAILED if the block raises."""
+def search_run(spec: Spec, spec_text: str, tags: Mapping[str, str] | None = None
+               ) -> Iterator[mlflow.ActiveRun]:
+    """The parent run of one search, with ``tags`` added to dripml's own; ends FAILED if the
+    block raises."""
     experiment_id = ensure_experiment(spec.name)
     run_name = f"search-{time.strftime('%Y%m%d-%H%M%S')}"
-    tags = {"dripml.version": dripml.__version__, "dripml.kind": "search"}
+    tags = {**(tags or {}), "dripml.version": dripml.__version__, "dripml.kind": "search"}
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run:
         mlflow.log_params({
             "task": spec.task, "label": spec.data.label, "k_fold": spec.k_fold.n_splits,
@@ -189,10 +191,12 @@ def pip_requirements(algorithm_name: str) -> list[str]:
 
 
 def log_and_register(model: TrainedModel, example: pd.DataFrame, spec: Spec,
-                     tags: dict[str, str]) -> RegisteredModel:
-    """Log ``model`` in the active run, register a new version and point the alias at it."""
+                     tags: dict[str, str], *, set_alias: bool = True) -> RegisteredModel:
+    """Log ``model`` in the active run, register a new version and (with ``set_alias``)
+    point the alias at it."""
     version = log_version(model, example, spec, tags)
-    MlflowClient().set_registered_model_alias(spec.model_name, spec.registry.alias, version)
+    if set_alias:
+        set_model_alias(spec.model_name, spec.registry.alias, version)
     run_id = mlflow.active_run().info.run_id
     return RegisteredModel(spec.model_name, version, spec.registry.alias,
                            f"models:/{spec.model_name}/{version}", run_id)
@@ -321,3 +325,42 @@ def list_models() -> list[ModelSummary]:
                 run_id=version.run_id or "", metrics=run_metrics))
     rows.sort(key=lambda r: (r.name, -int(r.version)))
     return rows
+
+
+def set_model_alias(name: str, alias: str, version: str) -> RegisteredModel:
+    """Point ``name@alias`` at ``version`` (which must exist) and return where it points."""
+    client = MlflowClient()
+    found = client.get_model_version(name, version)
+    client.set_registered_model_alias(name, alias, version)
+    return RegisteredModel(name, version, alias, f"models:/{name}/{version}", found.run_id)
+
+
+def find_search_run(experiment: str, tags: Mapping[str, str]) -> str:
+    """The id of the newest search run of ``experiment`` that carries every tag in ``tags``.
+
+    Raises:
+        ModelNotFoundError: no such run.
+    """
+    found = mlflow.search_runs(
+        experiment_names=[experiment], output_format="list", max_results=1,
+        filter_string=" and ".join([f"tags.`{k}` = '{v}'" for k, v in tags.items()]
+                                   + ["tags.`dripml.kind` = 'search'"]),
+        order_by=["attributes.start_time DESC"])
+    if not found:
+        raise ModelNotFoundError(f"no search run in experiment {experiment!r} has the tags "
+                                 f"{dict(tags)}")
+    return found[0].info.run_id
+
+
+def chosen_version(name: str, run_id: str) -> str:
+    """The model version of ``name`` that search run ``run_id`` chose (tag dripml.chosen).
+
+    Raises:
+        ModelNotFoundError: the run registered no chosen version of ``name``.
+    """
+    versions = MlflowClient().search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+    chosen = [v.version for v in versions if v.tags.get("dripml.chosen") == "true"]
+    if not chosen:
+        raise ModelNotFoundError(f"run {run_id} registered no chosen version of model {name!r}")
+    return str(max(int(v) for v in chosen))
+
