@@ -110,7 +110,8 @@ def test_runs_uri_needs_release_and_image(workdir: Path) -> None:
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
-    ({"target": "k8s"}, r"valid targets: \['kubernetes'\]"),
+    ({"target": "k8s"}, r"valid targets: \['local', 'kubernetes'\]"),
+    ({"target": "local"}, r"plan_local"),
     ({"image": "registry.example.com/ml/adult:1.0"}, "referenced by digest"),
     ({"image": "registry.example.com/ml/adult@sha256:abc"}, "referenced by digest"),
     ({"image": f"Registry.example.com/ML/adult@{DIGEST.upper()}"}, "referenced by digest"),

@@ -330,11 +330,15 @@ def data_list() -> None:
 def deploy(
     model: Annotated[str, typer.Argument(
         help="NAME[@alias] (default alias champion), NAME/version, or a models:/ URI.")],
-    target: Annotated[str, typer.Option(help="Where to deploy: kubernetes.")],
+    target: Annotated[str, typer.Option(
+        help="Where to deploy: local (this machine, 127.0.0.1) or kubernetes.")],
     image: Annotated[str | None, typer.Option(
         help="Serving image REPO@sha256:DIGEST (default: the version's dripml.image tag).")
     ] = None,
     gpu: Annotated[bool, typer.Option("--gpu", help="One NVIDIA GPU per replica.")] = False,
+    port: Annotated[int, typer.Option(help="--target local: the port on 127.0.0.1.")] = 3000,
+    runtime: Annotated[str, typer.Option(
+        help="--target local: the container runtime, podman or docker.")] = "podman",
     namespace: Annotated[str, typer.Option(help="Namespace (created if missing).")] = "dripml",
     release: Annotated[str | None, typer.Option(
         help="Helm release name (default: the model name).")] = None,
@@ -347,9 +351,13 @@ def deploy(
         "--dry-run", help="Print the values and the exact helm command; change nothing.")
     ] = False,
 ) -> None:
-    """Deploy a registered model as an HTTP endpoint (the dripml-endpoint Helm chart)."""
+    """Deploy a registered model as an HTTP endpoint: on this machine (its serving image from
+    `drip build`, or bentoml serve without one) or on Kubernetes (the dripml-endpoint chart)."""
     from dripml import deploy as deployment
 
+    if target == "local":
+        _deploy_local(model, image, port, runtime, tracking_uri, dry_run)
+        return
     plan = deployment.plan(model, target=target, image=image, gpu=gpu, namespace=namespace,
                            release=release, tracking_uri=tracking_uri,
                            cluster_tracking_uri=cluster_tracking_uri, sets=sets or ())
@@ -360,6 +368,65 @@ def deploy(
     values_file = deployment.apply(plan)
     out.print(f"[bold green]deployed[/] {plan.release} in namespace {plan.namespace} "
               f"(values: {values_file})")
+
+
+def _deploy_local(model: str, image: str | None, port: int, runtime: str,
+                  tracking_uri: str | None, dry_run: bool) -> None:
+    from dripml import deploy as deployment
+    from dripml import serving
+
+    _quiet_libraries()
+    local = deployment.plan_local(model, image=image, port=port, runtime=runtime,
+                                  tracking_uri=tracking_uri)
+    if dry_run:
+        print(local.shell_command)
+        return
+    if local.image is None:
+        err.print(f"{model} has no serving image (no dripml.image tag; `drip build` makes one): "
+                  f"serving it with bentoml serve from the MLflow store")
+    with err.status(f"starting {local.image.reference if local.image else model} on "
+                    f"127.0.0.1:{port}"):
+        handle = deployment.run_local(local, tracking_uri=tracking_uri)
+    out.print(f"[bold green]serving[/] {model} at {handle.url} "
+              f"(docs {handle.url}/docs, health {handle.url}/readyz); try:")
+    print(handle.curl_example(), flush=True)
+    serving.wait_forever(handle)
+
+
+@app.command()
+@_friendly
+def build(
+    model: Annotated[str, typer.Argument(
+        help="NAME[@alias] (default alias champion), NAME/version, or a models:/ URI.")],
+    registry: Annotated[str, typer.Option(
+        help="HOST[:PORT]/REPO to push to, e.g. registry.example.com/ml/adult-serving.")],
+    gpu: Annotated[bool, typer.Option("--gpu", help="A CUDA image (Containerfile.gpu).")
+                   ] = False,
+    builder: Annotated[str, typer.Option(help="buildah (daemonless) or docker.")] = "buildah",
+    base_image: Annotated[str | None, typer.Option(
+        help="Base image (default: $DRIPML_BASE_IMAGE or python:3.11-slim; with --gpu "
+             "$DRIPML_GPU_BASE_IMAGE or nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04).")
+    ] = None,
+    build_image: Annotated[str | None, typer.Option(
+        help="Image of the install stage (default: the base image).")] = None,
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Build a registered model's serving image (a BentoML bento with the model baked in),
+    push it, print its digest and record it on the model version (tag dripml.image)."""
+    from dripml import images
+
+    _quiet_libraries()
+    with err.status(f"building the serving image of {model} with {builder}"):
+        result = images.build(model, registry=registry, gpu=gpu, base_image=base_image,
+                              build_image=build_image, builder=builder,
+                              tracking_uri=tracking_uri)
+    plan = result.plan
+    out.print(f"[bold green]built[/] {plan.reference} ({result.size_mb:.0f} MB, base "
+              f"{plan.base_image}) in {result.build_s:.0f} s, pushed in {result.push_s:.0f} s; "
+              f"recorded on {plan.version_label} as dripml.image")
+    print(result.image.reference, flush=True)
+    out.print(f"deploy it with: drip deploy {plan.version_label} --target local "
+              f"(or --target kubernetes)")
 
 
 @app.command("frontier")

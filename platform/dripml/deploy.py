@@ -1,5 +1,5 @@
 """Deploy: a registered model as an HTTP endpoint on Kubernetes, through the Helm chart
-``charts/dripml-endpoint``.
+``charts/dripml-endpoint``, or on this machine (``--target local``).
 
 ``drip deploy adult@champion --target kubernetes --image REPO@sha256:DIGEST`` comes down to::
 
@@ -15,12 +15,24 @@
   kubectl context.
 
 The chart is found beside the package (``charts/`` next to ``platform/`` in a source checkout).
+
+``drip deploy adult@champion --target local --port 3000`` runs the version's serving image
+(``drip build`` recorded it) with podman or docker on the host network, listening on
+127.0.0.1 only, with a read-only root filesystem as the chart runs it::
+
+    podman run --rm --name dripml-adult-3000 --network host --read-only --tmpfs /tmp \\
+        -e BENTOML_HOST=127.0.0.1 -e BENTOML_PORT=3000 REPO@sha256:DIGEST
+
+:func:`plan_local` decides that command (or, for a version without an image, ``bentoml serve``
+through :func:`dripml.serving.serve`); :func:`run_local` runs it and waits for ``/readyz``.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
+import resource
 import shlex
 import shutil
 import subprocess
@@ -34,8 +46,12 @@ import yaml
 
 from dripml.errors import DripmlError
 
-TARGETS = ("kubernetes",)
-"""Where ``drip deploy`` can deploy to."""
+TARGETS = ("local", "kubernetes")
+"""Where ``drip deploy`` can deploy to: this machine (:func:`plan_local`) or a cluster
+(:func:`plan`)."""
+
+RUNTIMES = ("podman", "docker")
+"""Container runtimes for ``--target local``."""
 
 CHART_NAME = "dripml-endpoint"
 IMAGE_TAG = "dripml.image"
@@ -146,6 +162,9 @@ def plan(model: str, *, target: str, image: str | None = None, gpu: bool = False
     """
     if target not in TARGETS:
         raise DripmlError(f"unknown deploy target {target!r}; valid targets: {list(TARGETS)}")
+    if target != "kubernetes":
+        raise DripmlError(f"plan() plans a Kubernetes deployment; plan --target {target} with "
+                          f"plan_local()")
     chart = chart_dir(repo_root)
     if not 1 <= gpu_count <= 16:
         raise DripmlError(f"gpu_count must be between 1 and 16 (got {gpu_count})")
@@ -255,6 +274,18 @@ def registry_image(uri: str, tracking_uri: str | None) -> Image:
     if not uri.startswith("models:/"):
         raise DripmlError(f"{uri} is not a registered model, so it has no {IMAGE_TAG!r} tag; "
                           f"pass --image REPO@sha256:<64 hex>")
+    name, version, reference = _image_tag(uri, tracking_uri)
+    if not reference:
+        raise DripmlError(f"model version {name}/{version} ({uri}) has no {IMAGE_TAG!r} tag, so "
+                          f"dripml does not know its serving image: build and push the image "
+                          f"for this version with `drip build {name}/{version} --registry "
+                          f"HOST/REPO` (that records the tag), or pass --image "
+                          f"REPO@sha256:<64 hex>")
+    return parse_image(reference)
+
+
+def _image_tag(uri: str, tracking_uri: str | None) -> tuple[str, str, str | None]:
+    """(name, version, the version's ``dripml.image`` tag or None) of a ``models:/`` URI."""
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
@@ -274,12 +305,7 @@ def registry_image(uri: str, tracking_uri: str | None) -> Image:
         raise DripmlError(f"cannot read the serving image of {uri} from MLflow at {resolved} "
                           f"({reason}); check --tracking-uri, or pass --image "
                           f"REPO@sha256:<64 hex>") from None
-    if not reference:
-        raise DripmlError(f"model version {name}/{version} ({uri}) has no {IMAGE_TAG!r} tag, so "
-                          f"dripml does not know its serving image: build and push the image "
-                          f"for this version (that records the tag), or pass --image "
-                          f"REPO@sha256:<64 hex>")
-    return parse_image(reference)
+    return name, version, reference or None
 
 
 def endpoint_tracking_uri(uri: str | None) -> str:
@@ -330,3 +356,141 @@ def _shown(path: Path) -> str:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
     except ValueError:
         return str(path.resolve())
+
+
+# --------------------------------------------------------------------------------- local
+
+LOCAL_HOST = "127.0.0.1"
+"""``--target local`` listens on loopback only."""
+
+CONTAINER_ULIMITS = {"nofile": 20000, "nproc": 32768}
+"""Container ulimits for ``--target local`` (capped at this process's hard limits): a runtime
+that raises them past the host's limits fails without CAP_SYS_RESOURCE."""
+
+
+@dataclass(frozen=True)
+class LocalPlan:
+    """``--target local``: run the serving image, or ``bentoml serve`` when there is none.
+
+    Attributes:
+        model_uri: the model (``models:/NAME@alias``, ``models:/NAME/VERSION``, ...).
+        image: the serving image by digest; None serves the model with ``bentoml serve``
+            from the MLflow store (the version has no ``dripml.image`` tag).
+        runtime: ``podman`` or ``docker``.
+        port: the port on 127.0.0.1.
+        name: the container name.
+    """
+
+    model_uri: str
+    image: Image | None
+    runtime: str
+    port: int
+    name: str
+
+    @property
+    def command(self) -> tuple[str, ...]:
+        """The exact ``podman run`` / ``docker run`` command (empty without an image)."""
+        if self.image is None:
+            return ()
+        argv = [self.runtime, "run", "--rm", "--name", self.name, "--network", "host",
+                "--read-only", "--tmpfs", "/tmp",
+                "--label", f"io.dripml.model-uri={self.model_uri}"]
+        for limit, value in container_ulimits().items():
+            argv += ["--ulimit", f"{limit}={value}:{value}"]
+        argv += ["-e", f"BENTOML_HOST={LOCAL_HOST}", "-e", f"BENTOML_PORT={self.port}"]
+        if self.runtime == "podman" and _loopback_registry(self.image.repository):
+            argv.append("--tls-verify=false")  # a registry on 127.0.0.1 speaks plain HTTP
+        return (*argv, self.image.reference)
+
+    @property
+    def shell_command(self) -> str:
+        return shlex.join(self.command) if self.command else (
+            f"drip serve {self.model_uri} --port {self.port}")
+
+
+def plan_local(model: str, *, image: str | None = None, port: int = 3000,
+               runtime: str = "podman", tracking_uri: str | None = None) -> LocalPlan:
+    """Plan ``drip deploy MODEL --target local``: the image is ``image``, else the version's
+    ``dripml.image`` tag, else None (serve from the MLflow store with ``bentoml serve``).
+
+    Raises:
+        DripmlError: a bad runtime, port or image reference; the MLflow store is missing.
+        ModelNotFoundError: no such model, version or alias.
+    """
+    if runtime not in RUNTIMES:
+        raise DripmlError(f"unknown container runtime {runtime!r}; valid runtimes: "
+                          f"{list(RUNTIMES)}")
+    if not 1 <= port <= 65535:
+        raise DripmlError(f"port must be between 1 and 65535 (got {port})")
+    uri = model_uri(model)
+    pinned: Image | None
+    if image:
+        pinned = parse_image(image)
+    elif uri.startswith("models:/"):
+        _, _, reference = _image_tag(uri, tracking_uri)
+        pinned = parse_image(reference) if reference else None
+    else:
+        pinned = None
+    label = release_name(_registered_name(uri, model)) if uri.startswith("models:/") else "model"
+    return LocalPlan(model_uri=uri, image=pinned, runtime=runtime, port=port,
+                     name=f"dripml-{label}-{port}")
+
+
+def run_local(local: LocalPlan, *, tracking_uri: str | None = None, timeout_s: float = 180,
+              log_path: Path | None = None) -> Any:
+    """Start ``local`` and return once ``GET /readyz`` answers 200.
+
+    Returns:
+        A :class:`dripml.serving.ServerHandle` (for an image: a
+        :class:`dripml.serving.ContainerHandle`, whose ``stop()`` also stops and removes the
+        container).
+
+    Raises:
+        DripmlError: the runtime is not installed; ServeError: the port is taken, or the
+            server exited or was not ready in ``timeout_s`` (with its log's last lines).
+    """
+    from dripml import serving
+
+    if local.image is None:
+        return serving.serve(local.model_uri, host=LOCAL_HOST, port=local.port,
+                             tracking_uri=tracking_uri, timeout_s=timeout_s)
+    binary = shutil.which(local.runtime)
+    if binary is None:
+        other = "docker" if local.runtime == "podman" else "podman"
+        raise DripmlError(f"{local.runtime} is not on PATH: install it (Debian/Ubuntu: apt-get "
+                          f"install {local.runtime if local.runtime == 'podman' else 'docker.io'}"
+                          f"), or pass --runtime {other}")
+    serving.check_port_free(LOCAL_HOST, local.port)
+    log = log_path or DEPLOY_DIR / "local" / f"{local.name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run([binary, "rm", "--force", local.name], capture_output=True, check=False)
+    with log.open("wb") as out:
+        process = subprocess.Popen([binary, *local.command[1:]], stdin=subprocess.DEVNULL,
+                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    handle = serving.ContainerHandle(
+        url=f"http://{LOCAL_HOST}:{local.port}", model_uri=local.model_uri,
+        version_label=local.image.reference, log_path=log.resolve(), process=process,
+        runtime=binary, container=local.name)
+    atexit.register(handle.stop)
+    try:
+        serving.wait_ready(handle, timeout_s)
+        handle.example = serving.example_from_docs(handle.url)
+    except BaseException:
+        handle.stop()
+        raise
+    return handle
+
+
+def container_ulimits() -> dict[str, int]:
+    """:data:`CONTAINER_ULIMITS` capped at this process's hard limits."""
+    limits = {"nofile": resource.RLIMIT_NOFILE, "nproc": resource.RLIMIT_NPROC}
+    capped = {}
+    for name, wanted in CONTAINER_ULIMITS.items():
+        _, hard = resource.getrlimit(limits[name])
+        capped[name] = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    return capped
+
+
+def _loopback_registry(repository: str) -> bool:
+    host = repository.split("/", 1)[0]
+    return host.startswith(("localhost", "127.", "[::1]"))

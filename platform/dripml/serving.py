@@ -525,6 +525,31 @@ class ServerHandle:
         self.stop()
 
 
+@dataclass
+class ContainerHandle(ServerHandle):
+    """A model server running in a container (``drip deploy --target local``).
+
+    ``process`` is the foreground ``podman run`` / ``docker run``; ``stop()`` first stops the
+    container with its runtime (SIGTERM, then a kill after ``grace_s``) and removes it, then
+    ends the run process as :meth:`ServerHandle.stop` does.
+
+    Attributes:
+        runtime: the runtime's executable (podman or docker).
+        container: the container name.
+    """
+
+    runtime: str = "podman"
+    container: str = ""
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        if not self._stopped and self.container:
+            subprocess.run([self.runtime, "stop", "--time", str(int(grace_s)), self.container],
+                           stdin=subprocess.DEVNULL, capture_output=True, check=False)
+            subprocess.run([self.runtime, "rm", "--force", self.container],
+                           stdin=subprocess.DEVNULL, capture_output=True, check=False)
+        super().stop(grace_s)
+
+
 def _signal_group(pgid: int, sig: int) -> bool:
     """Send ``sig`` to a process group; False when the group no longer exists."""
     try:
@@ -554,7 +579,7 @@ def _absolute_tracking_uri(uri: str) -> str:
     return str(Path(uri).resolve())
 
 
-def _check_port_free(host: str, port: int) -> None:
+def check_port_free(host: str, port: int) -> None:
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
         # SO_REUSEADDR as servers set it: TIME_WAIT leftovers are fine, a listener is not.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -609,7 +634,7 @@ def serve(model_ref: str, *, host: str = "127.0.0.1", port: int = 3000,
 
     uri = tracking.configure(tracking_uri)
     model_uri, version_label = _resolve(model_ref)
-    _check_port_free(host, port)
+    check_port_free(host, port)
 
     env = dict(os.environ)
     # The folder holding the dripml package, so the server imports this very copy.
@@ -640,15 +665,15 @@ def serve(model_ref: str, *, host: str = "127.0.0.1", port: int = 3000,
                           version_label=version_label, log_path=log, process=process)
     atexit.register(handle.stop)
     try:
-        _wait_ready(handle, timeout_s)
-        handle.example = _example_from_docs(handle.url)
+        wait_ready(handle, timeout_s)
+        handle.example = example_from_docs(handle.url)
     except BaseException:
         handle.stop()
         raise
     return handle
 
 
-def _wait_ready(handle: ServerHandle, timeout_s: float) -> None:
+def wait_ready(handle: ServerHandle, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     with httpx.Client(timeout=2.0, trust_env=False) as client:  # loopback: no proxies
         while True:
@@ -667,7 +692,7 @@ def _wait_ready(handle: ServerHandle, timeout_s: float) -> None:
             time.sleep(0.2)
 
 
-def _example_from_docs(url: str) -> dict[str, Any]:
+def example_from_docs(url: str) -> dict[str, Any]:
     """The Record example from the service's OpenAPI document ({} if it has none).
 
     Keys come back in feature order (the schema generator sorts the example's keys; its
