@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create the example EKS GPU nodegroup (eks-nodegroup.yaml beside this file) in an existing
-# cluster: g6.xlarge/g5.xlarge, 0 to 4 nodes, taint nvidia.com/gpu=present:NoSchedule, label
+# cluster: g6.2xlarge/g5.2xlarge, 0 to 4 nodes, taint nvidia.com/gpu=present:NoSchedule, label
 # nvidia.com/gpu.present=true. Uses your AWS credentials as eksctl finds them; none are
 # stored here.
 #

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create an example GKE GPU node pool in an existing cluster: g2-standard-8 with one NVIDIA L4,
+# Create an example GKE GPU node pool in an existing cluster: g2-standard-8 (8 vCPUs, 32 GB) with one NVIDIA L4,
 # autoscaling 0 to 4 nodes, taint nvidia.com/gpu=present:NoSchedule, label
 # nvidia.com/gpu.present=true. GKE installs the NVIDIA driver (gpu-driver-version) and runs
 # its own device plugin on it: skip infra/nvidia-device-plugin on GKE. Uses your gcloud
@@ -14,7 +14,8 @@
 #                      offer the accelerator
 #   GCP_PROJECT        project (default: gcloud's configured project)
 #   POOL_NAME          node pool name (default dripml-gpu)
-#   GPU_MACHINE_TYPE   machine type (default g2-standard-8)
+#   GPU_MACHINE_TYPE   machine type (default g2-standard-8); it must fit the GPU worker,
+#                      4 CPUs and 16 GiB by default
 #   GPU_ACCELERATOR    accelerator type (default nvidia-l4)
 #   GPU_COUNT          GPUs per node (default 1)
 #   MAX_NODES          autoscaling maximum per zone (default 4)
