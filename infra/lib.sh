@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the infra/ install scripts (sourced, not run).
 #
 # run CMD...   prints the command, shell-quoted, and runs it; with DRY_RUN=1 it only prints it,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import shutil
 import stat
 import subprocess
 from importlib import metadata
@@ -180,6 +181,13 @@ def test_every_script_documents_itself_with_help(path: Path, bash_only: Path):
     assert "Usage:" in result.stdout and "--dry-run" in result.stdout
     bad = run_script(path, "--no-such-flag", path=str(bash_only))
     assert bad.returncode == 2 and "unknown argument --no-such-flag" in bad.stderr
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed")
+def test_scripts_pass_shellcheck():
+    result = subprocess.run(["shellcheck", "-x", *map(str, SCRIPTS)], capture_output=True,
+                            text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stdout
 
 
 def test_no_credentials_in_infra():

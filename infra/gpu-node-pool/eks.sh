@@ -14,14 +14,17 @@ set -euo pipefail
 
 src="${BASH_SOURCE[0]}"; [[ "$src" == */* ]] || src="./$src"
 here="$(cd "${src%/*}" && pwd)"
-# shellcheck source=../lib.sh
+# shellcheck source=SCRIPTDIR/../lib.sh
 source "$here/../lib.sh"
 parse_common_args "$@"
 require_env CLUSTER_NAME AWS_REGION
 need eksctl
 
 config="$(<"$here/eks-nodegroup.yaml")"
+# The patterns are the literal placeholders ${CLUSTER_NAME} and ${AWS_REGION} in the file.
+# shellcheck disable=SC2016
 config="${config//'${CLUSTER_NAME}'/$CLUSTER_NAME}"
+# shellcheck disable=SC2016
 config="${config//'${AWS_REGION}'/$AWS_REGION}"
 
 if [[ "$DRY_RUN" == 1 ]]; then

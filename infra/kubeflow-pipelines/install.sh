@@ -13,7 +13,7 @@ set -euo pipefail
 
 src="${BASH_SOURCE[0]}"; [[ "$src" == */* ]] || src="./$src"
 here="$(cd "${src%/*}" && pwd)"
-# shellcheck source=../lib.sh
+# shellcheck source=SCRIPTDIR/../lib.sh
 source "$here/../lib.sh"
 parse_common_args "$@"
 
