@@ -246,3 +246,4 @@ def image_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ImageEnv]:
         registry.stop()
         remove_storage(store)
         patch.undo()
+        shutil.rmtree(root, ignore_errors=True)
