@@ -194,6 +194,50 @@ def test_untagged_version_says_what_to_do(workdir: Path, registry: str) -> None:
                   cluster_tracking_uri=IN_CLUSTER)
 
 
+def test_local_target_runs_the_recorded_image(workdir: Path, registry: str) -> None:
+    local = deploy.plan_local("adult", port=3100, tracking_uri=registry)
+    assert local.image == deploy.parse_image(IMAGE)
+    assert local.command[-1] == IMAGE and "--tls-verify=false" not in local.command
+    assert local.shell_command.startswith("podman run --rm --name dripml-adult-3100 ")
+
+
+def test_local_target_without_image_falls_back_to_bentoml_serve(workdir: Path,
+                                                               registry: str) -> None:
+    local = deploy.plan_local("adult@challenger", port=3101, tracking_uri=registry)
+    assert local.image is None and local.command == ()
+    assert local.shell_command == "drip serve models:/adult@challenger --port 3101"
+    with pytest.raises(ModelNotFoundError):
+        deploy.plan_local("churn", tracking_uri=registry)
+    with pytest.raises(DripmlError, match="referenced by digest"):
+        deploy.plan_local("adult@legacy", tracking_uri=registry)
+
+
+def test_local_target_dry_run_through_the_cli(workdir: Path, registry: str) -> None:
+    result = CliRunner().invoke(app, ["deploy", "adult", "--target", "local", "--port", "3102",
+                                      "--dry-run", "--tracking-uri", registry])
+    assert result.exit_code == 0, result.output
+    argv = shlex.split(result.output)
+    assert argv[:3] == ["podman", "run", "--rm"] and argv[-1] == IMAGE
+    assert "BENTOML_HOST=127.0.0.1" in argv and "BENTOML_PORT=3102" in argv
+
+
+def test_local_target_without_a_runtime(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    local = deploy.plan_local("adult", image=IMAGE, runtime="docker")
+    monkeypatch.setenv("PATH", str(workdir))
+    with pytest.raises(DripmlError, match=r"docker is not on PATH.*--runtime podman"):
+        deploy.run_local(local)
+
+
+def test_container_ulimits_never_exceed_the_hard_limits() -> None:
+    import resource
+
+    limits = deploy.container_ulimits()
+    for name, which in (("nofile", resource.RLIMIT_NOFILE), ("nproc", resource.RLIMIT_NPROC)):
+        hard = resource.getrlimit(which)[1]
+        assert limits[name] <= deploy.CONTAINER_ULIMITS[name]
+        assert hard == resource.RLIM_INFINITY or limits[name] <= hard
+
+
 def test_no_registry_to_read_the_image_from(workdir: Path) -> None:
     with pytest.raises(DripmlError, match="no MLflow store at"):
         make_plan(image=None, tracking_uri=None, cluster_tracking_uri=IN_CLUSTER)

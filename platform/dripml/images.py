@@ -173,7 +173,8 @@ class BuildResult:
         image: the pushed image by digest (``image.reference`` is ``REPO@sha256:<64 hex>``).
         size_mb: uncompressed size of the image, MB (10^6 bytes).
         build_s, push_s: wall time of the build (bundle, bento, wheel, image) and the push, s.
-        context: the build context folder.
+        context: the build context folder; None when it was a temporary folder, removed
+            after the push.
         recorded: the tags set on the model version (empty if not recorded).
     """
 
@@ -182,7 +183,7 @@ class BuildResult:
     size_mb: float
     build_s: float
     push_s: float
-    context: Path
+    context: Path | None
     recorded: dict[str, str] = field(default_factory=dict)
 
 
@@ -611,7 +612,8 @@ def build(model: str, *, registry: str, gpu: bool = False, base_image: str | Non
         registry: ``HOST[:PORT]/REPO``; the image is pushed as ``REPO:NAME-VERSION``.
         gpu: a CUDA image; base_image, build_image, builder: see :func:`make_plan`.
         tracking_uri: the MLflow store (default ``MLFLOW_TRACKING_URI``, else ``./.dripml``).
-        folder: the work folder (default a new folder in the temporary directory).
+        folder: the work folder, kept (default: a new folder in the temporary directory,
+            removed after a successful push, kept and named in the error otherwise).
 
     Returns:
         A :class:`BuildResult`; the model version carries ``dripml.image`` = the image by
@@ -627,14 +629,23 @@ def build(model: str, *, registry: str, gpu: bool = False, base_image: str | Non
                       build_image=build_image, builder=builder, tracking_uri=tracking_uri,
                       repo_root=repo_root)
     builder_binary(plan.builder)  # before minutes of work
+    work = folder if folder is not None else Path(
+        tempfile.mkdtemp(prefix=f"dripml-build-{plan.tag}-"))
     started = time.perf_counter()
-    trained = tracking.load_trained_model(plan.model_uri)
-    context = prepare_context(plan, trained, folder, repo_root=repo_root)
-    prepare_s = time.perf_counter() - started
-    image, size_mb, build_s, push_s = build_and_push(plan, context)
+    try:
+        trained = tracking.load_trained_model(plan.model_uri)
+        context = prepare_context(plan, trained, work, repo_root=repo_root)
+        prepare_s = time.perf_counter() - started
+        image, size_mb, build_s, push_s = build_and_push(plan, context)
+    except DripmlError as error:
+        raise DripmlError(f"{error}\n(the build files are kept in {work})") from None
     tags = record(plan, image, size_mb)
+    kept: Path | None = context
+    if folder is None:
+        shutil.rmtree(work, ignore_errors=True)
+        kept = None
     return BuildResult(plan=plan, image=image, size_mb=size_mb, build_s=prepare_s + build_s,
-                       push_s=push_s, context=context, recorded=tags)
+                       push_s=push_s, context=kept, recorded=tags)
 
 
 # --------------------------------------------------------------------------------- helpers
