@@ -193,6 +193,20 @@ def test_builder_commands(tmp_path: Path) -> None:
         "docker", "push", "registry.example.com/ml/adult:adult-3"]
 
 
+@pytest.mark.parametrize("name", ["Containerfile", "Containerfile.gpu"])
+def test_serving_containerfiles_keep_the_image_contract(name: str) -> None:
+    text = (ROOT / "containers" / "serving" / name).read_text()
+    assert f"USER {images.IMAGE_USER}" in text and "--uid 10001 --gid 10001" in text
+    assert f"DRIPML_MODEL_PATH={images.MODEL_PATH_IN_IMAGE}" in text
+    assert f"EXPOSE {images.SERVING_PORT}" in text and "BENTOML_HOST=127.0.0.1" in text
+    assert "HOME=/tmp" in text and "BENTOML_HOME=/tmp/bentoml" in text
+    for argument in ("BASE_IMAGE", "BUILD_IMAGE", "MODEL_URI", "SYSTEM_PACKAGES"):
+        assert f"ARG {argument}" in text, argument
+    final = text.rsplit("FROM ${BASE_IMAGE}", 1)[1]
+    assert "requirements.txt" not in final.replace("/opt/dripml/requirements.txt", "")
+    assert "COPY --from=build /opt/dripml" in final and "/build/wheels" not in final
+
+
 # --------------------------------------------------------------------------------- front doors
 
 

@@ -8,6 +8,7 @@ model in process. Then the same digest reaches the Kubernetes values. Tools: tes
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -19,9 +20,11 @@ import pandas as pd
 import psutil
 import pytest
 from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
 
 from conftest import free_port
 from dripml import api, deploy, images, serving
+from dripml.cli import app
 from imaging import ImageEnv, image_env, run  # noqa: F401  (image_env is a fixture)
 
 pytestmark = pytest.mark.slow
@@ -54,38 +57,52 @@ def test_build_push_run_and_deploy(image_env: ImageEnv, adult_files: dict[str, P
     model = api.load_model("adult@champion", tracking_uri=uri)
     version = trained.model.version
 
-    started = time.perf_counter()
-    result = images.build("adult@champion", registry=f"{image_env.registry}/dripml/adult",
-                          base_image=image_env.base_image, build_image=image_env.build_image,
-                          tracking_uri=uri, folder=tmp_path / "build")
-    total_s = time.perf_counter() - started
+    # drip build, as a user types it; the build folder is a temporary one, removed after.
     repository = f"{image_env.registry}/dripml/adult"
-    assert result.image.repository == repository
-    assert result.plan.version == version and result.plan.tag == f"adult-{version}"
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    started = time.perf_counter()
+    cli = CliRunner().invoke(app, [
+        "build", "adult@champion", "--registry", repository, "--base-image",
+        image_env.base_image, "--build-image", image_env.build_image, "--tracking-uri", uri])
+    total_s = time.perf_counter() - started
+    assert cli.exit_code == 0, cli.output
+    printed = [line for line in cli.output.splitlines() if line.startswith(repository + "@")]
+    assert len(printed) == 1, cli.output
+    said = " ".join(cli.output.split())  # rich wraps its lines
+    timing = re.search(r"\((\d+) MB, base \S+\) in (\d+) s, pushed in (\d+) s", said)
+    assert timing, cli.output
+    size_mb, build_s, push_s = (float(x) for x in timing.groups())
+    image = deploy.parse_image(printed[0])
+    assert SECRET not in cli.output
+    assert not any((tmp_path / "tmp").iterdir()), "the temporary build folder is left"
 
     # The registry serves the pushed manifest under that digest, by tag and by digest.
-    for reference in (f"{repository}:{result.plan.tag}", result.image.reference):
+    for reference in (f"{repository}:adult-{version}", image.reference):
         inspected = json.loads(run(["skopeo", "inspect", "--tls-verify=false",
                                     f"docker://{reference}"]))
-        assert inspected["Digest"] == result.image.digest, reference
+        assert inspected["Digest"] == image.digest, reference
     assert inspected["Labels"]["io.dripml.model-uri"] == f"models:/adult/{version}"
     assert inspected["Env"] and not any(SECRET in e for e in inspected["Env"])
 
     # Recorded on the model version: what `drip deploy` reads.
     tags = MlflowClient().get_model_version("adult", version).tags
-    assert tags[images.IMAGE_TAG] == result.image.reference
-    assert float(tags[images.SIZE_TAG]) == pytest.approx(result.size_mb, abs=0.1)
+    assert tags[images.IMAGE_TAG] == image.reference
+    size_mb = float(tags[images.SIZE_TAG])
     assert tags[images.BASE_TAG] == image_env.base_image
-    assert 100 < result.size_mb < MAX_CPU_IMAGE_MB, f"image is {result.size_mb:.0f} MB"
+    assert 100 < size_mb < MAX_CPU_IMAGE_MB, f"image is {size_mb:.0f} MB"
 
     # Kubernetes gets the same digest.
     values = deploy.plan("adult@champion", target="kubernetes", tracking_uri=uri,
                          cluster_tracking_uri=IN_CLUSTER).values
-    assert values["image"] == {"repository": repository, "digest": result.image.digest}
+    assert values["image"] == {"repository": repository, "digest": image.digest}
+    dry = CliRunner().invoke(app, ["deploy", "adult", "--target", "local", "--port", "3999",
+                                   "--dry-run", "--tracking-uri", uri])
+    assert dry.exit_code == 0 and dry.output.strip().endswith(image.reference), dry.output
 
     # --target local: podman pulls it by digest and serves on 127.0.0.1 only.
     local = deploy.plan_local("adult@champion", port=free_port(), tracking_uri=uri)
-    assert local.image == result.image
+    assert local.image == image
     started = time.perf_counter()
     handle = deploy.run_local(local, tracking_uri=uri, log_path=tmp_path / "local.log")
     ready_s = time.perf_counter() - started
@@ -108,7 +125,7 @@ def test_build_push_run_and_deploy(image_env: ImageEnv, adult_files: dict[str, P
                      if c.status == "LISTEN" and c.laddr.port == local.port}
         assert listening == {"127.0.0.1"}
         check_hygiene(local.name, image_env)
-        run_as_the_chart_does(result.image.reference)
+        run_as_the_chart_does(image.reference)
     finally:
         handle.stop()
     names = run(["podman", "ps", "--all", "--format", "{{.Names}}"]).split()
@@ -117,9 +134,9 @@ def test_build_push_run_and_deploy(image_env: ImageEnv, adult_files: dict[str, P
 
     print(f"\n[images] base image {image_env.timings['base_image_s']:.1f} s, build stage "
           f"image {image_env.timings['build_stage_image_s']:.1f} s; model image "
-          f"{result.size_mb:.1f} MB: build {result.build_s:.1f} s (bundle, bento, wheel, "
-          f"image), push {result.push_s:.1f} s, drip build total {total_s:.1f} s; container "
-          f"ready {ready_s:.1f} s; {result.image.reference}")
+          f"{size_mb:.1f} MB: build {build_s:.0f} s (bundle, bento, wheel, image), push "
+          f"{push_s:.0f} s, drip build total {total_s:.1f} s; container ready {ready_s:.1f} s; "
+          f"{image.reference}")
 
 
 def check_hygiene(container: str, env: ImageEnv) -> None:

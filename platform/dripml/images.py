@@ -556,7 +556,9 @@ def build_and_push(plan: BuildPlan, context: Path, *,
     """
     binary = builder_binary(plan.builder)
     log_path = log or context.parent / "build.log"
-    env = _clean_environ()
+    # The builder gets the whole environment (REGISTRY_AUTH_FILE, DOCKER_CONFIG for the push):
+    # RUN steps see build arguments only, never this environment.
+    env = dict(os.environ)
     if plan.builder == "buildah":
         env.setdefault("BUILDAH_ISOLATION", "chroot")
     started = time.perf_counter()
@@ -674,6 +676,6 @@ _SECRET_NAME = re.compile(r"(SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL|ACCESS_KEY|
 
 
 def _clean_environ() -> dict[str, str]:
-    """This environment without credential-like variables, for the build's child processes
-    (bentoml build, pip wheel, the builder): nothing they write can carry a secret."""
+    """This environment without credential-like variables, for the child processes that write
+    the build context (bentoml build, pip wheel): nothing they write can carry a secret."""
     return {k: v for k, v in os.environ.items() if not _SECRET_NAME.search(k)}

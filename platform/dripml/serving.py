@@ -26,8 +26,12 @@ number``. BentoML itself answers pydantic validation errors with 400 and a gener
 ``"1 validation error for PredictRequest"`` line; :class:`ClientErrorMiddleware` rewrites that
 line (and BentoML's other 4xx bodies) into the readable form.
 
-Importing this module has no side effects and does not import BentoML (only
-:func:`build_service` does).
+- :func:`write_bundle` / :func:`read_bundle`: a model exported to a folder (the pickled
+  :class:`~dripml.model.TrainedModel` and its provenance), which a serving image bakes in and
+  :mod:`dripml.service` loads when ``DRIPML_MODEL_PATH`` is set, without MLflow.
+
+Importing this module has no side effects and imports neither BentoML (only
+:func:`build_service` does) nor MLflow (only :func:`serve` does, to resolve the model).
 """
 
 from __future__ import annotations
