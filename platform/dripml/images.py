@@ -71,10 +71,10 @@ IMAGE_USER = "10001:10001"
 MODEL_PATH_IN_IMAGE = "/opt/dripml/bento/src/model"
 """Where the model bundle lies in the image (the image sets ``DRIPML_MODEL_PATH`` to it)."""
 
-SERVING_PACKAGES = ("bentoml", "pydantic", "pyyaml", "httpx", "cloudpickle")
-"""What the server imports besides the model's own requirements (dripml is installed from its
-wheel without dependencies; its serving path imports only these, numpy, pandas and the
-model's libraries)."""
+SERVING_PACKAGES = ("bentoml", "pydantic", "pyyaml", "httpx", "cloudpickle", "numpy", "pandas",
+                    "scikit-learn")
+"""What the server imports whatever the model (dripml is installed from its wheel without
+dependencies; its serving path imports only these and the model's own libraries)."""
 
 SYSTEM_PACKAGES = {"lightgbm": ("libgomp1",)}
 """Debian/Ubuntu packages a Python package needs at run time that its wheel does not bundle
