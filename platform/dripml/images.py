@@ -8,20 +8,23 @@
    the server, each pinned with its dependencies to the versions installed here, so pip never
    resolves anything new and the image never gets Ray, KFP or torch for a GBM model).
    :func:`make_plan` is the same decision without the registry (what the tests check).
-2. :func:`prepare_context` writes the build context under ``.dripml/build/NAME-VERSION/``:
-   the model exported as a bundle (:func:`dripml.serving.write_bundle`; the endpoint never
+2. :func:`prepare_context` writes the build context (a temporary folder, removed after the
+   push): the model exported as a bundle (:func:`dripml.serving.write_bundle`; the endpoint never
    needs the MLflow server), a BentoML bento built from it (``bentoml build``, service
    ``dripml.service:DripmlService``), a wheel of dripml from this checkout (installed with
    ``--no-deps``), ``requirements.txt`` and the Containerfile from ``containers/serving/``.
 3. :func:`build_and_push` builds with buildah (daemonless, the default) or docker, pushes, reads
-   the pushed manifest digest and measures the image size.
+   the pushed manifest digest and measures the image size (uncompressed, as ``docker images``
+   shows it; a LightGBM model's CPU image is about 650 MB, 220 MB compressed).
 4. :func:`record` tags the model version: ``dripml.image`` = ``REPO@sha256:<64 hex>`` (what
    ``drip deploy`` reads), ``dripml.image_size_mb`` and ``dripml.image_base``.
 
 :func:`build` runs all four. Base images are settings: the ``base_image`` argument, else
 ``DRIPML_BASE_IMAGE`` / ``DRIPML_GPU_BASE_IMAGE``, else :data:`DEFAULT_BASE_IMAGE` /
-:data:`DEFAULT_GPU_BASE_IMAGE`. Nothing from the environment but those two names and the
-builder binaries is read; no credential is written into the context, the image or a tag.
+:data:`DEFAULT_GPU_BASE_IMAGE`. Nothing else is read from the environment but what the
+builder itself reads (its registry credentials); the child processes that write the context
+get the environment without credential-like variables, and no credential reaches the
+context, the image or a tag.
 """
 
 from __future__ import annotations
