@@ -39,12 +39,15 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import yaml
 
 from dripml.errors import DripmlError
+
+if TYPE_CHECKING:
+    from dripml.serving import ServerHandle
 
 TARGETS = ("local", "kubernetes")
 """Where ``drip deploy`` can deploy to: this machine (:func:`plan_local`) or a cluster
@@ -437,7 +440,7 @@ def plan_local(model: str, *, image: str | None = None, port: int = 3000,
 
 
 def run_local(local: LocalPlan, *, tracking_uri: str | None = None, timeout_s: float = 180,
-              log_path: Path | None = None) -> Any:
+              log_path: Path | None = None) -> ServerHandle:
     """Start ``local`` and return once ``GET /readyz`` answers 200.
 
     Returns:
