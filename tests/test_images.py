@@ -188,7 +188,8 @@ def test_builder_commands(tmp_path: Path) -> None:
         "buildah", "push", "--digestfile", str(tmp_path / "digest"), "--tls-verify=false",
         "127.0.0.1:5000/dripml/adult:adult-3", "docker://127.0.0.1:5000/dripml/adult:adult-3"]
     remote = plan(registry="registry.example.com/ml/adult", builder="docker")
-    assert images.build_command(remote, tmp_path)[:2] == ["docker", "build"]
+    assert images.build_command(remote, tmp_path)[:4] == ["docker", "build", "--network",
+                                                          "host"]
     assert images.push_command(remote, tmp_path / "d") == [
         "docker", "push", "registry.example.com/ml/adult:adult-3"]
 

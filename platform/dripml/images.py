@@ -530,8 +530,10 @@ def builder_binary(builder: str) -> str:
 def build_command(plan: BuildPlan, context: Path, binary: str | None = None) -> list[str]:
     """The exact build command for ``plan`` in ``context``."""
     exe = binary or plan.builder
+    # RUN steps use the host's network: buildah's chroot isolation always does, and a Docker
+    # engine without a bridge network (rootless, CI) has no other.
     argv = [exe, "bud", "--isolation", "chroot", "--layers"] if plan.builder == "buildah" else [
-        exe, "build"]
+        exe, "build", "--network", "host"]
     for key, value in plan.build_args.items():
         argv += ["--build-arg", f"{key}={value}"]
     argv += ["-f", str(context / "Containerfile"), "-t", plan.reference, str(context)]
