@@ -459,7 +459,7 @@ def test_pipeline_rbac_is_least_privilege(rendered: dict[tuple[str, str], Path],
     assert not [d for d in docs if d["kind"] in ("ClusterRole", "ClusterRoleBinding")]
     role = one(docs, "Role")
     assert role["rules"] == [{"apiGroups": ["ray.io"], "resources": ["rayclusters", "rayjobs"],
-                              "verbs": ["create", "get", "watch", "delete"]}]
+                              "verbs": ["create", "get", "list", "watch", "delete"]}]
     binding = one(docs, "RoleBinding")
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
                                   "name": role["metadata"]["name"]}
