@@ -302,3 +302,25 @@ def test_bundle_errors(tmp_path: Path) -> None:
 
     with pytest.raises(DripmlError, match="not a dripml model bundle"):
         serving.read_bundle(tmp_path)
+
+
+def test_missing_tools_skip_locally_and_fail_in_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    import imaging
+
+    monkeypatch.setattr(imaging.shutil, "which", lambda tool: None)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="container tools missing: buildah"):
+        imaging.require_tools()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI must run these tests"):
+        imaging.require_tools()
+
+
+def test_test_images_use_the_machines_mirror(tmp_path: Path) -> None:
+    import imaging
+
+    sources = tmp_path / "debian.sources"
+    sources.write_text("Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm\n\n"
+                       "Types: deb\nURIs: http://mirror.example/debian-security\n")
+    assert imaging.debian_mirror(sources) == "http://mirror.example/debian"
+    assert imaging.debian_mirror(tmp_path / "none") == imaging.DEFAULT_MIRROR
