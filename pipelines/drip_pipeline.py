@@ -85,7 +85,8 @@ def build(spec_yaml: str, manifest: dict[str, Any], *, image: str, namespace: st
             the steps' pods get them (plus a margin) as ``activeDeadlineSeconds``.
         tracking_uri: default of the pipeline parameter ``tracking_uri``.
     """
-    component = dsl.component(base_image=image)
+    # The trainer image holds dripml and kfp: steps install nothing when they start.
+    component = dsl.component(base_image=image, install_kfp_package=False)
     steps = {f.__name__: component(f) for f in (validate_spec, create_cluster, wait_for_cluster,
                                                 run_search, register_model, delete_cluster)}
 
