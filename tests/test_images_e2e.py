@@ -11,6 +11,7 @@ import json
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -59,8 +60,8 @@ def test_build_push_run_and_deploy(image_env: ImageEnv, adult_files: dict[str, P
 
     # drip build, as a user types it; the build folder is a temporary one, removed after.
     repository = f"{image_env.registry}/dripml/adult"
-    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # gettempdir() caches
     started = time.perf_counter()
     cli = CliRunner().invoke(app, [
         "build", "adult@champion", "--registry", repository, "--base-image",
@@ -75,7 +76,7 @@ def test_build_push_run_and_deploy(image_env: ImageEnv, adult_files: dict[str, P
     size_mb, build_s, push_s = (float(x) for x in timing.groups())
     image = deploy.parse_image(printed[0])
     assert SECRET not in cli.output
-    assert not any((tmp_path / "tmp").iterdir()), "the temporary build folder is left"
+    assert not list((tmp_path / "tmp").glob("dripml-build-*")), "the build folder is left"
 
     # The registry serves the pushed manifest under that digest, by tag and by digest.
     for reference in (f"{repository}:adult-{version}", image.reference):
