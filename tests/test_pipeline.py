@@ -236,13 +236,13 @@ def test_kfp_local_runs_the_pipeline_end_to_end(adult_small_csv: dict, in_tmp_di
                  "register-model", "delete-cluster"):
         assert f"Task \x1b[96m'{task}'\x1b[0m finished with status \x1b[92mSUCCESS" in logs, task
     # the alias was moved by the register step, which tagged the version with the run
-    import mlflow
     from mlflow.tracking import MlflowClient
 
-    mlflow.set_tracking_uri(f"sqlite:///{in_tmp_dir / '.dripml' / 'mlflow.db'}")
-    version = MlflowClient().get_model_version_by_alias("adult-kfp", "champion")
+    store = f"sqlite:///{in_tmp_dir / '.dripml' / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=store, registry_uri=store)
+    version = client.get_model_version_by_alias("adult-kfp", "champion")
     assert version.tags[pipeline.RUN_TAG]
-    run = MlflowClient().get_run(version.run_id)
+    run = client.get_run(version.run_id)
     assert run.data.tags[pipeline.RUN_TAG] == version.tags[pipeline.RUN_TAG]
     # no cluster outlives the run
     assert local_cluster.names() == []
