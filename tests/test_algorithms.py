@@ -31,7 +31,10 @@ def make_frame(task: str, n: int = 240, seed: int = 0) -> tuple[pd.DataFrame, np
     return frame, np.digitize(signal, [-0.5, 0.7]).astype(np.int64)
 
 
-CASES = [(name, task) for name, a in BUILTINS.items() for task in sorted(a.tasks)]
+# The fine-tuned transformer reads the text column only (the signal here is partly tabular):
+# tests/test_text_models.py covers it on real text.
+CASES = [(name, task) for name, a in BUILTINS.items() for task in sorted(a.tasks)
+         if name != "transformer"]
 
 
 @pytest.mark.parametrize(("name", "task"), CASES)

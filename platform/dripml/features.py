@@ -8,7 +8,10 @@ matrix, column for column:
 - numeric feature -> float, NaN when missing;
 - categorical feature -> its code (0..n-1, categories sorted by frequency then name), NaN when
   missing or unseen in training;
-- text feature -> the string itself ("" when missing); the matrix is then of dtype object.
+- text feature -> the string itself ("" when missing), cleaned by the column's
+  :class:`~dripml.text.TextRules` (``data.text`` in the spec: strip URLs, @handles, #tags,
+  lowercase); the matrix is then of dtype object. The rules live in the fitted encoder, so
+  serving cleans records exactly as training cleaned rows.
 
 Algorithms receive that matrix plus a :class:`ColumnLayout` telling which positions hold which
 kind, and build their own preprocessing on top (one-hot, scaling, TF-IDF).
@@ -25,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from dripml.errors import DataError
+from dripml.text import TextRules
 
 Kind = Literal["numeric", "categorical", "text"]
 
@@ -78,10 +82,16 @@ class TabularEncoder:
         layout: where each kind sits in the encoded matrix.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, text_rules: Mapping[str, TextRules] | None = None) -> None:
+        """``text_rules``: cleaning per text column name (columns not named: none)."""
         self.features: tuple[Feature, ...] = ()
         self.layout = ColumnLayout((), (), ())
         self._codes: list[dict[str, float] | None] = []
+        self.text_rules: dict[str, TextRules] = dict(text_rules or {})
+
+    def _rules(self, name: str) -> TextRules:
+        # getattr: encoders pickled before text rules existed have no attribute.
+        return getattr(self, "text_rules", {}).get(name, _NO_RULES)
 
     def fit(self, frame: pd.DataFrame, kinds: Mapping[str, Kind]) -> TabularEncoder:
         """Learn categories from ``frame`` (training rows only).
@@ -142,7 +152,9 @@ class TabularEncoder:
                 out[:, j] = [codes.get(str(v), math.nan) if v is not None else math.nan
                              for v in as_text]
             else:
-                out[:, j] = column.fillna("").astype(str).to_numpy(dtype=object)
+                rules = self._rules(feature.name)
+                values = column.fillna("").astype(str).to_numpy(dtype=object)
+                out[:, j] = [rules.apply(v) for v in values] if rules.active else values
         return out
 
     def transform_records(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
@@ -160,9 +172,13 @@ class TabularEncoder:
                 elif feature.kind == "categorical":
                     row.append(math.nan if value is None else codes.get(str(value), math.nan))
                 else:
-                    row.append("" if value is None else str(value))
+                    row.append(self._rules(feature.name).apply(
+                        "" if value is None else str(value)))
             rows.append(row)
         return np.array(rows, dtype=self.dtype).reshape(len(rows), len(self.features))
+
+
+_NO_RULES = TextRules()
 
 
 def _check_numeric(column: pd.Series, name: str) -> None:

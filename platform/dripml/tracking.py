@@ -179,7 +179,10 @@ def pip_requirements(algorithm_name: str) -> list[str]:
     keeps serving images small.
     """
     packages = ["scikit-learn", "numpy", "pandas", "scipy", "cloudpickle", "threadpoolctl"]
-    extra = {"lightgbm": ["lightgbm"], "xgboost": ["xgboost-cpu"], "mlp": ["torch"]}
+    text_stack = ["torch", "transformers", "tokenizers", "safetensors", "huggingface-hub"]
+    extra = {"lightgbm": ["lightgbm"], "xgboost": ["xgboost-cpu"], "mlp": ["torch"],
+             "transformer": text_stack, "embeddings_linear": text_stack,
+             "embeddings_gbm": [*text_stack, "lightgbm"]}
     packages += extra.get(algorithm_name, [])
     pins = []
     for package in packages:

@@ -39,6 +39,8 @@ from dripml.folds import FoldScore, aggregate, make_folds, run_fold, transform_f
 from dripml.spec import MetricSpec, Spec
 
 TrialState = Literal["COMPLETE", "PRUNED", "FAILED"]
+DISTRIBUTED_ALGORITHMS = frozenset({"transformer"})
+"""Built-ins that train with Ray Train's TorchTrainer when resources.workers_per_trial > 1."""
 
 
 @dataclass(frozen=True)
@@ -155,7 +157,8 @@ def discover(
     n_classes = len(dataset.classes)
     ctx = BuildContext(task=spec.task, layout=dataset.encoder.layout,
                        n_threads=max(1, int(spec.resources.cpus_per_trial)),
-                       gpus=spec.resources.gpus_per_trial, seed=spec.search.seed)
+                       gpus=spec.resources.gpus_per_trial, seed=spec.search.seed,
+                       workers=spec.resources.workers_per_trial)
     train_bound = metrics.resolve_all(spec.metrics.train, spec.task)
     validation_bound = metrics.resolve_all(validation_metric_specs(spec, objective), spec.task)
     folds = make_folds(dataset.y_train, spec)
@@ -166,6 +169,15 @@ def discover(
     splits_ref = ray.put(folds)
     task_options = {"num_cpus": spec.resources.cpus_per_trial,
                     "num_gpus": spec.resources.gpus_per_trial, "max_retries": 0}
+    # A fold that trains with Ray Train's TorchTrainer only coordinates: its workers hold the
+    # trial's CPUs and GPUs, so the fold task itself asks for almost nothing.
+    coordinator_options = {**task_options, "num_cpus": 0.01, "num_gpus": 0}
+
+    def options_for(config: search.Config) -> dict[str, Any]:
+        distributed = (spec.resources.workers_per_trial > 1
+                       and config.algorithm.name in DISTRIBUTED_ALGORITHMS)
+        return coordinator_options if distributed else task_options
+
     limit = spec.search.max_concurrent or _default_concurrency(spec, len(folds))
     probe_calls = spec.search.cost_probe_calls if spec.constraints.probed else 0
 
@@ -197,7 +209,7 @@ def discover(
         config = search.suggest(trial, spec)
         X_ref = frame_ref if config.algorithm.is_custom else encoded_ref
         pending = {
-            _run_fold_remote.options(**task_options).remote(
+            _run_fold_remote.options(**options_for(config)).remote(
                 X_ref, y_ref, splits_ref, i, config.algorithm.name, config.params, ctx,
                 n_classes, train_bound, validation_bound, transformed(config, i),
                 probe_calls if i == 0 else 0): i
