@@ -126,8 +126,9 @@ DATASETS: dict[str, DatasetInfo] = {
         splits=("train", "test"),
         description="Health News in Twitter: 62,215 distinct tweets (63,326 less exact "
         "repeats) of 16 news sources; text column `text`, 16-class label `source`; "
-        "deterministic stratified 80/20 train/test split (seed 0): 49,772 + 12,443 rows. Strip URLs, @handles and #tags (data.text) or the URL shorteners "
-        "leak the label. CC BY 4.0.",
+        "deterministic stratified 80/20 train/test split (seed 0): 49,772 + 12,443 rows. "
+        "Strip URLs, @handles and #tags (data.text) or the URL shorteners leak the label. "
+        "CC BY 4.0.",
         read=_read_healthtweets,
     ),
 }

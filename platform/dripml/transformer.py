@@ -498,7 +498,8 @@ class TransformerClassifier(ClassifierMixin, BaseEstimator):
                 chunks.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
         proba = (np.concatenate(chunks) if chunks
                  else np.zeros((0, max(2, len(self.classes_)))))
-        return proba[:, :len(self.classes_)].astype(np.float64)
+        proba = proba[:, :len(self.classes_)].astype(np.float64)
+        return proba / proba.sum(axis=1, keepdims=True)  # exact in float64
 
     def predict(self, X: Any) -> np.ndarray:
         return self.classes_[self.predict_proba(X).argmax(axis=1)]
