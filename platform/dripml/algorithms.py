@@ -357,21 +357,17 @@ BUILTINS: dict[str, Algorithm] = {
                           "min_df": {"type": "int", "low": 1, "high": 5}}),
                   _tfidf_linear, needs_text=True),
         Algorithm("embeddings_linear", ALL_TASKS,
-                  "mean-pooled sentence embeddings of a pretrained transformer (`pretrained`) "
-                  "+ one-hot tabular features, then a linear model",
+                  "sentence embeddings (`pretrained`) + tabular features, then a linear model",
                   _space({"C": {"type": "loguniform", "low": 0.1, "high": 100.0}}),
                   _embeddings_linear, needs_text=True),
         Algorithm("embeddings_gbm", ALL_TASKS,
-                  "mean-pooled sentence embeddings of a pretrained transformer (`pretrained`) "
-                  "+ tabular features, then LightGBM",
+                  "sentence embeddings (`pretrained`) + tabular features, then LightGBM",
                   _space({"n_estimators": {"type": "int", "low": 50, "high": 300, "log": True},
                           "learning_rate": {"type": "loguniform", "low": 0.03, "high": 0.3},
                           "num_leaves": {"type": "int", "low": 8, "high": 64, "log": True}}),
                   _embeddings_gbm, needs_text=True),
         Algorithm("transformer", CLASSIFICATION,
-                  "fine-tune a pretrained transformer (`pretrained`) on the text columns "
-                  "(AutoModelForSequenceClassification; Ray Train TorchTrainer when "
-                  "resources.workers_per_trial > 1; CUDA + bf16/fp16 when gpus_per_trial > 0)",
+                  "fine-tune a pretrained transformer (`pretrained`) on the text columns",
                   _space({"learning_rate": {"type": "loguniform", "low": 1e-5, "high": 1e-4},
                           "epochs": {"type": "int", "low": 1, "high": 4},
                           "batch_size": {"type": "choice", "values": [16, 32]},
