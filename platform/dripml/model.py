@@ -56,7 +56,13 @@ class FittedRecipe:
             return np.asarray(estimator.predict(X), dtype=np.float64).ravel(), None
         if not hasattr(estimator, "predict_proba"):
             return np.asarray(estimator.predict(X), dtype=np.int64), None
-        proba = self._full_proba(np.asarray(estimator.predict_proba(X), dtype=np.float64))
+        raw = np.asarray(estimator.predict_proba(X))
+        proba = raw.astype(np.float64)
+        if raw.dtype != np.float64:
+            # float32 rows (a model on embeddings) sum to one only within 1e-7; metrics
+            # such as log loss check at float64 precision.
+            proba /= proba.sum(axis=1, keepdims=True)
+        proba = self._full_proba(proba)
         return proba.argmax(axis=1).astype(np.int64), proba
 
     def single_threaded(self) -> FittedRecipe:

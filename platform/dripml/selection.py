@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 
 import pandas as pd
+import ray
 from threadpoolctl import threadpool_limits
 
 from dripml import algorithms, frontier, metrics
@@ -14,7 +15,7 @@ from dripml.algorithms import BuildContext
 from dripml.data import Dataset
 from dripml.model import FittedRecipe, TrainedModel, example_record
 from dripml.spec import ConstraintsSpec, RefineSpec, Spec
-from dripml.trials import SearchResult, TrialResult
+from dripml.trials import SearchResult, TrialResult, fit_task_options, is_distributed
 
 
 def leaderboard(result: SearchResult) -> pd.DataFrame:
@@ -94,10 +95,31 @@ def refit(dataset: Dataset, spec: Spec, trial: TrialResult) -> Refit:
     """Fit ``trial``'s configuration on every training row and score it on the test split.
 
     Test metrics: ``metrics.test`` of the spec, or the task's defaults plus the objective.
+    The refit runs in this process, unless it needs the cluster's resources: with
+    ``gpus_per_trial > 0``, or a fine-tune trained with TorchTrainer
+    (``workers_per_trial > 1``), it runs in a Ray task with the trial's resources
+    (:func:`dripml.trials.fit_task_options`), as the folds did, because the driver (a
+    RayJob's entrypoint on the head pod) has no GPU.
+
+    Raises:
+        ResourceError: GPUs asked for where the cluster has none visible to the task.
     """
+    if spec.resources.gpus_per_trial > 0 or is_distributed(spec, trial.algorithm_name):
+        options = fit_task_options(spec, trial.algorithm_name)
+        return ray.get(_refit_task.options(**options).remote(dataset, spec, trial))
+    return _refit_here(dataset, spec, trial)
+
+
+@ray.remote
+def _refit_task(dataset: Dataset, spec: Spec, trial: TrialResult) -> Refit:
+    return _refit_here(dataset, spec, trial)
+
+
+def _refit_here(dataset: Dataset, spec: Spec, trial: TrialResult) -> Refit:
     n_threads = max(1, int(spec.resources.cpus_per_trial))
     ctx = BuildContext(task=spec.task, layout=dataset.encoder.layout, n_threads=n_threads,
-                       gpus=spec.resources.gpus_per_trial, seed=spec.search.seed)
+                       gpus=spec.resources.gpus_per_trial, seed=spec.search.seed,
+                       workers=spec.resources.workers_per_trial)
     recipe = algorithms.build(trial.algorithm_name, ctx, trial.params)
     X = dataset.X_train if recipe.input_kind == "frame" else dataset.encoder.transform(
         dataset.X_train)

@@ -121,6 +121,27 @@ class _Running:
 ProgressCallback = Callable[[TrialResult, "TrialResult | None", int, int], None]
 
 
+def is_distributed(spec: Spec, algorithm_name: str | None) -> bool:
+    """Whether ``algorithm_name`` trains with Ray Train's TorchTrainer under this spec
+    (a built-in of :data:`DISTRIBUTED_ALGORITHMS` and ``resources.workers_per_trial > 1``)."""
+    return (spec.resources.workers_per_trial > 1
+            and algorithm_name in DISTRIBUTED_ALGORITHMS)
+
+
+def fit_task_options(spec: Spec, algorithm_name: str | None) -> dict[str, Any]:
+    """Ray task options of one fit (a fold, or a refit) of ``algorithm_name``.
+
+    The trial's ``num_cpus`` and ``num_gpus`` from ``resources``, no retries. A fit that
+    trains with TorchTrainer only coordinates: its workers hold the trial's CPUs and GPUs,
+    so the task itself asks for 0.01 CPU and no GPU.
+    """
+    options = {"num_cpus": spec.resources.cpus_per_trial,
+               "num_gpus": spec.resources.gpus_per_trial, "max_retries": 0}
+    if is_distributed(spec, algorithm_name):
+        options.update(num_cpus=0.01, num_gpus=0)
+    return options
+
+
 def warm_up_workers(spec: Spec) -> list[ray.ObjectRef]:
     """Start one warm-up task per CPU slot (returns at once): the workers import the
     algorithms' libraries while the driver is still loading data."""
@@ -167,16 +188,10 @@ def discover(
                  if any(a.is_custom for a in spec.algorithms) else None)
     y_ref = ray.put(dataset.y_train)
     splits_ref = ray.put(folds)
-    task_options = {"num_cpus": spec.resources.cpus_per_trial,
-                    "num_gpus": spec.resources.gpus_per_trial, "max_retries": 0}
-    # A fold that trains with Ray Train's TorchTrainer only coordinates: its workers hold the
-    # trial's CPUs and GPUs, so the fold task itself asks for almost nothing.
-    coordinator_options = {**task_options, "num_cpus": 0.01, "num_gpus": 0}
+    task_options = fit_task_options(spec, None)
 
     def options_for(config: search.Config) -> dict[str, Any]:
-        distributed = (spec.resources.workers_per_trial > 1
-                       and config.algorithm.name in DISTRIBUTED_ALGORITHMS)
-        return coordinator_options if distributed else task_options
+        return fit_task_options(spec, config.algorithm.name)
 
     limit = spec.search.max_concurrent or _default_concurrency(spec, len(folds))
     probe_calls = spec.search.cost_probe_calls if spec.constraints.probed else 0
