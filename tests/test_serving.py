@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -278,6 +279,51 @@ def test_curl_example_works(server: serving.ServerHandle, tiny_model: Trained) -
                             text=True, timeout=30, check=True)
     body = json.loads(result.stdout)
     assert body["predictions"] == tiny_model.model.predict_records([server.example]).labels
+
+
+def test_batching_is_on_for_text_models_by_default(tiny_model: Trained) -> None:
+    text = SimpleNamespace(algorithm="transformer")
+    assert serving.batching_enabled(text) and serving.batching_enabled(text, "auto")
+    assert not serving.batching_enabled(text, "off")
+    assert not serving.batching_enabled(tiny_model.model)
+    assert serving.batching_enabled(tiny_model.model, "on")
+    with pytest.raises(serving.ServeError, match="batching must be auto, on or off"):
+        serving.batching_enabled(tiny_model.model, "sometimes")
+
+
+@pytest.mark.slow
+def test_adaptive_batching_answers_each_request_with_its_own_records(
+        tiny_model: Trained, adult_files: dict[str, Path]) -> None:
+    rows = _adult_rows(adult_files["test"], tiny_model.model, n=5) * 30  # 150 records
+    expected = tiny_model.model.predict_records(rows)
+    # Sizes around MAX_BATCH_SIZE: BentoML merges small requests and splits the big one.
+    sizes = [1, 2, 3, 5, 1, 70, 4, 1, 63]
+    starts = np.cumsum([0, *sizes[:-1]])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tiny_model.root)
+        handle = serving.serve(tiny_model.ref, port=free_port(),
+                               tracking_uri=tiny_model.tracking_uri, batching="on")
+    with handle, httpx.Client(base_url=handle.url, timeout=60, trust_env=False) as client:
+        def call(i: int) -> httpx.Response:
+            return client.post("/predict", json={"records": rows[starts[i]:starts[i] + sizes[i]]})
+
+        for _ in range(3):
+            with ThreadPoolExecutor(max_workers=len(sizes)) as pool:
+                responses = list(pool.map(call, range(len(sizes))))
+            for i, (size, response) in enumerate(zip(sizes, responses, strict=True)):
+                assert response.status_code == 200, response.text
+                body = response.json()
+                want = slice(starts[i], starts[i] + size)
+                assert body["predictions"] == expected.labels[want]
+                assert body["classes"] == ["<=50K", ">50K"] and body["model"] == "tiny/1"
+                got = np.array([[p[c] for c in body["classes"]] for p in body["probabilities"]])
+                np.testing.assert_allclose(got, expected.probabilities[want], atol=1e-6)
+        bad = client.post("/predict", json={"records": [{**rows[0], "age": "old"}]})
+        assert bad.status_code == 400 and "records.0.age" in bad.json()["error"]
+        schemas = client.get("/docs.json").json()["components"]["schemas"]
+        assert "predictions" in schemas["PredictResponse"]["properties"]
+        metrics = client.get("/metrics").text
+        assert "adaptive_batch_size_count" in metrics  # BentoML's dispatcher ran the calls
 
 
 BAD_REQUESTS = [

@@ -230,18 +230,22 @@ def serve_command(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 3000,
     tracking_uri: TrackingUri = None,
     workers: Annotated[int, typer.Option(min=1, help="BentoML worker processes.")] = 1,
+    batching: Annotated[str, typer.Option(
+        help="BentoML adaptive batching of /predict: auto (on for text models), on or off."
+    )] = "auto",
 ) -> None:
     """Serve a registered model over HTTP with BentoML (POST /predict) until Ctrl-C."""
     _quiet_libraries()
-    _serve(model, host, port, tracking_uri, workers)
+    _serve(model, host, port, tracking_uri, workers, batching)
 
 
-def _serve(model: str, host: str, port: int, tracking_uri: str | None, workers: int) -> None:
+def _serve(model: str, host: str, port: int, tracking_uri: str | None, workers: int,
+           batching: str = "auto") -> None:
     from dripml import serving
 
     with err.status(f"starting the endpoint for {model} on {host}:{port}"):
         handle = serving.serve(model, host=host, port=port, tracking_uri=tracking_uri,
-                               workers=workers)
+                               workers=workers, batching=batching)
     out.print(f"[bold green]serving[/] {model} at {handle.url} "
               f"(docs {handle.url}/docs, health {handle.url}/readyz); try:")
     print(handle.curl_example(), flush=True)

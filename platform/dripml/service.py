@@ -17,6 +17,9 @@ sets these variables; they can also be set by hand (a container, a Kubernetes po
   embedded store under ``./.dripml``.
 - ``DRIPML_MODEL_REF`` (optional): the reference the user gave, shown in the docs.
 - ``DRIPML_SERVE_WORKERS`` (optional, default 1): BentoML worker processes.
+- ``DRIPML_SERVE_BATCHING`` (optional, default ``auto``): BentoML adaptive batching of
+  ``/predict``, ``on``, ``off`` or ``auto`` (on for text models, see
+  :func:`dripml.serving.batching_enabled`).
 """
 
 from __future__ import annotations
@@ -55,4 +58,5 @@ DripmlService = serving.build_service(
     _source,
     VERSION_LABEL,
     workers=int(os.environ.get("DRIPML_SERVE_WORKERS", "1")),
+    batching=serving.batching_enabled(model, os.environ.get("DRIPML_SERVE_BATCHING", "auto")),
 )

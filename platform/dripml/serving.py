@@ -77,6 +77,17 @@ SERVICE_NAME = "DripmlService"
 
 PREDICT_ROUTE = "/predict"
 
+BATCHED_ALGORITHMS = frozenset({"transformer", "embeddings_linear", "embeddings_gbm"})
+"""Algorithms served with adaptive batching by default (``batching="auto"``): a forward pass
+of a transformer over many rows costs little more than over one."""
+
+MAX_BATCH_SIZE = 64
+"""Most records BentoML's adaptive batching puts into one model call (larger requests are
+split into calls of this size)."""
+
+MAX_BATCH_LATENCY_MS = 30_000
+"""BentoML's batching deadline: a request still queued past it gets a 503."""
+
 SINGLE_THREAD_ENV = {
     name: "1" for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                            "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
@@ -178,6 +189,39 @@ def _response(model: TrainedModel, records: list[dict[str, Any]],
     return PredictResponse.model_construct(
         predictions=prediction.labels, probabilities=probabilities,
         model=version_label, classes=classes)
+
+
+RecordPrediction = tuple[str | float, dict[str, float] | None]
+"""One record's prediction and class probabilities: the unit adaptive batching splits."""
+
+
+def _per_record(response: PredictResponse) -> list[RecordPrediction]:
+    probabilities = response.probabilities or [None] * len(response.predictions)
+    return list(zip(response.predictions, probabilities, strict=True))
+
+
+def _joined(parts: list[RecordPrediction], version_label: str,
+            classes: list[str] | None) -> PredictResponse:
+    return PredictResponse.model_construct(
+        predictions=[label for label, _ in parts],
+        probabilities=[p for _, p in parts] if classes else None,
+        model=version_label, classes=classes)
+
+
+def batching_enabled(model: TrainedModel, batching: str = "auto") -> bool:
+    """Whether ``POST /predict`` uses BentoML's adaptive batching for ``model``.
+
+    Args:
+        batching: ``on``, ``off`` or ``auto`` (on for :data:`BATCHED_ALGORITHMS`).
+
+    Raises:
+        ServeError: ``batching`` is none of those.
+    """
+    if batching not in ("auto", "on", "off"):
+        raise ServeError(f"batching must be auto, on or off, got {batching!r}")
+    if batching == "auto":
+        return model.algorithm in BATCHED_ALGORITHMS
+    return batching == "on"
 
 
 # --------------------------------------------------------------------------- error middleware
@@ -287,7 +331,7 @@ class DocsRedirectMiddleware:
 
 
 def build_service(model: TrainedModel, model_ref: str, version_label: str, *,
-                  workers: int = 1, timeout_s: float = 60.0) -> Any:
+                  workers: int = 1, timeout_s: float = 60.0, batching: bool = False) -> Any:
     """A BentoML 1.4 service class serving ``model``.
 
     Routes: ``POST /predict`` with JSON ``{"records": [record, ...]}`` (1 to
@@ -304,6 +348,10 @@ def build_service(model: TrainedModel, model_ref: str, version_label: str, *,
         version_label: ``NAME/VERSION``, returned as ``model`` in every response.
         workers: BentoML worker processes (each loads the model).
         timeout_s: per-request timeout, seconds.
+        batching: BentoML adaptive batching: the records of concurrent requests are
+            predicted in one model call of at most :data:`MAX_BATCH_SIZE` records (a
+            transformer's throughput under concurrent single-row traffic), and each request
+            gets its own records' predictions back in the same response shape.
 
     Returns:
         The class decorated with ``@bentoml.service`` (named :data:`SERVICE_NAME`); bind it to a
@@ -332,8 +380,22 @@ def build_service(model: TrainedModel, model_ref: str, version_label: str, *,
     request_type = create_model("PredictRequest", __base__=_JSONBody,
                                 __doc__=f"Records to score with {version_label}.",
                                 records=(records_type, ...))
+    classes = list(model.classes) or None
+
+    class _JSONResponse(bentoml.IODescriptor):
+        @classmethod
+        async def to_http_response(cls, obj: Any, serde: Any) -> Any:
+            if isinstance(obj, list):  # this request's share of a batched call
+                obj = _joined(obj, version_label, classes)
+            return await super().to_http_response(obj, serde)
+
     response_type = create_model("PredictResponse", __doc__=PredictResponse.__doc__,
-                                 __base__=(bentoml.IODescriptor, PredictResponse))
+                                 __base__=(_JSONResponse, PredictResponse))
+    api_options: dict[str, Any] = {
+        "route": PREDICT_ROUTE, "input_spec": request_type, "output_spec": response_type}
+    if batching:
+        api_options.update(batchable=True, batch_dim=0, max_batch_size=MAX_BATCH_SIZE,
+                           max_latency_ms=MAX_BATCH_LATENCY_MS)
     kinds = ", ".join(f"{f.name} ({f.kind})" for f in model.encoder.features)
     description = (
         f"dripml model {version_label} ({model.algorithm}, {model.task}) predicting "
@@ -348,12 +410,15 @@ def build_service(model: TrainedModel, model_ref: str, version_label: str, *,
         # Sync on purpose: BentoML runs it in its thread pool (1 thread per worker), so the
         # event loop stays free for health probes while a 10,000-record batch predicts; an
         # async variant measured the same single-row latency.
-        @bentoml.api(route=PREDICT_ROUTE, input_spec=request_type, output_spec=response_type)
-        def predict(self, records: list[Any]) -> PredictResponse:
+        # Batched, ``records`` holds the records of every request in the batch and the
+        # result is one RecordPrediction per record, which BentoML splits back per request.
+        @bentoml.api(**api_options)
+        def predict(self, records: list[Any]) -> Any:
             """Predict one label (or value) per record, with class probabilities."""
             rows = ([r.model_dump(by_alias=True) for r in records] if aliased
                     else [r.__dict__ for r in records])
-            return _response(self.served, rows, self.label)
+            response = _response(self.served, rows, self.label)
+            return _per_record(response) if batching else response
 
     DripmlService.add_asgi_middleware(ClientErrorMiddleware, route=PREDICT_ROUTE)
     DripmlService.add_asgi_middleware(DocsRedirectMiddleware)
@@ -607,7 +672,7 @@ def _resolve(model_ref: str) -> tuple[str, str]:
 
 def serve(model_ref: str, *, host: str = "127.0.0.1", port: int = 3000,
           tracking_uri: str | None = None, workers: int = 1, timeout_s: float = 120,
-          log_path: str | Path | None = None) -> ServerHandle:
+          log_path: str | Path | None = None, batching: str = "auto") -> ServerHandle:
     """Start a prediction server for a registered model; return once it is ready.
 
     The model is resolved in the registry first (an alias is pinned to its current version),
@@ -625,6 +690,8 @@ def serve(model_ref: str, *, host: str = "127.0.0.1", port: int = 3000,
         timeout_s: seconds to wait for ``GET /readyz`` to answer 200.
         log_path: file for the server's stdout/stderr; default
             ``$BENTOML_HOME/logs/serve-<port>.log``.
+        batching: adaptive batching of ``/predict``: ``on``, ``off``, or ``auto`` (on for
+            text models, :func:`batching_enabled`).
 
     Returns:
         A :class:`ServerHandle` (a context manager; ``stop()`` ends the process group).
@@ -636,6 +703,8 @@ def serve(model_ref: str, *, host: str = "127.0.0.1", port: int = 3000,
     """
     from dripml import tracking
 
+    if batching not in ("auto", "on", "off"):
+        raise ServeError(f"batching must be auto, on or off, got {batching!r}")
     uri = tracking.configure(tracking_uri)
     model_uri, version_label = _resolve(model_ref)
     check_port_free(host, port)
@@ -649,6 +718,7 @@ def serve(model_ref: str, *, host: str = "127.0.0.1", port: int = 3000,
         "DRIPML_MODEL_URI": model_uri,
         "DRIPML_MODEL_REF": model_ref,
         "DRIPML_SERVE_WORKERS": str(workers),
+        "DRIPML_SERVE_BATCHING": batching,
         "MLFLOW_TRACKING_URI": _absolute_tracking_uri(uri),
         "BENTOML_DO_NOT_TRACK": "True",
         "PYTHONUNBUFFERED": "1",
