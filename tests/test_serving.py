@@ -183,10 +183,10 @@ def test_curl_example_is_shell_safe(tmp_path: Path) -> None:
 
 def test_absolute_tracking_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    assert serving._absolute_tracking_uri("sqlite:///a/b.db") == f"sqlite:///{tmp_path}/a/b.db"
-    assert serving._absolute_tracking_uri("sqlite:////abs.db") == "sqlite:////abs.db"
-    assert serving._absolute_tracking_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
-    assert serving._absolute_tracking_uri("mlruns") == str(tmp_path / "mlruns")
+    assert tracking.absolute_tracking_uri("sqlite:///a/b.db") == f"sqlite:///{tmp_path}/a/b.db"
+    assert tracking.absolute_tracking_uri("sqlite:////abs.db") == "sqlite:////abs.db"
+    assert tracking.absolute_tracking_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
+    assert tracking.absolute_tracking_uri("mlruns") == str(tmp_path / "mlruns")
 
 
 # --------------------------------------------------------------------------- real server

@@ -10,13 +10,16 @@ import sys
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from dripml.errors import DripmlError, SpecError
+
+if TYPE_CHECKING:
+    from dripml.serving import ServerHandle
 
 app = typer.Typer(help="dripml: spec in, tuned, registered and served model out.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -246,6 +249,13 @@ def _serve(model: str, host: str, port: int, tracking_uri: str | None, workers: 
     with err.status(f"starting the endpoint for {model} on {host}:{port}"):
         handle = serving.serve(model, host=host, port=port, tracking_uri=tracking_uri,
                                workers=workers, batching=batching)
+    _serve_until_stopped(model, handle)
+
+
+def _serve_until_stopped(model: str, handle: ServerHandle) -> None:
+    """Say where ``model`` is served, with a curl line, and block until Ctrl-C."""
+    from dripml import serving
+
     out.print(f"[bold green]serving[/] {model} at {handle.url} "
               f"(docs {handle.url}/docs, health {handle.url}/readyz); try:")
     print(handle.curl_example(), flush=True)
@@ -377,7 +387,6 @@ def deploy(
 def _deploy_local(model: str, image: str | None, port: int, runtime: str,
                   tracking_uri: str | None, dry_run: bool) -> None:
     from dripml import deploy as deployment
-    from dripml import serving
 
     _quiet_libraries()
     local = deployment.plan_local(model, image=image, port=port, runtime=runtime,
@@ -391,10 +400,7 @@ def _deploy_local(model: str, image: str | None, port: int, runtime: str,
     with err.status(f"starting {local.image.reference if local.image else model} on "
                     f"127.0.0.1:{port}"):
         handle = deployment.run_local(local, tracking_uri=tracking_uri)
-    out.print(f"[bold green]serving[/] {model} at {handle.url} "
-              f"(docs {handle.url}/docs, health {handle.url}/readyz); try:")
-    print(handle.curl_example(), flush=True)
-    serving.wait_forever(handle)
+    _serve_until_stopped(model, handle)
 
 
 @app.command()

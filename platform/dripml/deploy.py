@@ -29,7 +29,6 @@ through :func:`dripml.serving.serve`); :func:`run_local` runs it and waits for `
 
 from __future__ import annotations
 
-import atexit
 import os
 import re
 import resource
@@ -401,7 +400,7 @@ class LocalPlan:
         for limit, value in container_ulimits().items():
             argv += ["--ulimit", f"{limit}={value}:{value}"]
         argv += ["-e", f"BENTOML_HOST={LOCAL_HOST}", "-e", f"BENTOML_PORT={self.port}"]
-        if self.runtime == "podman" and _loopback_registry(self.image.repository):
+        if self.runtime == "podman" and loopback_registry(self.image.repository):
             argv.append("--tls-verify=false")  # a registry on 127.0.0.1 speaks plain HTTP
         return (*argv, self.image.reference)
 
@@ -474,14 +473,7 @@ def run_local(local: LocalPlan, *, tracking_uri: str | None = None, timeout_s: f
         url=f"http://{LOCAL_HOST}:{local.port}", model_uri=local.model_uri,
         version_label=local.image.reference, log_path=log.resolve(), process=process,
         runtime=binary, container=local.name)
-    atexit.register(handle.stop)
-    try:
-        serving.wait_ready(handle, timeout_s)
-        handle.example = serving.example_from_docs(handle.url)
-    except BaseException:
-        handle.stop()
-        raise
-    return handle
+    return serving.until_ready(handle, timeout_s)
 
 
 def container_ulimits() -> dict[str, int]:
@@ -494,6 +486,7 @@ def container_ulimits() -> dict[str, int]:
     return capped
 
 
-def _loopback_registry(repository: str) -> bool:
+def loopback_registry(repository: str) -> bool:
+    """Whether ``HOST[:PORT]/REPO`` names a registry on loopback, spoken to over plain HTTP."""
     host = repository.split("/", 1)[0]
     return host.startswith(("localhost", "127.", "[::1]"))

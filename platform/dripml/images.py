@@ -42,7 +42,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from dripml.deploy import IMAGE_TAG, Image, model_uri, parse_image
+from dripml.deploy import IMAGE_TAG, Image, loopback_registry, model_uri, parse_image
 from dripml.errors import DripmlError
 
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
@@ -91,7 +91,6 @@ _HOST = re.compile(r"^(localhost|\[[0-9a-fA-F:]+\]|[a-zA-Z0-9-]+(\.[a-zA-Z0-9-]+
                    r"[a-zA-Z0-9-]+)(:[0-9]{1,5})?$")
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _PATH = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
-_LOOPBACK_HOSTS = ("localhost", "127.", "[::1]")
 
 
 # --------------------------------------------------------------------------------- records
@@ -112,7 +111,7 @@ class Registry:
     @property
     def insecure(self) -> bool:
         """A loopback registry is spoken to over plain HTTP (no TLS verification)."""
-        return self.host.startswith(_LOOPBACK_HOSTS)
+        return loopback_registry(self.name)
 
 
 @dataclass(frozen=True)
@@ -234,6 +233,12 @@ def parse_digest(text: str) -> str:
     return found.pop()
 
 
+def check_builder(builder: str) -> None:
+    """Raises DripmlError unless ``builder`` is one of :data:`BUILDERS`."""
+    if builder not in BUILDERS:
+        raise DripmlError(f"unknown builder {builder!r}; valid builders: {list(BUILDERS)}")
+
+
 def image_tag(name: str, version: str, *, gpu: bool = False) -> str:
     """The image tag of a model version: ``NAME-VERSION`` (``-gpu``), lowercase, at most 128
     characters of ``[a-z0-9_.-]``."""
@@ -287,8 +292,7 @@ def make_plan(*, name: str, version: str, registry: str | Registry,
     Raises:
         DripmlError: an unknown builder or a bad registry string.
     """
-    if builder not in BUILDERS:
-        raise DripmlError(f"unknown builder {builder!r}; valid builders: {list(BUILDERS)}")
+    check_builder(builder)
     target = registry if isinstance(registry, Registry) else parse_registry(registry)
     base = base_image_for(gpu, base_image)
     folder = containers_dir(repo_root) / "serving"
@@ -316,8 +320,7 @@ def plan_build(model: str, *, registry: str, gpu: bool = False, base_image: str 
         ModelNotFoundError: no such model, version or alias (lists what exists).
     """
     target = parse_registry(registry)
-    if builder not in BUILDERS:
-        raise DripmlError(f"unknown builder {builder!r}; valid builders: {list(BUILDERS)}")
+    check_builder(builder)
     uri = model_uri(model)
     if not uri.startswith("models:/"):
         raise DripmlError(f"drip build takes a registered model (NAME[@alias] or NAME/version), "

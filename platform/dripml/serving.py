@@ -217,11 +217,16 @@ def batching_enabled(model: TrainedModel, batching: str = "auto") -> bool:
     Raises:
         ServeError: ``batching`` is none of those.
     """
-    if batching not in ("auto", "on", "off"):
-        raise ServeError(f"batching must be auto, on or off, got {batching!r}")
+    check_batching(batching)
     if batching == "auto":
         return model.algorithm in BATCHED_ALGORITHMS
     return batching == "on"
+
+
+def check_batching(batching: str) -> None:
+    """Raises ServeError unless ``batching`` is ``auto``, ``on`` or ``off``."""
+    if batching not in ("auto", "on", "off"):
+        raise ServeError(f"batching must be auto, on or off, got {batching!r}")
 
 
 # --------------------------------------------------------------------------- error middleware
@@ -638,16 +643,6 @@ def _tail(path: Path, lines: int) -> str:
         return ""
 
 
-def _absolute_tracking_uri(uri: str) -> str:
-    """A tracking URI valid from any working directory (relative SQLite/file paths resolved)."""
-    if uri.startswith("sqlite:///"):
-        path = uri.removeprefix("sqlite:///")
-        return f"sqlite:///{Path(path).resolve()}" if not path.startswith("/") else uri
-    if uri.startswith("file:") or "://" in uri:
-        return uri
-    return str(Path(uri).resolve())
-
-
 def check_port_free(host: str, port: int) -> None:
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
         # SO_REUSEADDR as servers set it: TIME_WAIT leftovers are fine, a listener is not.
@@ -703,8 +698,7 @@ def serve(model_ref: str, *, host: str = "127.0.0.1", port: int = 3000,
     """
     from dripml import tracking
 
-    if batching not in ("auto", "on", "off"):
-        raise ServeError(f"batching must be auto, on or off, got {batching!r}")
+    check_batching(batching)
     uri = tracking.configure(tracking_uri)
     model_uri, version_label = _resolve(model_ref)
     check_port_free(host, port)
@@ -719,7 +713,7 @@ def serve(model_ref: str, *, host: str = "127.0.0.1", port: int = 3000,
         "DRIPML_MODEL_REF": model_ref,
         "DRIPML_SERVE_WORKERS": str(workers),
         "DRIPML_SERVE_BATCHING": batching,
-        "MLFLOW_TRACKING_URI": _absolute_tracking_uri(uri),
+        "MLFLOW_TRACKING_URI": tracking.absolute_tracking_uri(uri),
         "BENTOML_DO_NOT_TRACK": "True",
         "PYTHONUNBUFFERED": "1",
     })
@@ -737,6 +731,18 @@ def serve(model_ref: str, *, host: str = "127.0.0.1", port: int = 3000,
         host, f"[{host}]" if ":" in host else host)
     handle = ServerHandle(url=f"http://{url_host}:{port}", model_uri=model_uri,
                           version_label=version_label, log_path=log, process=process)
+    return until_ready(handle, timeout_s)
+
+
+def until_ready(handle: ServerHandle, timeout_s: float) -> ServerHandle:
+    """Wait for ``handle``'s server to be ready and read its example record; return it.
+
+    The server is stopped at interpreter exit, and at once if it never gets ready (or the
+    wait is interrupted).
+
+    Raises:
+        ServeError: see :func:`wait_ready`.
+    """
     atexit.register(handle.stop)
     try:
         wait_ready(handle, timeout_s)

@@ -64,6 +64,17 @@ def resolve_tracking_uri(uri: str | None = None) -> str:
     return uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
 
 
+def absolute_tracking_uri(uri: str) -> str:
+    """A tracking URI valid from any working directory (relative SQLite/file paths resolved),
+    for child processes that may run elsewhere (a server, pipeline steps)."""
+    if uri.startswith("sqlite:///"):
+        path = uri.removeprefix("sqlite:///")
+        return f"sqlite:///{Path(path).resolve()}" if not path.startswith("/") else uri
+    if uri.startswith("file:") or "://" in uri:
+        return uri
+    return str(Path(uri).resolve())
+
+
 def configure(uri: str | None = None) -> str:
     """Point MLflow (tracking and registry) at ``uri``; create the embedded folder if used."""
     resolved = resolve_tracking_uri(uri)
