@@ -19,7 +19,6 @@ from typing import Any
 
 import mlflow
 import pandas as pd
-import yaml
 
 from dripml import (
     algorithms,
@@ -138,9 +137,7 @@ def train(
     with ExitStack() as stack:
         dataset = stack.enter_context(connect(checked, ray_address=ray_address, reporter=report))
         uri = tracking.configure(tracking_uri)
-        spec_text = yaml.safe_dump(checked.model_dump(mode="json", exclude_none=True),
-                                   sort_keys=False)
-        run = stack.enter_context(tracking.search_run(checked, spec_text, tags))
+        run = stack.enter_context(tracking.search_run(checked, checked.to_yaml(), tags))
         run_id = run.info.run_id
 
         def on_trial(result: trials.TrialResult, best: trials.TrialResult | None,

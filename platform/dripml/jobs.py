@@ -20,12 +20,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from dripml.errors import ClusterError
 from dripml.spec import Spec
 
-TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 AGENT_WAIT_S = 120.0
 """How long to retry a submission while the head's job agent is still starting."""
 
@@ -82,27 +79,25 @@ def submit_search(address: str, spec: Spec, *, tracking_uri: str, tags: Mapping[
     started = time.monotonic()
     client = _client(address, JobSubmissionClient)
     with tempfile.TemporaryDirectory(prefix="dripml-job-") as folder:
-        spec_text = yaml.safe_dump(spec.model_dump(mode="json", exclude_none=True),
-                                   sort_keys=False)
-        (Path(folder) / "spec.yaml").write_text(spec_text)
+        (Path(folder) / "spec.yaml").write_text(spec.to_yaml())
         command = entrypoint(python=python, tracking_uri=tracking_uri, tags=tags,
                              set_alias=set_alias)
         job_id = _submit(client, command, {"working_dir": folder})
     shown = 0
-    status = "PENDING"
     while True:
-        status = str(client.get_job_status(job_id).value)
+        job_status = client.get_job_status(job_id)
         logs = client.get_job_logs(job_id)
         if on_log and len(logs) > shown:
             on_log(logs[shown:])
         shown = len(logs)
-        if status in TERMINAL:
+        if job_status.is_terminal():
             break
         if time.monotonic() - started > timeout_s:
             client.stop_job(job_id)
             raise ClusterError(f"Ray job {job_id} ran past {timeout_s:.0f} s and was stopped; "
                                f"its output ended with:\n{_tail(logs)}")
         time.sleep(poll_s)
+    status = str(job_status.value)
     if status != "SUCCEEDED":
         info = client.get_job_info(job_id)
         raise ClusterError(f"Ray job {job_id} {status}: {info.message or ''}\n"

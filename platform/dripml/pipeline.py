@@ -61,7 +61,7 @@ def validate_step(spec_yaml: str, backend: str) -> str:
     _check_backend(backend)
     if backend == "kuberay":
         check_remote_data(spec)
-    return _dump(spec)
+    return spec.to_yaml()
 
 
 def check_remote_data(spec: Spec) -> None:
@@ -246,7 +246,7 @@ def build(spec_source: str | Path | Mapping[str, Any] | Spec, *, backend: str = 
                                    run_id="compiled")
     module = _pipeline_module()
     function = module.build(
-        _dump(spec), manifest, image=image or spec.cluster.image or objects.TRAINER_IMAGE,
+        spec.to_yaml(), manifest, image=image or spec.cluster.image or objects.TRAINER_IMAGE,
         namespace=spec.cluster.namespace, auth_token_secret=spec.cluster.auth_token_secret,
         image_pull_secrets=image_pull_secrets, job_timeout_s=int(spec.cluster.job_timeout_s),
         ready_timeout_s=int(spec.cluster.ready_timeout_s), tracking_uri=tracking_uri)
@@ -356,8 +356,8 @@ def run_local(spec_source: str | Path | Mapping[str, Any] | Spec, *,
 
     from dripml import tracking
 
-    uri = tracking.resolve_tracking_uri(tracking_uri)
-    uri = _absolute_sqlite(uri)
+    # The steps run in subprocesses: pin a relative store to this directory.
+    uri = tracking.absolute_tracking_uri(tracking.resolve_tracking_uri(tracking_uri))
     built = build(spec_source, backend="local", tracking_uri=uri)
     local.init(runner=local.SubprocessRunner(use_venv=False),
                pipeline_root=str(Path(pipeline_root).resolve()), raise_on_error=True)
@@ -385,10 +385,6 @@ def _spec(spec_yaml: str) -> Spec:
     return load_spec(yaml.safe_load(spec_yaml))
 
 
-def _dump(spec: Spec) -> str:
-    return yaml.safe_dump(spec.model_dump(mode="json", exclude_none=True), sort_keys=False)
-
-
 def _check_backend(backend: str) -> None:
     if backend not in BACKENDS:
         raise SpecError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
@@ -408,14 +404,6 @@ def _pipeline_module() -> ModuleType:
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
-
-
-def _absolute_sqlite(uri: str) -> str:
-    # The steps run in subprocesses; pin a relative SQLite path to this directory.
-    prefix = "sqlite:///"
-    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
-        return prefix + str(Path(uri.removeprefix(prefix)).resolve())
-    return uri
 
 
 def _plain(text: str) -> str:

@@ -613,6 +613,11 @@ class Spec(_Model):
     def model_name(self) -> str:
         return self.registry.model_name or self.name
 
+    def to_yaml(self) -> str:
+        """The spec as YAML in field order, unset optional fields left out; :func:`load_spec`
+        reads it back to an equal spec."""
+        return yaml.safe_dump(self.model_dump(mode="json", exclude_none=True), sort_keys=False)
+
     @property
     def stratified(self) -> bool:
         if self.k_fold.stratified is None:
