@@ -229,9 +229,7 @@ def gridsearch(dataset: Dataset, spec: Spec, n_jobs: int, *, fresh_workers: bool
         seconds, search = gridsearch(dataset, spec, n_jobs, fresh_workers=False)
         return load_s + seconds, search
     algorithm = spec.algorithms[0]
-    ctx = BuildContext(task=spec.task, layout=dataset.encoder.layout,
-                       n_threads=max(1, int(spec.resources.cpus_per_trial)),
-                       gpus=spec.resources.gpus_per_trial, seed=spec.search.seed)
+    ctx = BuildContext.for_spec(spec, dataset.encoder.layout)
     recipe = algorithms.build(algorithm.name, ctx, dict(algorithm.params))
     steps = [s for s in (recipe.preprocessor, recipe.estimator) if s is not None]
     pipeline = make_pipeline(*steps)

@@ -42,7 +42,7 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardSc
 
 from dripml.errors import SpecError
 from dripml.features import ColumnLayout
-from dripml.spec import AlgorithmSpec, Dimension, Scalar, Task
+from dripml.spec import AlgorithmSpec, Dimension, Scalar, Spec, Task
 
 CLASSIFICATION = frozenset({"binary", "multiclass"})
 ALL_TASKS = frozenset({"binary", "multiclass", "regression"})
@@ -76,6 +76,15 @@ class BuildContext:
     seed: int = 0
     workers: int = 1
     """Training workers of a fine-tune (``resources.workers_per_trial``)."""
+
+    @classmethod
+    def for_spec(cls, spec: Spec, layout: ColumnLayout) -> BuildContext:
+        """The context of ``spec``'s fits: its task, search seed and per-trial resources
+        (``n_threads`` = ``cpus_per_trial`` rounded down, at least 1)."""
+        resources = spec.resources
+        return cls(task=spec.task, layout=layout, n_threads=max(1, int(resources.cpus_per_trial)),
+                   gpus=resources.gpus_per_trial, seed=spec.search.seed,
+                   workers=resources.workers_per_trial)
 
 
 @dataclass(frozen=True)

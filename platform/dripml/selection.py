@@ -116,15 +116,12 @@ def _refit_task(dataset: Dataset, spec: Spec, trial: TrialResult) -> Refit:
 
 
 def _refit_here(dataset: Dataset, spec: Spec, trial: TrialResult) -> Refit:
-    n_threads = max(1, int(spec.resources.cpus_per_trial))
-    ctx = BuildContext(task=spec.task, layout=dataset.encoder.layout, n_threads=n_threads,
-                       gpus=spec.resources.gpus_per_trial, seed=spec.search.seed,
-                       workers=spec.resources.workers_per_trial)
+    ctx = BuildContext.for_spec(spec, dataset.encoder.layout)
     recipe = algorithms.build(trial.algorithm_name, ctx, trial.params)
     X = dataset.X_train if recipe.input_kind == "frame" else dataset.encoder.transform(
         dataset.X_train)
     started = time.perf_counter()
-    with threadpool_limits(limits=n_threads):
+    with threadpool_limits(limits=ctx.n_threads):
         fitted = FittedRecipe(recipe, spec.task, len(dataset.classes)).fit(X, dataset.y_train)
     fit_time_s = time.perf_counter() - started
     fitted.single_threaded()  # one-row requests: replicas scale out, not thread pools

@@ -176,10 +176,7 @@ def discover(
     started = time.monotonic()
     study, total = search.create_study(spec, objective.direction)
     n_classes = len(dataset.classes)
-    ctx = BuildContext(task=spec.task, layout=dataset.encoder.layout,
-                       n_threads=max(1, int(spec.resources.cpus_per_trial)),
-                       gpus=spec.resources.gpus_per_trial, seed=spec.search.seed,
-                       workers=spec.resources.workers_per_trial)
+    ctx = BuildContext.for_spec(spec, dataset.encoder.layout)
     train_bound = metrics.resolve_all(spec.metrics.train, spec.task)
     validation_bound = metrics.resolve_all(validation_metric_specs(spec, objective), spec.task)
     folds = make_folds(dataset.y_train, spec)
@@ -189,10 +186,6 @@ def discover(
     y_ref = ray.put(dataset.y_train)
     splits_ref = ray.put(folds)
     task_options = fit_task_options(spec, None)
-
-    def options_for(config: search.Config) -> dict[str, Any]:
-        return fit_task_options(spec, config.algorithm.name)
-
     limit = spec.search.max_concurrent or _default_concurrency(spec, len(folds))
     probe_calls = spec.search.cost_probe_calls if spec.constraints.probed else 0
 
@@ -224,7 +217,7 @@ def discover(
         config = search.suggest(trial, spec)
         X_ref = frame_ref if config.algorithm.is_custom else encoded_ref
         pending = {
-            _run_fold_remote.options(**options_for(config)).remote(
+            _run_fold_remote.options(**fit_task_options(spec, config.algorithm.name)).remote(
                 X_ref, y_ref, splits_ref, i, config.algorithm.name, config.params, ctx,
                 n_classes, train_bound, validation_bound, transformed(config, i),
                 probe_calls if i == 0 else 0): i
