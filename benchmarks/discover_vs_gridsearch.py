@@ -6,7 +6,7 @@ measures that ratio in one run, per algorithm:
 
 - baseline: ``GridSearchCV(pipeline, grid, cv=<dripml's folds>, scoring="roc_auc",
   n_jobs=2, refit=False)`` where ``pipeline`` is the very preprocessor + estimator dripml builds
-  (``dripml.algorithms``, one thread per fit), fitted on dripml's encoded matrix; timed cold
+  (``dripml.algorithms.registry``, one thread per fit), fitted on dripml's encoded matrix; timed cold
   (joblib's loky worker pool started inside the timing) and warm (second call, pool reused);
 - dripml cold: ``api.connect(spec)`` (embedded Ray start overlapped with reading the data, as
   ``dripml.train`` does) + ``trials.discover(...)``; the baseline's cold timing includes the
@@ -55,10 +55,14 @@ from joblib.externals.loky import get_reusable_executor
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 
-from dripml import algorithms, api, data, tracking, trials
-from dripml.algorithms import BuildContext
-from dripml.data import Dataset
-from dripml.spec import Spec, load_spec
+from dripml import api
+from dripml.algorithms import registry as algorithms
+from dripml.algorithms.registry import BuildContext
+from dripml.core import data
+from dripml.core.data import Dataset
+from dripml.core.spec import Spec, load_spec
+from dripml.discover import trials
+from dripml.productionize import tracking
 
 TOLERANCE = 1e-6
 

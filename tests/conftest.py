@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dripml import datasets
+from dripml.core import datasets
 
 
 @pytest.fixture(scope="session")

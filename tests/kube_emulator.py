@@ -23,8 +23,8 @@ import kmock
 from kmock._internal import enums, parsing
 from kubernetes import client
 
-from dripml.kube import schema
-from dripml.kube.objects import CLUSTER_PLURAL, GROUP, JOB_PLURAL, VERSION
+from dripml.orchestration.kuberay import schema
+from dripml.orchestration.kuberay.objects import CLUSTER_PLURAL, GROUP, JOB_PLURAL, VERSION
 
 CRD_DIR = Path(__file__).resolve().parents[2] / "shared" / "crds" / "kuberay"
 CRDS = {CLUSTER_PLURAL: CRD_DIR / "ray.io_rayclusters.yaml",

@@ -7,12 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dripml import algorithms
-from dripml.algorithms import BUILTINS, BuildContext
+from dripml.algorithms import registry as algorithms
+from dripml.algorithms.registry import BUILTINS, BuildContext
+from dripml.core.features import TabularEncoder, infer_kinds
+from dripml.core.model import FittedRecipe, TrainedModel
+from dripml.core.spec import AlgorithmSpec
 from dripml.errors import SpecError
-from dripml.features import TabularEncoder, infer_kinds
-from dripml.model import FittedRecipe, TrainedModel
-from dripml.spec import AlgorithmSpec
 
 
 def make_frame(task: str, n: int = 240, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:

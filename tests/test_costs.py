@@ -12,10 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dripml import algorithms, costs
-from dripml.algorithms import BuildContext
-from dripml.features import TabularEncoder, infer_kinds
-from dripml.model import FittedRecipe, Prediction, TrainedModel
+from dripml.algorithms import registry as algorithms
+from dripml.algorithms.registry import BuildContext
+from dripml.core import costs
+from dripml.core.features import TabularEncoder, infer_kinds
+from dripml.core.model import FittedRecipe, Prediction, TrainedModel
 
 
 def tiny_model(**extra: Any) -> tuple[TrainedModel, list[dict[str, Any]]]:

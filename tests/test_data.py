@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 
 from conftest import free_port
-from dripml import data
+from dripml.core import data
+from dripml.core.spec import load_spec
 from dripml.errors import DataError
-from dripml.spec import load_spec
 
 
 def spec_for(train: Path | str, task: str = "binary", **data_fields: object):

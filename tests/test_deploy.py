@@ -16,9 +16,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from dripml import deploy
 from dripml.cli import app
 from dripml.errors import DripmlError, ModelNotFoundError
+from dripml.productionize import deploy
 
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "charts" / "dripml-endpoint"
@@ -95,7 +95,7 @@ def test_release_defaults_to_the_model_name(workdir: Path, model: str, release: 
     ("runs:/0a1b2c/model", "runs:/0a1b2c/model"),
 ])
 def test_model_uri_follows_tracking_rules(model: str, uri: str) -> None:
-    from dripml import tracking
+    from dripml.productionize import tracking
 
     assert deploy.model_uri(model) == uri == tracking.parse_model_ref(model)
 
@@ -160,7 +160,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> str:
     challenger) without a tag, v3 (alias legacy) tagged with a tag-based image."""
     from mlflow.tracking import MlflowClient
 
-    from dripml import tracking
+    from dripml.productionize import tracking
 
     folder = tmp_path_factory.mktemp("registry")
     uri = tracking.configure(f"sqlite:///{folder / 'mlflow.db'}")

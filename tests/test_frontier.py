@@ -6,12 +6,14 @@ import math
 
 import pytest
 
-from dripml import frontier, selection, trials
-from dripml.costs import ServingCost
+from dripml.core.costs import ServingCost
+from dripml.core.results import FoldScore
+from dripml.core.spec import ConstraintsSpec, RefineSpec, SelectSpec, load_spec
+from dripml.discover import trials
 from dripml.errors import ConstraintError, SearchError, SpecError
-from dripml.folds import FoldScore
-from dripml.frontier import CandidateCost
-from dripml.spec import ConstraintsSpec, RefineSpec, SelectSpec, load_spec
+from dripml.refine import candidates as selection
+from dripml.refine import frontier
+from dripml.refine.frontier import CandidateCost
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

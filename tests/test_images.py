@@ -14,12 +14,13 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from dripml import algorithms, deploy, images
-from dripml.algorithms import BuildContext
+from dripml.algorithms import registry as algorithms
+from dripml.algorithms.registry import BuildContext
 from dripml.cli import app
+from dripml.core.features import TabularEncoder, infer_kinds
+from dripml.core.model import FittedRecipe, TrainedModel
 from dripml.errors import DripmlError, ModelNotFoundError
-from dripml.features import TabularEncoder, infer_kinds
-from dripml.model import FittedRecipe, TrainedModel
+from dripml.productionize import deploy, images
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGEST = "sha256:" + "0123abcd" * 8
@@ -276,9 +277,9 @@ def test_context_has_bento_wheel_requirements_and_no_secret(
     assert (context / "bento" / "bento.yaml").is_file()
     bundle = context / "bento" / "src" / "model"
     assert sorted(p.name for p in bundle.iterdir()) == ["dripml-model.json", "model.pkl"]
-    assert "service: dripml.service:DripmlService" in (context / "bento" / "bento.yaml"
+    assert "service: dripml.productionize.service:DripmlService" in (context / "bento" / "bento.yaml"
                                                       ).read_text()
-    from dripml import serving
+    from dripml.productionize import serving
 
     model, info = serving.read_bundle(bundle)
     assert info.version_label == "adult/3" and info.model_uri == "models:/adult/3"
@@ -298,7 +299,7 @@ def test_context_has_bento_wheel_requirements_and_no_secret(
 
 
 def test_bundle_errors(tmp_path: Path) -> None:
-    from dripml import serving
+    from dripml.productionize import serving
 
     with pytest.raises(DripmlError, match="not a dripml model bundle"):
         serving.read_bundle(tmp_path)

@@ -24,8 +24,9 @@ from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from conftest import free_port
-from dripml import api, deploy, images, serving
+from dripml import api
 from dripml.cli import app
+from dripml.productionize import deploy, images, serving
 from imaging import ImageEnv, image_env, run  # noqa: F401  (image_env is a fixture)
 
 pytestmark = pytest.mark.slow
@@ -198,7 +199,7 @@ def test_bundle_round_trip(tmp_path: Path) -> None:
     assert loaded.predict_records(rows).labels == model.predict_records(rows).labels
     assert info.version_label == "t/1"
     probe = ("import os, sys; os.environ['DRIPML_MODEL_PATH'] = sys.argv[1]; "
-             "import dripml.service as s; heavy = {'mlflow', 'ray', 'optuna', 'torch', 'kfp', "
+             "import dripml.productionize.service as s; heavy = {'mlflow', 'ray', 'optuna', 'torch', 'kfp', "
              "'transformers'} & {m.split('.')[0] for m in sys.modules}; "
              "print(s.VERSION_LABEL, sorted(heavy))")
     out = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "m")],

@@ -118,8 +118,8 @@ def parse_taint(text: str) -> dict[str, str]:
 
 def gpu_worker_pod(**resources: Any) -> dict[str, Any]:
     """The GPU worker pod template dripml's builder makes for a spec asking for GPUs."""
-    from dripml.kube.objects import ray_cluster
-    from dripml.spec import load_spec
+    from dripml.core.spec import load_spec
+    from dripml.orchestration.kuberay.objects import ray_cluster
 
     data = yaml.safe_load((ROOT / "examples" / "adult.yaml").read_text())
     data.setdefault("resources", {}).update(gpus_per_trial=1, **resources)
@@ -372,7 +372,7 @@ def check_resources(resources: dict[str, Any]) -> None:
 
 
 def test_kuberay_values_restrict_the_operator_to_dripmls_namespaces():
-    from dripml.spec import ClusterSpec
+    from dripml.core.spec import ClusterSpec
 
     values = load_values("kuberay-operator")
     assert set(values) <= KUBERAY_KEYS, set(values) - KUBERAY_KEYS
@@ -418,7 +418,7 @@ def eks_nodegroup() -> dict[str, Any]:
 
 
 def test_builder_defaults_are_what_the_pools_are_built_for():
-    from dripml.spec import ClusterSpec
+    from dripml.core.spec import ClusterSpec
 
     cluster = ClusterSpec()
     assert cluster.gpu_node_selector == dict([GPU_LABEL])

@@ -12,10 +12,10 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
+from dripml.core.spec import Spec, load_spec
 from dripml.errors import ClusterError
-from dripml.kube import client as kube_client
-from dripml.kube import objects, schema
-from dripml.spec import Spec, load_spec
+from dripml.orchestration.kuberay import client as kube_client
+from dripml.orchestration.kuberay import objects, schema
 from kube_emulator import CRDS, kubernetes_emulator
 
 NAMESPACE = "dripml"

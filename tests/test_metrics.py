@@ -1,4 +1,4 @@
-"""Tests of dripml.metrics: coverage_at_precision, the built-ins, custom metrics, errors."""
+"""Tests of dripml.core.metrics: coverage_at_precision, the built-ins, custom metrics, errors."""
 
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ import pytest
 from sklearn import metrics as skm
 from sklearn.preprocessing import label_binarize
 
-from dripml.errors import SpecError
-from dripml.metrics import (
+from dripml.core.metrics import (
     BUILTIN_METRICS,
     BoundMetric,
     Metric,
@@ -27,7 +26,8 @@ from dripml.metrics import (
     resolve_objective,
     score_all,
 )
-from dripml.spec import MetricSpec, MetricsSpec, ObjectiveSpec
+from dripml.core.spec import MetricSpec, MetricsSpec, ObjectiveSpec
+from dripml.errors import SpecError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -18,9 +18,10 @@ import yaml
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from dripml import local_cluster, pipeline
 from dripml.errors import ClusterError, SpecError
-from dripml.kube import objects
+from dripml.orchestration import local_ray as local_cluster
+from dripml.orchestration import pipeline
+from dripml.orchestration.kuberay import objects
 
 BIN = Path(sys.executable).parent
 BASE = {"name": "adult", "task": "binary",

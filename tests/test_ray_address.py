@@ -12,8 +12,8 @@ import ray
 import yaml
 
 from conftest import free_port
-from dripml import cluster
 from dripml.errors import ResourceError
+from dripml.orchestration import ray_cluster as cluster
 
 pytestmark = pytest.mark.slow
 

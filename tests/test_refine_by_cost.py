@@ -14,8 +14,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 import dripml
-from dripml import cluster
 from dripml.errors import ConstraintError
+from dripml.orchestration import ray_cluster as cluster
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,4 @@
-"""Tests of dripml.serving: the request schema (fast) and a real `bentoml serve` (slow)."""
+"""Tests of dripml.productionize.serving: the request schema (fast) and a real `bentoml serve` (slow)."""
 
 from __future__ import annotations
 
@@ -22,10 +22,11 @@ import pytest
 from pydantic import ValidationError
 
 from conftest import free_port
-from dripml import api, serving, tracking
+from dripml import api
+from dripml.core.features import Feature
+from dripml.core.model import TrainedModel
 from dripml.errors import ModelNotFoundError
-from dripml.features import Feature
-from dripml.model import TrainedModel
+from dripml.productionize import serving, tracking
 
 # --------------------------------------------------------------------------- request_model
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from dripml import api
+from dripml.core.spec import Choice, IntRange, LogUniform, load_spec
 from dripml.errors import SpecError
-from dripml.spec import Choice, IntRange, LogUniform, load_spec
 
 MINIMAL = {
     "name": "adult",

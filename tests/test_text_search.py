@@ -16,9 +16,9 @@ import pytest
 import yaml
 
 import dripml
-import dripml.transformer
+import dripml.algorithms.transformer
 from conftest import free_port, stop_process_group
-from dripml import datasets
+from dripml.core import datasets
 
 pytestmark = pytest.mark.slow
 
@@ -64,7 +64,7 @@ def test_tiny_fine_tune_searched_registered_and_served(in_tmp_dir: Path,
     def no_lookup(location: str) -> Path:
         raise AssertionError(f"the served model looked up {location}")
 
-    monkeypatch.setattr(dripml.transformer, "resolve_pretrained", no_lookup)
+    monkeypatch.setattr(dripml.algorithms.transformer, "resolve_pretrained", no_lookup)
     model = dripml.load_model("tweets-ft@champion")
     prediction = model.predict_records(records)
     assert len(prediction.labels) == 40 and set(prediction.labels) <= set(model.classes)

@@ -1,4 +1,4 @@
-"""Tests for dripml.torch_mlp (CPU only; GPU paths are exercised by monkeypatching torch.cuda)."""
+"""Tests for dripml.algorithms.torch_mlp (CPU only; GPU paths are exercised by monkeypatching torch.cuda)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import check_estimator
 
-from dripml.torch_mlp import (
+from dripml.algorithms.torch_mlp import (
     DeviceUnavailableError,
     TorchMLPClassifier,
     TorchMLPRegressor,

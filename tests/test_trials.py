@@ -8,11 +8,14 @@ import numpy as np
 import pytest
 import ray
 
-from dripml import api, cluster, data, search, trials
-from dripml import folds as folds_module
+from dripml import api
+from dripml.core import data
+from dripml.core.results import FoldScore
+from dripml.core.spec import load_spec
+from dripml.discover import folds as folds_module
+from dripml.discover import search, trials
 from dripml.errors import ResourceError, SearchError, SpecError
-from dripml.folds import FoldScore
-from dripml.spec import load_spec
+from dripml.orchestration import ray_cluster as cluster
 
 
 def test_aggregate_mean_and_population_std() -> None:
@@ -167,8 +170,8 @@ def test_bad_spec_starts_nothing(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("algorithm", ["logistic_regression", "lightgbm", "mlp"])
 def test_shared_preprocessing_scores_like_a_full_fit(small_adult, algorithm: str) -> None:
-    from dripml import metrics
-    from dripml.algorithms import BuildContext
+    from dripml.algorithms.registry import BuildContext
+    from dripml.core import metrics
 
     spec = api.validate({"name": "t", "task": "binary", "data": small_adult, "k_fold": 3,
                          "algorithms": [algorithm]})

@@ -20,7 +20,12 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from dripml import _legacy
+
 __version__ = "0.1.0"
+
+# Models pickled by the pre-0.2 flat layout name classes by their old module paths.
+_legacy.install()
 
 _PUBLIC = {
     "train": "dripml.api",
@@ -29,9 +34,9 @@ _PUBLIC = {
     "load_model": "dripml.api",
     "frontier_table": "dripml.api",
     "TrainResult": "dripml.api",
-    "Spec": "dripml.spec",
-    "load_spec": "dripml.spec",
-    "spec_json_schema": "dripml.spec",
+    "Spec": "dripml.core.spec",
+    "load_spec": "dripml.core.spec",
+    "spec_json_schema": "dripml.core.spec",
     "DripmlError": "dripml.errors",
     "SpecError": "dripml.errors",
     "DataError": "dripml.errors",
@@ -53,6 +58,7 @@ if TYPE_CHECKING:
         train,
         validate,
     )
+    from dripml.core.spec import Spec, load_spec, spec_json_schema  # noqa: F401
     from dripml.errors import (  # noqa: F401
         ConstraintError,
         DataError,
@@ -63,7 +69,6 @@ if TYPE_CHECKING:
         ServeError,
         SpecError,
     )
-    from dripml.spec import Spec, load_spec, spec_json_schema  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

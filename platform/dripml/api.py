@@ -20,21 +20,17 @@ from typing import Any
 import mlflow
 import pandas as pd
 
-from dripml import (
-    algorithms,
-    cluster,
-    data,
-    frontier,
-    metrics,
-    refine,
-    search,
-    selection,
-    tracking,
-    trials,
-)
-from dripml.model import TrainedModel
-from dripml.progress import Reporter
-from dripml.spec import Spec, load_spec
+from dripml.algorithms import registry as algorithms
+from dripml.core import data, metrics
+from dripml.core.model import TrainedModel
+from dripml.core.progress import Reporter
+from dripml.core.spec import Spec, load_spec
+from dripml.discover import search, trials
+from dripml.orchestration import ray_cluster as cluster
+from dripml.productionize import tracking
+from dripml.refine import candidates as selection
+from dripml.refine import frontier
+from dripml.refine import stage as refine
 
 SpecSource = str | Path | Mapping[str, Any] | Spec | None
 
@@ -49,7 +45,7 @@ class TrainResult:
         experiment_id, run_id: MLflow experiment and parent (search) run.
         model: registry entry of the chosen model (name, version, alias, ``models:/`` URIs).
         best: the winning trial of the search (best CV objective).
-        leaderboard: one row per trial, best first (see :func:`dripml.selection.leaderboard`).
+        leaderboard: one row per trial, best first (see :func:`dripml.refine.candidates.leaderboard`).
         test_metrics: the chosen model on the test split, ``test_<metric>`` -> value.
         search_time_s: wall time of the Discover step, seconds.
         frontier: the measured candidates on the quality-cost trade-off, the chosen point
@@ -106,7 +102,7 @@ def train(
     their serving cost and choose one on the quality-cost frontier; test and register.
 
     Args:
-        spec: a YAML path, a mapping or a :class:`~dripml.spec.Spec`; keyword ``fields``
+        spec: a YAML path, a mapping or a :class:`~dripml.core.spec.Spec`; keyword ``fields``
             (``data=``, ``task=``, ``algorithm=[...]``, ``metrics=``, ``resources=``...)
             add to or override it.
         ray_address: join this Ray cluster; None starts an embedded one on 127.0.0.1.
@@ -115,11 +111,11 @@ def train(
         reporter: progress output (the CLI passes a rich one); default silent.
         tags: MLflow tags added to the search run (a pipeline finds its run by them).
         set_alias: move the registry alias to the chosen version; without it the versions
-            are registered and a later step moves the alias (see :mod:`dripml.pipeline`).
+            are registered and a later step moves the alias (see :mod:`dripml.orchestration.pipeline`).
 
     Returns:
         A :class:`TrainResult`; the chosen model is registered as ``models:/<name>@<alias>``
-        and every other frontier point as a version (see :mod:`dripml.refine`).
+        and every other frontier point as a version (see :mod:`dripml.refine.stage`).
 
     Raises:
         SpecError: malformed spec (before anything starts).

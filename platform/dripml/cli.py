@@ -19,7 +19,7 @@ from rich.table import Table
 from dripml.errors import DripmlError, SpecError
 
 if TYPE_CHECKING:
-    from dripml.serving import ServerHandle
+    from dripml.productionize.serving import ServerHandle
 
 app = typer.Typer(help="dripml: spec in, tuned, registered and served model out.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -85,7 +85,7 @@ def run(
     # (Ray 2.60's default for clusters it starts) unless the user says otherwise.
     os.environ.setdefault("RAY_AUTH_MODE", "token")
     from dripml import api
-    from dripml.progress import RichReporter
+    from dripml.core.progress import RichReporter
 
     tags = _parse_tags(tag or [])
     if orchestrator not in ("embedded", "kfp-local"):
@@ -101,7 +101,7 @@ def run(
                        reporter=RichReporter(err), tags=tags, set_alias=alias)
     _print_leaderboard(result.leaderboard, result.best.number)
     if result.frontier is not None:
-        from dripml.frontier import table
+        from dripml.refine.frontier import table
 
         _print_frontier(table(result.frontier))
     metrics = ", ".join(f"{k.removeprefix('test_')} {v:.4f}" for k, v in
@@ -132,7 +132,7 @@ def _parse_tags(pairs: list[str]) -> dict[str, str]:
 
 
 def _run_kfp_local(spec: Path, tracking_uri: str | None, serve: bool, port: int) -> None:
-    from dripml import pipeline
+    from dripml.orchestration import pipeline
 
     result = pipeline.run_local(spec, tracking_uri=tracking_uri)
     out.print(f"[bold]registered[/] {result.alias_uri} -> {result.model_uri} "
@@ -157,7 +157,7 @@ def pipeline_compile(
         help="MLflow tracking URI as seen from the cluster.")] = "",
 ) -> None:
     """Compile SPEC into a Kubeflow pipeline (KFP IR YAML) that runs it on a KubeRay cluster."""
-    from dripml import pipeline
+    from dripml.orchestration import pipeline
 
     path = pipeline.compile(spec, output, image=image,
                             tracking_uri=tracking_uri or pipeline.DEFAULT_TRACKING_URI)
@@ -183,7 +183,7 @@ def pipeline_submit(
         help="MLflow tracking URI as seen from the cluster.")] = "",
 ) -> None:
     """Compile SPEC's pipeline and start a run of it on a Kubeflow Pipelines server."""
-    from dripml import pipeline
+    from dripml.orchestration import pipeline
 
     run = pipeline.submit(spec, host=host, experiment=experiment, namespace=namespace,
                           service_account=service_account, image=image,
@@ -244,7 +244,7 @@ def serve_command(
 
 def _serve(model: str, host: str, port: int, tracking_uri: str | None, workers: int,
            batching: str = "auto") -> None:
-    from dripml import serving
+    from dripml.productionize import serving
 
     with err.status(f"starting the endpoint for {model} on {host}:{port}"):
         handle = serving.serve(model, host=host, port=port, tracking_uri=tracking_uri,
@@ -254,7 +254,7 @@ def _serve(model: str, host: str, port: int, tracking_uri: str | None, workers: 
 
 def _serve_until_stopped(model: str, handle: ServerHandle) -> None:
     """Say where ``model`` is served, with a curl line, and block until Ctrl-C."""
-    from dripml import serving
+    from dripml.productionize import serving
 
     out.print(f"[bold green]serving[/] {model} at {handle.url} "
               f"(docs {handle.url}/docs, health {handle.url}/readyz); try:")
@@ -287,7 +287,7 @@ def models(tracking_uri: TrackingUri = None) -> None:
 @app.command()
 def algorithms() -> None:
     """List the built-in algorithms, the tasks they support and their default search spaces."""
-    from dripml.algorithms import BUILTINS
+    from dripml.algorithms.registry import BUILTINS
 
     table = Table(title="built-in algorithms", title_justify="left")
     for column in ("name", "tasks", "description", "default search space"):
@@ -301,7 +301,7 @@ def algorithms() -> None:
 @spec_app.command("schema")
 def spec_schema() -> None:
     """Print the spec's JSON Schema."""
-    from dripml.spec import spec_json_schema
+    from dripml.core.spec import spec_json_schema
 
     print(json.dumps(spec_json_schema(), indent=2))
 
@@ -322,7 +322,7 @@ def spec_validate(spec: Annotated[Path, typer.Argument(help="Spec file (YAML).")
 @_friendly
 def data_fetch(name: Annotated[str, typer.Argument(help="Data set name, e.g. adult.")]) -> None:
     """Download a data set into the cache and print its files."""
-    from dripml import datasets
+    from dripml.core import datasets
 
     if name not in datasets.DATASETS:
         raise DripmlError(f"unknown data set {name!r}; known: {sorted(datasets.DATASETS)}")
@@ -333,7 +333,7 @@ def data_fetch(name: Annotated[str, typer.Argument(help="Data set name, e.g. adu
 @data_app.command("list")
 def data_list() -> None:
     """List the data sets dripml can fetch."""
-    from dripml import datasets
+    from dripml.core import datasets
 
     for info in datasets.DATASETS.values():
         out.print(f"[bold]{info.name}[/] ({info.package}): {info.description}")
@@ -367,7 +367,7 @@ def deploy(
 ) -> None:
     """Deploy a registered model as an HTTP endpoint: on this machine (its serving image from
     `drip build`, or bentoml serve without one) or on Kubernetes (the dripml-endpoint chart)."""
-    from dripml import deploy as deployment
+    from dripml.productionize import deploy as deployment
 
     if target == "local":
         _deploy_local(model, image, port, runtime, tracking_uri, dry_run)
@@ -386,7 +386,7 @@ def deploy(
 
 def _deploy_local(model: str, image: str | None, port: int, runtime: str,
                   tracking_uri: str | None, dry_run: bool) -> None:
-    from dripml import deploy as deployment
+    from dripml.productionize import deploy as deployment
 
     _quiet_libraries()
     local = deployment.plan_local(model, image=image, port=port, runtime=runtime,
@@ -423,7 +423,7 @@ def build(
 ) -> None:
     """Build a registered model's serving image (a BentoML bento with the model baked in),
     push it, print its digest and record it on the model version (tag dripml.image)."""
-    from dripml import images
+    from dripml.productionize import images
 
     _quiet_libraries()
     with err.status(f"building the serving image of {model} with {builder}"):

@@ -1,0 +1,247 @@
+"""Data: read the spec's sources, check them against the task, split and encode.
+
+Every check names the column and says what to do; nothing here starts Ray or MLflow, so bad
+data fails before any compute is spent.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from dripml.core import datasets
+from dripml.core.features import TabularEncoder, infer_kinds
+from dripml.core.spec import DataSpec, Spec, Task
+from dripml.core.text import TextRules
+from dripml.errors import DataError
+
+MAX_CLASSES = 1000
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Training and test rows, checked and ready for the search.
+
+    Attributes:
+        X_train, X_test: feature columns only (DataFrames, original values).
+        y_train, y_test: label per row; class codes 0..K-1 (int64) for classification,
+            float64 for regression. Shapes (n_train,) and (n_test,).
+        classes: original class labels as strings, code i -> classes[i]; () for regression.
+        encoder: fitted on X_train; maps rows to the encoded matrix.
+        task: binary, multiclass or regression.
+    """
+
+    X_train: pd.DataFrame
+    y_train: np.ndarray
+    X_test: pd.DataFrame
+    y_test: np.ndarray
+    classes: tuple[str, ...]
+    encoder: TabularEncoder
+    task: Task
+    label: str
+
+
+def read_table(source: str, na_values: list[str] | None = None) -> pd.DataFrame:
+    """Read one CSV or Parquet source: local path, ``s3://bucket/key`` or ``dataset://NAME/SPLIT``.
+
+    Raises:
+        DataError: the file does not exist, has an unknown format, or holds no rows.
+    """
+    if datasets.is_dataset_uri(source):
+        path_or_buffer: Path | io.BytesIO = datasets.resolve(source)
+        suffix_source = str(path_or_buffer)
+    elif source.startswith("s3://"):
+        path_or_buffer = _read_s3(source)
+        suffix_source = urlparse(source).path
+    else:
+        path = Path(source).expanduser()
+        if not path.is_file():
+            raise DataError(f"data file {source!r} does not exist")
+        path_or_buffer, suffix_source = path, str(path)
+    frame = _parse(path_or_buffer, suffix_source, na_values or [])
+    if frame.empty:
+        raise DataError(f"data source {source!r} holds no rows")
+    return frame
+
+
+def _parse(source: Path | io.BytesIO, name: str, na_values: list[str]) -> pd.DataFrame:
+    lowered = name.lower()
+    try:
+        if lowered.endswith((".parquet", ".pq")):
+            frame = pd.read_parquet(source)
+            if na_values:
+                frame = frame.replace(na_values, np.nan)
+            return frame
+        if lowered.endswith((".csv", ".csv.gz", ".tsv", ".txt")):
+            sep = "\t" if lowered.endswith(".tsv") else ","
+            return pd.read_csv(source, na_values=na_values, sep=sep, skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
+    except (ValueError, OSError) as error:
+        raise DataError(f"could not read {name!r}: {error}") from None
+    raise DataError(f"unknown format of {name!r}: use .csv, .csv.gz, .tsv, .parquet or .pq")
+
+
+def _read_s3(uri: str) -> io.BytesIO:
+    import boto3  # imported here: only S3 users pay for it
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    parsed = urlparse(uri)
+    try:
+        body = boto3.client("s3").get_object(Bucket=parsed.netloc, Key=parsed.path.lstrip("/"))
+        return io.BytesIO(body["Body"].read())
+    except (BotoCoreError, ClientError) as error:
+        raise DataError(f"could not read {uri!r} from S3: {error}") from None
+
+
+def text_rules(spec: Spec, kinds: Mapping[str, str]) -> dict[str, TextRules]:
+    """``data.text`` cleaning rules of each text column."""
+    return {name: TextRules(**spec.data.text.rules_for(name).model_dump())
+            for name, kind in kinds.items() if kind == "text"}
+
+
+def load(spec: Spec) -> Dataset:
+    """Read, check, split and encode the spec's data.
+
+    Raises:
+        DataError: a missing label or feature column (the message lists the columns found),
+            an empty file, a label that does not fit the task, or a class with too few rows
+            for the folds.
+    """
+    data = spec.data
+    train = read_table(data.train, data.na_values)
+    _check_columns(train, data, data.train)
+    train = _drop_unlabelled(train, data.label)
+    _check_label_fits_task(train[data.label], spec)
+    if data.sample_rows is not None and data.sample_rows < len(train):
+        train = _sample(train, data, spec.task)
+    if data.test is not None:
+        test = read_table(data.test, data.na_values)
+        _check_columns(test, data, data.test)
+        test = _drop_unlabelled(test, data.label)
+    else:
+        train, test = _split(train, data, spec.task)
+
+    features = data.features or [c for c in train.columns if c != data.label]
+    y_train, y_test, classes = _encode_labels(train[data.label], test[data.label], spec)
+    X_train = train[features].reset_index(drop=True)
+    kinds = infer_kinds(X_train, data.type_overrides())
+    encoder = TabularEncoder(text_rules(spec, kinds)).fit(X_train, kinds)
+    _check_folds(y_train, spec)
+    return Dataset(
+        X_train=X_train,
+        y_train=y_train,
+        X_test=test[features].reset_index(drop=True),
+        y_test=y_test,
+        classes=classes,
+        encoder=encoder,
+        task=spec.task,
+        label=data.label,
+    )
+
+
+def _check_columns(frame: pd.DataFrame, data: DataSpec, source: str) -> None:
+    columns = list(frame.columns)
+    if data.label not in columns:
+        raise DataError(
+            f"label column {data.label!r} is not in {source!r}; columns found: {columns}"
+        )
+    wanted = set(data.features or []) | set(data.column_types) | set(data.text_columns)
+    missing = sorted(wanted - set(columns))
+    if missing:
+        raise DataError(f"columns {missing} named in the spec are not in {source!r}; "
+                        f"columns found: {columns}")
+
+
+def _drop_unlabelled(frame: pd.DataFrame, label: str) -> pd.DataFrame:
+    kept = frame[frame[label].notna()]
+    if kept.empty:
+        raise DataError(f"label column {label!r} holds no values")
+    return kept
+
+
+def _sample(train: pd.DataFrame, data: DataSpec, task: Task) -> pd.DataFrame:
+    stratify = train[data.label] if task != "regression" else None
+    try:
+        sample, _ = train_test_split(train, train_size=data.sample_rows,
+                                     random_state=data.seed, stratify=stratify)
+    except ValueError:
+        sample = train.sample(n=data.sample_rows, random_state=data.seed)
+    return sample
+
+
+def _split(train: pd.DataFrame, data: DataSpec, task: Task) -> tuple[pd.DataFrame, pd.DataFrame]:
+    stratify = train[data.label] if task != "regression" else None
+    try:
+        return tuple(train_test_split(train, test_size=data.effective_test_fraction,
+                                      random_state=data.seed, stratify=stratify))
+    except ValueError as error:
+        raise DataError(f"could not split off the test set by label {data.label!r}: "
+                        f"{str(error)[:300]}; give a test file or more rows per class") from None
+
+
+def _encode_labels(
+    y_train: pd.Series, y_test: pd.Series, spec: Spec
+) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    label = spec.data.label
+    if spec.task == "regression":
+        for name, series in (("train", y_train), ("test", y_test)):
+            values = pd.to_numeric(series, errors="coerce")
+            if values.isna().any():
+                bad = series[values.isna()].iloc[0]
+                raise DataError(f"task regression needs a numeric label, but column {label!r} "
+                                f"({name}) holds {bad!r}; use task binary or multiclass")
+        return (y_train.astype(float).to_numpy(), y_test.astype(float).to_numpy(), ())
+
+    train_text = y_train.astype(str)
+    classes = tuple(sorted(train_text.unique()))
+    codes = {c: i for i, c in enumerate(classes)}
+    test_text = y_test.astype(str)
+    unseen = sorted(set(test_text) - set(classes))
+    if unseen:
+        raise DataError(f"the test split of label {label!r} holds classes never seen in "
+                        f"training: {unseen[:10]}")
+    return (train_text.map(codes).to_numpy(dtype=np.int64),
+            test_text.map(codes).to_numpy(dtype=np.int64), classes)
+
+
+def _check_label_fits_task(y: pd.Series, spec: Spec) -> None:
+    """Fail on a label that does not fit the task, before any split or sample."""
+    label = spec.data.label
+    if spec.task == "regression":
+        values = pd.to_numeric(y, errors="coerce")
+        if values.isna().any():
+            bad = y[values.isna()].iloc[0]
+            raise DataError(f"task regression needs a numeric label, but column {label!r} "
+                            f"holds {bad!r}; use task binary or multiclass")
+        return
+    classes = sorted(y.astype(str).unique())
+    n = len(classes)
+    if spec.task == "binary" and n != 2:
+        raise DataError(f"task binary needs exactly 2 classes in label {label!r}, found {n}: "
+                        f"{classes[:10]}; use task {'multiclass' if n > 2 else 'regression'}")
+    if spec.task == "multiclass":
+        if n < 3:
+            raise DataError(f"task multiclass needs at least 3 classes in label {label!r}, "
+                            f"found {n}: {classes}; use task binary")
+        if n > MAX_CLASSES or (pd.api.types.is_float_dtype(y) and n > 0.5 * len(y)):
+            raise DataError(f"label {label!r} has {n} distinct values, which looks continuous; "
+                            "use task regression")
+
+
+def _check_folds(y_train: np.ndarray, spec: Spec) -> None:
+    n_splits = spec.k_fold.n_splits
+    if len(y_train) < n_splits:
+        raise DataError(f"{len(y_train)} training rows cannot fill {n_splits} folds")
+    if spec.task != "regression" and spec.stratified:
+        counts = np.bincount(y_train)
+        if counts.min() < n_splits:
+            raise DataError(f"a class of label {spec.data.label!r} has {counts.min()} rows, "
+                            f"fewer than k_fold.n_splits={n_splits}; lower n_splits or add rows")

@@ -1,0 +1,76 @@
+"""Progress on the terminal (rich): a bar for the search, a spinner for long steps.
+
+:class:`Reporter` is the interface :func:`dripml.api.train` reports through; :class:`Silent`
+reports nothing and :class:`RichReporter` draws on stderr.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from dripml.core.results import TrialResult
+
+
+class Reporter:
+    """Does nothing; subclasses draw. ``step`` wraps a long step, ``trial`` follows the search."""
+
+    @contextmanager
+    def step(self, description: str) -> Iterator[None]:
+        yield
+
+    @contextmanager
+    def search(self, total: int) -> Iterator[None]:
+        yield
+
+    def trial(self, result: TrialResult, best: TrialResult | None, done: int, total: int,
+              objective_key: str) -> None:
+        return None
+
+    def message(self, text: str) -> None:
+        return None
+
+
+Silent = Reporter
+
+
+class RichReporter(Reporter):
+    """Spinners for steps and a bar for trials (done of total, best so far) on stderr."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console(stderr=True)
+        self._progress: Progress | None = None
+        self._task: int | None = None
+
+    @contextmanager
+    def step(self, description: str) -> Iterator[None]:
+        with self.console.status(description):
+            yield
+        self.console.print(f"[green]✓[/] {description}")
+
+    @contextmanager
+    def search(self, total: int) -> Iterator[None]:
+        columns = [TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn(), TextColumn("{task.fields[best]}")]
+        with Progress(*columns, console=self.console) as progress:
+            self._progress = progress
+            self._task = progress.add_task("search", total=total, best="")
+            yield
+        self._progress = self._task = None
+
+    def trial(self, result: TrialResult, best: TrialResult | None, done: int, total: int,
+              objective_key: str) -> None:
+        if self._progress is None or self._task is None:
+            return
+        shown = (f"best {objective_key} {best.objective:.4f} ({best.algorithm}, trial "
+                 f"{best.number})" if best and best.objective is not None else "")
+        self._progress.update(self._task, completed=done, total=total, best=shown)
+        if result.state == "FAILED":
+            self._progress.console.print(f"[yellow]trial {result.number} ({result.algorithm}) "
+                                         f"failed:[/] {(result.error or '').splitlines()[-1]}")
+
+    def message(self, text: str) -> None:
+        self.console.print(text)

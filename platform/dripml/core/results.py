@@ -1,0 +1,106 @@
+"""Result types of a search: one fold's scores, one trial, the whole search.
+
+Typed, immutable records that Discover produces and Refine, tracking and progress output
+read; they live in the core so that none of those imports the search (Ray, Optuna).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class FoldScore:
+    """One fold of one trial: ``metrics`` maps ``<split>_<metric>`` to its value;
+    ``fit_time_s`` is the wall time of preprocessing + fit, seconds.
+
+    With a cost probe (see :func:`run_fold`), ``probe_latency_p50_ms`` / ``_p99_ms`` are the
+    single-row latency percentiles of this fold's model (milliseconds) and ``probe_model_mb``
+    its pickled size (MB); None without a probe.
+    """
+
+    fold: int
+    metrics: dict[str, float]
+    fit_time_s: float
+    probe_latency_p50_ms: float | None = None
+    probe_latency_p99_ms: float | None = None
+    probe_model_mb: float | None = None
+
+    @property
+    def probe(self) -> dict[str, float]:
+        """The probe's measurements by cost name (as :mod:`dripml.refine.frontier` names them)."""
+        values = {"latency_p50_ms": self.probe_latency_p50_ms,
+                  "latency_p99_ms": self.probe_latency_p99_ms,
+                  "model_mb": self.probe_model_mb}
+        return {k: v for k, v in values.items() if v is not None}
+
+
+def aggregate(folds: Sequence[FoldScore]) -> tuple[dict[str, float], dict[str, float]]:
+    """Mean and population std per metric key over folds (NaN values ignored).
+
+    Example: folds with validation_auc 0.8 and 0.9 give mean 0.85, std 0.05.
+    """
+    keys = sorted({k for f in folds for k in f.metrics})
+    mean, std = {}, {}
+    for key in keys:
+        values = np.array([f.metrics.get(key, math.nan) for f in folds], dtype=np.float64)
+        finite = values[~np.isnan(values)]
+        mean[key] = float(finite.mean()) if finite.size else math.nan
+        std[key] = float(finite.std()) if finite.size else math.nan
+    return mean, std
+
+
+TrialState = Literal["COMPLETE", "PRUNED", "FAILED"]
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """One configuration's cross-validation.
+
+    Attributes:
+        number: Optuna trial number (0-based, in proposal order).
+        algorithm: algorithm key (built-in name or custom class name).
+        params: every hyperparameter (fixed and tuned).
+        state: COMPLETE, PRUNED (early-stopped between folds) or FAILED.
+        folds: the folds that finished, in fold order.
+        mean, std: per metric key, over the finished folds (population std, as scikit-learn's
+            ``cv_results_``).
+        objective: mean of the objective over the finished folds (None if none finished).
+        fit_time_s: summed fit time of the finished folds, seconds.
+        error: the failure's last lines when FAILED.
+        reason: why it was PRUNED when the cost probe stopped it (the constraint broken).
+    """
+
+    number: int
+    algorithm: str
+    algorithm_name: str
+    params: dict[str, Any]
+    state: TrialState
+    folds: tuple[FoldScore, ...]
+    mean: dict[str, float]
+    std: dict[str, float]
+    objective: float | None
+    fit_time_s: float
+    error: str | None = None
+    reason: str | None = None
+
+    @property
+    def probe(self) -> dict[str, float]:
+        """The cost probe's measurements (first fold), cost name -> value; {} if none."""
+        return next((f.probe for f in self.folds if f.probe), {})
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """All trials of a search, the best complete one, and how it was judged."""
+
+    trials: tuple[TrialResult, ...]
+    best: TrialResult
+    objective_key: str
+    direction: str
+    wall_time_s: float

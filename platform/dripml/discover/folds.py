@@ -1,0 +1,157 @@
+"""Folds: K-fold splits, fitting one configuration on one fold, and aggregating fold scores.
+
+:func:`run_fold` is what every Ray task of a search runs. This module imports neither MLflow
+nor Optuna, so a worker's first task starts fast.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sklearn.model_selection import KFold, StratifiedKFold
+
+from dripml.algorithms import registry as algorithms
+from dripml.algorithms.registry import BuildContext
+from dripml.core import costs, metrics
+from dripml.core.model import FittedRecipe
+from dripml.core.results import FoldScore
+from dripml.core.spec import Spec
+
+
+def make_folds(y: np.ndarray, spec: Spec) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train indices, validation indices) per fold, stratified for classification."""
+    kf = spec.k_fold
+    seed = kf.seed if kf.shuffle else None
+    splitter = (StratifiedKFold if spec.stratified else KFold)(
+        n_splits=kf.n_splits, shuffle=kf.shuffle, random_state=seed)
+    return list(splitter.split(np.zeros(len(y)), y))
+
+
+@dataclass(frozen=True)
+class TransformedFold:
+    """One fold's rows through a fitted preprocessor: ``train`` (n_train, m), ``validation``
+    (n_val, m), dense or sparse; ``fit_time_s``: fitting + transforming, seconds;
+    ``preprocessor``: the fitted preprocessor itself (the cost probe predicts through it)."""
+
+    train: Any
+    validation: Any
+    fit_time_s: float
+    preprocessor: Any = None
+
+
+def transform_fold(
+    X: Any,
+    splits: Sequence[tuple[np.ndarray, np.ndarray]],
+    fold: int,
+    algorithm_name: str,
+    params: dict[str, Any],
+    ctx: BuildContext,
+) -> TransformedFold:
+    """Fit the recipe's preprocessor on fold ``fold``'s training rows and transform both
+    sides (a Ray task; its output is shared by every trial with the same preprocessor_key)."""
+    from threadpoolctl import threadpool_limits
+
+    train_idx, val_idx = splits[fold]
+    preprocessor = algorithms.build(algorithm_name, ctx, params).preprocessor
+    with threadpool_limits(limits=ctx.n_threads):
+        started = time.perf_counter()
+        train = preprocessor.fit_transform(X[train_idx])
+        validation = preprocessor.transform(X[val_idx])
+    return TransformedFold(train, validation, time.perf_counter() - started, preprocessor)
+
+
+def run_fold(
+    X: Any,
+    y: np.ndarray,
+    splits: Sequence[tuple[np.ndarray, np.ndarray]],
+    fold: int,
+    algorithm_name: str,
+    params: dict[str, Any],
+    ctx: BuildContext,
+    n_classes: int,
+    train_metrics: list[metrics.BoundMetric],
+    validation_metrics: list[metrics.BoundMetric],
+    transformed: TransformedFold | None = None,
+    probe_calls: int = 0,
+) -> FoldScore:
+    """Fit one configuration on fold ``fold`` of ``splits`` and score it (a Ray task).
+
+    ``X``, ``y`` and ``splits`` arrive from Ray's object store, put there once per search:
+    a fold's training indices alone are ~200 KB on Adult, above Ray's inline limit. With
+    ``transformed`` (from :func:`transform_fold`) only the estimator is fitted; ``X`` is
+    then unused. ``fit_time_s`` includes the preprocessor's share either way.
+
+    With ``probe_calls`` > 0 the fitted model is then probed for its serving cost: that many
+    single-row predictions (two sweeps over ``probe_calls / 2`` validation rows),
+    preprocessing included, on one thread (see :func:`dripml.core.costs.probe_latency_ms`), and
+    its pickled size. The probe is not part of
+    ``fit_time_s``. Rows arrive encoded, so the probe leaves out the JSON-record encoding a
+    served request adds (tens of microseconds).
+    """
+    from threadpoolctl import threadpool_limits
+
+    train_idx, val_idx = splits[fold]
+    y_train, y_val = y[train_idx], y[val_idx]
+    recipe = algorithms.build(algorithm_name, ctx, params)
+    fitted = FittedRecipe(recipe, ctx.task, n_classes)
+    with threadpool_limits(limits=ctx.n_threads):
+        started = time.perf_counter()
+        if transformed is not None:
+            fitted.fit_transformed(transformed.train, y_train)
+            fit_time_s = time.perf_counter() - started + transformed.fit_time_s
+            predict = fitted.predict_transformed
+            X_train, X_val = transformed.train, transformed.validation
+        else:
+            X_train = X.iloc[train_idx] if hasattr(X, "iloc") else X[train_idx]
+            X_val = X.iloc[val_idx] if hasattr(X, "iloc") else X[val_idx]
+            fitted.fit(X_train, y_train)
+            fit_time_s = time.perf_counter() - started
+            predict = fitted.predict
+        scores = _score(predict, X_val, y_val, validation_metrics, "validation")
+        if train_metrics:
+            scores |= _score(predict, X_train, y_train, train_metrics, "train")
+    if probe_calls <= 0:
+        return FoldScore(fold=fold, metrics=scores, fit_time_s=fit_time_s)
+    if transformed is not None:
+        fitted.recipe.preprocessor = transformed.preprocessor
+    rows = X.iloc[val_idx] if hasattr(X, "iloc") else X[val_idx]
+    latency, size_mb = probe(fitted, rows, probe_calls)
+    return FoldScore(fold=fold, metrics=scores, fit_time_s=fit_time_s,
+                     probe_latency_p50_ms=latency.p50_ms, probe_latency_p99_ms=latency.p99_ms,
+                     probe_model_mb=size_mb)
+
+
+def probe(fitted: FittedRecipe, rows: Any, calls: int) -> tuple[costs.Latency, float]:
+    """Single-row latency of ``fitted`` over ``rows`` (encoded matrix or, for custom models,
+    a DataFrame) and its pickled size in MB."""
+    fitted.single_threaded()
+    n = max(1, min(len(rows), calls // 2))
+    single = ([rows.iloc[i:i + 1] for i in range(n)] if hasattr(rows, "iloc")
+              else [rows[i:i + 1] for i in range(n)])
+    latency = costs.probe_latency_ms(lambda i: fitted.predict(single[i]), rows=n, passes=2)
+    return latency, costs.model_size_mb(fitted)
+
+
+def _score(predict: Callable[[Any], tuple[np.ndarray, np.ndarray | None]], X: Any,
+           y: np.ndarray, bound: list[metrics.BoundMetric], split: str) -> dict[str, float]:
+    y_pred, proba = predict(X)
+    return {f"{split}_{k}": v for k, v in metrics.score_all(bound, y, y_pred, proba).items()}
+
+
+def warm_up(algorithm_names: Sequence[str]) -> str:
+    """Import what fold tasks of these algorithms need, so the first fold does not wait on it.
+
+    Returns the worker's process id (a task must return something to be awaited).
+    """
+    import importlib
+    import os
+
+    for name in algorithm_names:
+        module = algorithms.dependency_module(name)
+        if module is not None:
+            importlib.import_module(module)
+    return str(os.getpid())

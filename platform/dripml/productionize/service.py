@@ -1,0 +1,62 @@
+"""The module ``bentoml serve`` imports: ``bentoml serve dripml.productionize.service:DripmlService``.
+
+Unlike the rest of dripml, this module does its work at import time: it reads its configuration
+from the environment, loads the model once and defines the service class at module level. It
+is the application entry point, like ``app = FastAPI()`` in a web app: BentoML imports the
+service by its import path in the ``bentoml serve`` process and again in every worker process,
+so it cannot be handed Python arguments, only the environment. :func:`dripml.productionize.serving.serve`
+sets these variables; they can also be set by hand (a container, a Kubernetes pod):
+
+- ``DRIPML_MODEL_PATH``: a model bundle folder (:func:`dripml.productionize.serving.write_bundle`), as a
+  serving image built by ``drip build`` bakes in. When set, it wins over ``DRIPML_MODEL_URI``
+  and neither MLflow nor its server is needed (nor imported).
+- ``DRIPML_MODEL_URI`` (required without ``DRIPML_MODEL_PATH``): the model,
+  ``models:/NAME/VERSION``, ``models:/NAME@alias`` or ``runs:/...``. ``serve()`` pins an alias
+  to its version before starting.
+- ``MLFLOW_TRACKING_URI``: the MLflow store holding it (MLflow's own variable); default the
+  embedded store under ``./.dripml``.
+- ``DRIPML_MODEL_REF`` (optional): the reference the user gave, shown in the docs.
+- ``DRIPML_SERVE_WORKERS`` (optional, default 1): BentoML worker processes.
+- ``DRIPML_SERVE_BATCHING`` (optional, default ``auto``): BentoML adaptive batching of
+  ``/predict``, ``on``, ``off`` or ``auto`` (on for text models, see
+  :func:`dripml.productionize.serving.batching_enabled`).
+"""
+
+from __future__ import annotations
+
+import os
+
+from dripml.productionize import serving
+
+MODEL_PATH = os.environ.get("DRIPML_MODEL_PATH", "")
+MODEL_URI = os.environ.get("DRIPML_MODEL_URI", "")
+
+if MODEL_PATH:
+    model, _bundle = serving.read_bundle(MODEL_PATH)
+    MODEL_URI, VERSION_LABEL = _bundle.model_uri, _bundle.version_label
+    _source = f"{MODEL_URI} (exported model bundle)"
+else:
+    if not MODEL_URI:
+        raise serving.ServeError(
+            "DRIPML_MODEL_URI is not set; start the server with `drip serve NAME` or set it to "
+            "a model URI such as models:/NAME@champion (or DRIPML_MODEL_PATH to a model "
+            "bundle folder)")
+    from dripml.productionize import tracking
+
+    tracking.configure(os.environ.get("MLFLOW_TRACKING_URI"))
+    if MODEL_URI.startswith("models:/"):
+        _name, _version = tracking.resolve_version(MODEL_URI)
+        VERSION_LABEL = f"{_name}/{_version}"
+        MODEL_URI = f"models:/{VERSION_LABEL}"
+    else:
+        VERSION_LABEL = MODEL_URI
+    model = tracking.load_trained_model(MODEL_URI)
+    _source = os.environ.get("DRIPML_MODEL_REF") or MODEL_URI
+
+DripmlService = serving.build_service(
+    model,
+    _source,
+    VERSION_LABEL,
+    workers=int(os.environ.get("DRIPML_SERVE_WORKERS", "1")),
+    batching=serving.batching_enabled(model, os.environ.get("DRIPML_SERVE_BATCHING", "auto")),
+)

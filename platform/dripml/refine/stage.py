@@ -1,0 +1,206 @@
+"""Refine by cost: refit the candidates, measure what each costs to serve, place them on the
+quality-cost frontier, choose one by the spec's ``select`` policy, register the frontier.
+
+The step after Discover, in the active (parent) MLflow run:
+
+1. the candidates (:func:`dripml.refine.candidates.candidates`: the best trial of every algorithm,
+   then the next best up to ``refine.top_k``, preferring trials whose Discover cost probe met
+   the constraints) are refit on all training rows and tested;
+2. each is measured on the serving path (:func:`dripml.core.costs.measure`: single-row latency
+   p50/p99 over ``refine.latency_calls`` calls, batch throughput, pickled size, peak memory
+   in a fresh process, and a cost per million predictions with ``instance_price_per_hour``);
+3. :func:`dripml.refine.frontier.build` computes the frontier of the CV objective against each cost
+   among the candidates that meet ``constraints`` and picks the ``select`` policy's point
+   (a :class:`~dripml.errors.ConstraintError` if none meets them, after the table and plot
+   are logged so ``drip frontier RUN`` shows why);
+4. the chosen point is registered first and gets the alias (``champion``), then every other
+   frontier point is registered as a version; each version carries its costs as tags
+   (``latency_p99_ms``, ``model_mb``...) and ``dripml.frontier=true``;
+5. ``frontier.csv`` (the table) and ``frontier.png`` (the plot) are logged to the run.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+
+from dripml.algorithms import registry as algorithms
+from dripml.core import costs
+from dripml.core.data import Dataset
+from dripml.core.objective import Objective
+from dripml.core.progress import Reporter
+from dripml.core.results import SearchResult, TrialResult
+from dripml.core.spec import Spec
+from dripml.errors import ConstraintError, DripmlError
+from dripml.productionize import tracking
+from dripml.refine import candidates as selection
+from dripml.refine import frontier
+from dripml.refine.candidates import Refit
+
+TABLE_ARTIFACT = "frontier.csv"
+PLOT_ARTIFACT = "frontier.png"
+
+
+@dataclass(frozen=True)
+class Refined:
+    """What Refine produced.
+
+    Attributes:
+        frontier: every candidate placed, the chosen one marked, registered versions filled.
+        chosen: the trial the ``select`` policy chose.
+        refit: the chosen trial refit on all training rows, with its test metrics.
+        registered: the chosen model's registry entry (it holds the alias).
+        versions: trial number -> registered version, for every frontier point.
+    """
+
+    frontier: frontier.Frontier
+    chosen: TrialResult
+    refit: Refit
+    registered: tracking.RegisteredModel
+    versions: dict[int, str]
+
+
+def run(dataset: Dataset, spec: Spec, result: SearchResult, objective: Objective,
+        reporter: Reporter | None = None, *, set_alias: bool = True) -> Refined:
+    """Refit, measure, choose, register and log (see the module docstring). Without
+    ``set_alias`` the versions are registered but the alias stays where it is.
+
+    Raises:
+        ConstraintError: no candidate meets the spec's constraints.
+    """
+    report = reporter or Reporter()
+    chosen_trials = selection.candidates(result, spec.refine, spec.constraints)
+    measured, refits = measure_candidates(dataset, spec, chosen_trials, report)
+    options = {"objective_key": objective.key, "direction": objective.direction,
+               "constraints": spec.constraints, "select": spec.select}
+    try:
+        placed = frontier.build(measured, **options)
+    except ConstraintError:
+        log_frontier(frontier.build(measured, **options, choose_point=False))
+        raise
+    by_number = {t.number: t for t in chosen_trials}
+    chosen = by_number[placed.chosen.candidate.trial]
+    refit = refits[chosen.number]
+    mlflow.log_metrics({**refit.test_metrics, "refit_time_s": refit.fit_time_s,
+                        **{f"chosen_{k}": v for k, v in frontier.measured(
+                            placed.chosen.candidate.cost).items() if v is not None}})
+    mlflow.log_params({"best_trial": result.best.number, "best_algorithm": result.best.algorithm,
+                       "chosen_trial": chosen.number, "chosen_algorithm": chosen.algorithm})
+    with report.step(f"registered {len(placed.frontier_points)} frontier point(s) of "
+                     f"{spec.model_name!r}; {spec.registry.alias}: trial {chosen.number} "
+                     f"({chosen.algorithm})"):
+        registered, versions = register(placed, refits, dataset, spec, set_alias=set_alias)
+    placed = placed.with_versions(versions)
+    log_frontier(placed)
+    return Refined(placed, chosen, refit, registered, versions)
+
+
+def measure_candidates(dataset: Dataset, spec: Spec, candidates: list[TrialResult],
+                       reporter: Reporter | None = None
+                       ) -> tuple[list[frontier.CandidateCost], dict[int, Refit]]:
+    """Refit every candidate, then measure their serving costs together on up to 1,000 test
+    records (latencies interleaved, see :func:`dripml.core.costs.measure_latencies`)."""
+    report = reporter or Reporter()
+    records = costs.json_records(dataset.X_test, costs.BATCH_ROWS)
+    modules = sorted({m for t in candidates
+                      if (m := algorithms.dependency_module(t.algorithm_name)) is not None})
+    refits: dict[int, Refit] = {}
+    with costs.MemoryMeter(records, modules) as meter:  # its imports overlap the refits
+        for trial in candidates:
+            with report.step(f"refit trial {trial.number} ({trial.algorithm}) on "
+                             f"{len(dataset.y_train)} rows"):
+                refits[trial.number] = selection.refit(dataset, spec, trial)
+        with report.step(f"measured {len(candidates)} candidate(s) on the serving path "
+                         f"({spec.refine.latency_calls} single-row calls each)"):
+            measured = costs.measure_all(
+                [refits[t.number].model for t in candidates], records,
+                calls=spec.refine.latency_calls,
+                instance_price_per_hour=spec.refine.instance_price_per_hour, memory=meter)
+    out = []
+    for trial, cost in zip(candidates, measured, strict=True):
+        report.message(f"  trial {trial.number} ({trial.algorithm}): {describe(cost)}")
+        out.append(frontier.CandidateCost(
+            trial=trial.number, algorithm=trial.algorithm,
+            objective=float(trial.objective if trial.objective is not None else "nan"),
+            cost=cost, params=dict(trial.params),
+            test_metrics=dict(refits[trial.number].test_metrics)))
+    return out, refits
+
+
+def describe(cost: costs.ServingCost) -> str:
+    """One line: latency p50/p99, throughput, size, memory (and price per million)."""
+    text = (f"latency p50 {cost.latency_p50_ms:.3f} ms, p99 {cost.latency_p99_ms:.3f} ms; "
+            f"{cost.throughput_rows_s:,.0f} rows/s; {cost.model_mb:.3f} MB; "
+            f"peak memory {cost.memory_mb:.1f} MB")
+    if cost.cost_per_million is not None:
+        text += f"; {cost.cost_per_million:.4g} per 1M predictions"
+    return text
+
+
+def version_tags(point: frontier.FrontierPoint, objective_key: str) -> dict[str, str]:
+    """Model-version tags of a frontier point: trial, objective and every measured cost."""
+    c = point.candidate
+    tags = {"algorithm": c.algorithm, "trial": str(c.trial), "objective": objective_key,
+            "cv_objective_mean": f"{c.objective:.6g}", "dripml.frontier": "true",
+            "dripml.frontier_costs": ",".join(point.frontiers),
+            "dripml.chosen": str(point.chosen).lower(),
+            "latency_calls": str(c.cost.latency_calls)}
+    tags |= {k: f"{v:.6g}" for k, v in frontier.measured(c.cost).items() if v is not None}
+    return tags
+
+
+def register(placed: frontier.Frontier, refits: dict[int, Refit], dataset: Dataset,
+             spec: Spec, *, set_alias: bool = True
+             ) -> tuple[tracking.RegisteredModel, dict[int, str]]:
+    """Register the chosen point (moving the alias to it with ``set_alias``), then every
+    other frontier point."""
+    chosen = placed.chosen
+    registered = tracking.log_and_register(
+        refits[chosen.candidate.trial].model, dataset.X_test, spec,
+        tags=version_tags(chosen, placed.objective_key), set_alias=set_alias)
+    versions = {chosen.candidate.trial: registered.version}
+    for point in placed.frontier_points:
+        trial = point.candidate.trial
+        if trial in versions:
+            continue
+        versions[trial] = tracking.log_version(
+            refits[trial].model, dataset.X_test, spec,
+            tags=version_tags(point, placed.objective_key), name=f"trial-{trial:03d}")
+    return registered, versions
+
+
+def log_frontier(placed: frontier.Frontier) -> None:
+    """Log the frontier table (CSV) and plot (PNG) to the active run."""
+    mlflow.log_text(frontier.table(placed).to_csv(index=False), TABLE_ARTIFACT)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / PLOT_ARTIFACT
+        path.write_bytes(frontier.plot_png(placed))
+        mlflow.log_artifact(str(path))
+
+
+def load_table(run_id: str) -> pd.DataFrame:
+    """The frontier table logged in run ``run_id`` of the configured tracking store.
+
+    Raises:
+        DripmlError: no such run, or it has no ``frontier.csv``.
+    """
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    try:
+        client.get_run(run_id)
+    except MlflowException:
+        raise DripmlError(f"run {run_id!r} is not in the tracking store at "
+                          f"{mlflow.get_tracking_uri()}; `drip run` prints its run id") from None
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            path = client.download_artifacts(run_id, TABLE_ARTIFACT, folder)
+        except (MlflowException, OSError):
+            raise DripmlError(f"run {run_id!r} logged no {TABLE_ARTIFACT}: it is not a search "
+                              "run, predates Refine by cost, or failed before it") from None
+        return pd.read_csv(path, keep_default_na=False, na_values=[""])
