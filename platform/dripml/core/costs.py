@@ -57,6 +57,15 @@ from typing import Any
 
 import numpy as np
 
+from dripml.core.imports import driver_import_path
+
+SINGLE_THREAD_ENV = {
+    name: "1" for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                           "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
+}
+"""Thread-pool sizes for the server: one-row predictions lose more to thread start-up and
+synchronisation than they gain from parallelism (scale with ``workers`` instead)."""
+
 MIN_LATENCY_CALLS = 1000
 """Fewest timed single-row calls behind a reported p50/p99 (p99 of 1,000 is the 10th worst)."""
 WARMUP_CALLS = 50
@@ -326,8 +335,6 @@ class MemoryMeter:
 
     def __init__(self, records: Sequence[Record], modules: Sequence[str] = (),
                  timeout_s: float = 120) -> None:
-        from dripml.orchestration.ray_cluster import driver_import_path
-        from dripml.productionize.serving import SINGLE_THREAD_ENV
 
         self._folder = tempfile.TemporaryDirectory(prefix="dripml-memory-")
         folder = Path(self._folder.name)

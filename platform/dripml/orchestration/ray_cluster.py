@@ -6,13 +6,12 @@ import logging
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import ray
 
+from dripml.core.imports import driver_import_path
 from dripml.core.spec import ResourcesSpec
 from dripml.errors import ResourceError
 
@@ -65,13 +64,6 @@ def check_cluster_resources(resources: ResourcesSpec) -> None:
         raise ResourceError(
             f"resources.cpus_per_trial is {resources.cpus_per_trial:g} but the Ray cluster has "
             f"{cpus:g} CPUs; lower cpus_per_trial")
-
-
-def driver_import_path() -> str:
-    """The driver's import path as PYTHONPATH, so custom algorithms and metrics given as
-    ``package.module:name`` import in embedded workers exactly as they do in the driver."""
-    entries = [str(Path(p).resolve()) for p in [os.getcwd(), *sys.path] if p and Path(p).is_dir()]
-    return os.pathsep.join(dict.fromkeys(entries))
 
 
 def _start_embedded(num_cpus: int | None) -> None:

@@ -59,6 +59,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, create_model
 
 import dripml
+from dripml.core.costs import SINGLE_THREAD_ENV
 from dripml.core.features import Feature
 from dripml.core.model import TrainedModel
 from dripml.errors import ServeError
@@ -87,13 +88,6 @@ split into calls of this size)."""
 
 MAX_BATCH_LATENCY_MS = 30_000
 """BentoML's batching deadline: a request still queued past it gets a 503."""
-
-SINGLE_THREAD_ENV = {
-    name: "1" for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                           "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
-}
-"""Thread-pool sizes for the server: one-row predictions lose more to thread start-up and
-synchronisation than they gain from parallelism (scale with ``workers`` instead)."""
 
 _INTEGER = re.compile(r"-?(0|[1-9]\d*)")  # canonical: str(int(c)) == c, so "007" is not
 
