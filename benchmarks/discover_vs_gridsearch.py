@@ -6,8 +6,9 @@ measures that ratio in one run, per algorithm:
 
 - baseline: ``GridSearchCV(pipeline, grid, cv=<dripml's folds>, scoring="roc_auc",
   n_jobs=2, refit=False)`` where ``pipeline`` is the very preprocessor + estimator dripml builds
-  (``dripml.algorithms.registry``, one thread per fit), fitted on dripml's encoded matrix; timed cold
-  (joblib's loky worker pool started inside the timing) and warm (second call, pool reused);
+  (``dripml.algorithms.registry``, one thread per fit), fitted on dripml's encoded matrix;
+  timed cold (joblib's loky worker pool started inside the timing) and warm (second call, pool
+  reused);
 - dripml cold: ``api.connect(spec)`` (embedded Ray start overlapped with reading the data, as
   ``dripml.train`` does) + ``trials.discover(...)``; the baseline's cold timing includes the
   same ``data.load(spec)``, so both measure a user's run from data on disk to search results;

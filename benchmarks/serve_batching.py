@@ -2,8 +2,8 @@
 BentoML's adaptive batching on and off (the baseline: ``drip serve --batching off``).
 
 A small transformer is fine-tuned on healthtweets through ``dripml.train`` (or ``--model``
-names a registered one), then served twice by ``dripml.productionize.serving.serve`` (one BentoML worker,
-127.0.0.1). Each run sends ``--requests`` one-record ``POST /predict`` calls from
+names a registered one), then served twice by ``dripml.productionize.serving.serve`` (one
+BentoML worker, 127.0.0.1). Each run sends ``--requests`` one-record ``POST /predict`` calls from
 ``--concurrency`` concurrent clients after 20 warm-up calls, and reports rows per second
 and the p50/p99 request latency in milliseconds; the last line is the ratio on/off.
 

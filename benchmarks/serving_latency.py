@@ -1,9 +1,9 @@
 """Single-row latency of ``drip serve`` against in-process ``predict_records``.
 
-Starts the server with :func:`dripml.productionize.serving.serve` on a free loopback port, sends ``--calls``
-sequential one-record ``POST /predict`` requests over one persistent HTTP connection, then
-times the same record through ``TrainedModel.predict_records`` in this process, and prints
-p50/p99 in milliseconds and the ratio. The server is always stopped.
+Starts the server with :func:`dripml.productionize.serving.serve` on a free loopback port, sends
+``--calls`` sequential one-record ``POST /predict`` requests over one persistent HTTP
+connection, then times the same record through ``TrainedModel.predict_records`` in this
+process, and prints p50/p99 in milliseconds and the ratio. The server is always stopped.
 
 Usage::
 
@@ -27,7 +27,7 @@ import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 
 from dripml import api  # noqa: E402
-from dripml.productionize import serving
+from dripml.productionize import serving  # noqa: E402
 
 
 def free_port(host: str = "127.0.0.1") -> int:

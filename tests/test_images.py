@@ -277,8 +277,8 @@ def test_context_has_bento_wheel_requirements_and_no_secret(
     assert (context / "bento" / "bento.yaml").is_file()
     bundle = context / "bento" / "src" / "model"
     assert sorted(p.name for p in bundle.iterdir()) == ["dripml-model.json", "model.pkl"]
-    assert "service: dripml.productionize.service:DripmlService" in (context / "bento" / "bento.yaml"
-                                                      ).read_text()
+    bento_yaml = (context / "bento" / "bento.yaml").read_text()
+    assert "service: dripml.productionize.service:DripmlService" in bento_yaml
     from dripml.productionize import serving
 
     model, info = serving.read_bundle(bundle)

@@ -199,8 +199,9 @@ def test_bundle_round_trip(tmp_path: Path) -> None:
     assert loaded.predict_records(rows).labels == model.predict_records(rows).labels
     assert info.version_label == "t/1"
     probe = ("import os, sys; os.environ['DRIPML_MODEL_PATH'] = sys.argv[1]; "
-             "import dripml.productionize.service as s; heavy = {'mlflow', 'ray', 'optuna', 'torch', 'kfp', "
-             "'transformers'} & {m.split('.')[0] for m in sys.modules}; "
+             "import dripml.productionize.service as s; "
+             "heavy = {'mlflow', 'ray', 'optuna', 'torch', 'kfp', 'transformers'} "
+             "& {m.split('.')[0] for m in sys.modules}; "
              "print(s.VERSION_LABEL, sorted(heavy))")
     out = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "m")],
                          capture_output=True, text=True, check=True).stdout

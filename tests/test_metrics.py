@@ -14,7 +14,6 @@ from sklearn.preprocessing import label_binarize
 
 from dripml.core.metrics import (
     BUILTIN_METRICS,
-    BoundMetric,
     Metric,
     builtin_names,
     coverage_at_precision,
@@ -23,10 +22,10 @@ from dripml.core.metrics import (
     load_custom_metric,
     resolve,
     resolve_all,
-    resolve_objective,
     score_all,
 )
-from dripml.core.spec import MetricSpec, MetricsSpec, ObjectiveSpec
+from dripml.core.objective import Objective, resolve_objective
+from dripml.core.spec import MetricSpec, MetricsSpec, load_spec
 from dripml.errors import SpecError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -520,17 +519,27 @@ def test_default_metrics_score_every_task() -> None:
         assert all(type(v) is float and math.isfinite(v) for v in result.values())
 
 
+def objective_of(task: str, objective: object = None) -> Objective:
+    """The objective :func:`dripml.core.objective.resolve_objective` (the one resolver)
+    gives a minimal spec of ``task`` with ``metrics.objective = objective``."""
+    spec = {"name": "t", "task": task, "data": {"train": "t.csv", "label": "y"},
+            "algorithms": ["lightgbm"]}
+    if objective is not None:
+        spec["metrics"] = {"objective": objective}
+    return resolve_objective(load_spec(spec))
+
+
 def test_resolve_objective() -> None:
-    assert resolve_objective(None, "regression").key == "rmse"
-    assert resolve_objective(None, "regression").direction == "minimize"
-    plain = resolve_objective(ObjectiveSpec(metric=MetricSpec(name="accuracy")), "binary")
-    assert plain.direction == "maximize"
-    flipped = resolve_objective(
-        ObjectiveSpec(metric=MetricSpec(name="accuracy"), direction="minimize"), "binary"
-    )
-    assert isinstance(flipped, BoundMetric)
-    assert flipped.direction == "minimize" and flipped.metric.direction == "maximize"
-    spec = MetricsSpec(objective="coverage_at_precision@0.9").objective
-    bound = resolve_objective(spec, "multiclass")
-    assert bound.key == "coverage_at_precision_0.9" and bound.kwargs == {"precision": 0.9}
-    assert resolve_objective(MetricSpec(name="mae"), "regression").key == "mae"
+    default = objective_of("regression")
+    assert default.metric == MetricSpec(name="rmse") and default.direction == "minimize"
+    assert default.key == "validation_rmse"
+    assert objective_of("binary", "accuracy").direction == "maximize"
+    flipped = objective_of("binary", {"name": "accuracy", "direction": "minimize"})
+    assert flipped.direction == "minimize"
+    assert BUILTIN_METRICS["accuracy"].direction == "maximize"  # the metric keeps its own
+    chosen = objective_of("multiclass", "coverage_at_precision@0.9")
+    assert chosen.key == "validation_coverage_at_precision_0.9"
+    assert resolve(chosen.metric, "multiclass").kwargs == {"precision": 0.9}
+    assert objective_of("regression", {"name": "mae"}).key == "validation_mae"
+    with pytest.raises(SpecError, match="does not apply to task"):
+        objective_of("regression", "accuracy")

@@ -1,5 +1,6 @@
-"""Cluster mode: the compiled Kubeflow pipeline, `drip pipeline submit` against a KFP API on
-127.0.0.1, and the same pipeline run end to end by KFP's local runner on a local Ray."""
+"""Cluster mode: the compiled Kubeflow pipeline, its steps through the cluster backends,
+`drip pipeline submit` against a KFP API on 127.0.0.1, and the same pipeline run end to end
+by KFP's local runner on a local Ray."""
 
 from __future__ import annotations
 
@@ -18,9 +19,11 @@ import yaml
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
+from dripml import kfp as pipeline
 from dripml.errors import ClusterError, SpecError
+from dripml.orchestration import backends
 from dripml.orchestration import local_ray as local_cluster
-from dripml.orchestration import pipeline
+from dripml.orchestration.backend import ClusterBackend, JobClient
 from dripml.orchestration.kuberay import objects
 
 BIN = Path(sys.executable).parent
@@ -135,6 +138,101 @@ def test_compile_cli_writes_yaml(tmp_path) -> None:
                             timeout=120)
     assert result.returncode == 0, result.stderr
     assert "nvidia.com/gpu" in (tmp_path / "out" / "p.yaml").read_text()
+
+
+# ---------------------------------------------------------------- the cluster backends
+
+
+def test_an_unknown_backend_names_the_valid_ones(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match=r"unknown cluster backend 'nomad'; valid backends: "
+                                        r"\['kuberay', 'local'\]"):
+        backends.get("nomad")
+    with pytest.raises(SpecError, match="valid backends"):
+        pipeline.build(BASE, backend="nomad")
+
+
+def test_every_backend_implements_the_interface() -> None:
+    assert backends.names() == ["kuberay", "local"]
+    for name in backends.names():
+        backend = backends.get(name)
+        assert isinstance(backend, ClusterBackend), name
+        assert backend.name == name
+
+
+def test_the_local_backend_makes_data_paths_absolute(in_tmp_dir: Path) -> None:
+    spec = {**BASE, "data": {"train": "data/train.csv", "test": "dataset://adult/test",
+                             "label": "income"}}
+    built = pipeline.build(spec, backend="local")
+    assert built.spec.data.train == str(in_tmp_dir / "data" / "train.csv")
+    assert built.spec.data.test == "dataset://adult/test"
+    with pytest.raises(SpecError, match="data.train: 'data/train.csv' is a local path"):
+        pipeline.build(spec, backend="kuberay")
+
+
+class RecordingBackend:
+    """A backend that records the calls the steps make on it."""
+
+    name = "recording"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+
+    def check(self, spec: Any) -> Any:
+        self.calls.append(("check", spec.name))
+        return spec
+
+    def create(self, spec: Any, name: str, *, run_id: str, manifest: Any) -> str:
+        self.calls.append(("create", (name, run_id, manifest)))
+        return name
+
+    def wait_ready(self, spec: Any, name: str) -> str:
+        self.calls.append(("wait_ready", name))
+        return "http://recording:8265"
+
+    def job_client(self, spec: Any, name: str) -> JobClient:
+        self.calls.append(("job_client", name))
+        return JobClient(python="/opt/python", env={"DRIPML_TEST_TOKEN_PATH": "/t"})
+
+    def delete_run(self, spec: Any, run_id: str) -> list[str]:
+        self.calls.append(("delete_run", run_id))
+        return ["a", "b"]
+
+
+def test_the_steps_go_through_the_backend_interface(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pipeline's verbs (what its components call) reach a backend only through the
+    interface, so a new backend needs no change to them."""
+    from dripml import api
+    from dripml.orchestration import ray_jobs
+    from dripml.productionize import tracking
+
+    backend = RecordingBackend()
+    assert isinstance(backend, ClusterBackend)
+    monkeypatch.setitem(backends.BACKENDS, backend.name, lambda: backend)
+    submitted: dict[str, Any] = {}
+
+    def submit_search(address: str, spec: Any, **options: Any) -> None:
+        submitted.update(options, address=address, token=os.environ["DRIPML_TEST_TOKEN_PATH"])
+
+    monkeypatch.setattr(ray_jobs, "submit_search", submit_search)
+    monkeypatch.setattr(tracking, "configure", lambda uri=None: uri)
+    monkeypatch.setattr(tracking, "find_search_run", lambda experiment, tags: "mlflow-run-1")
+    # search_step sets the backend's client environment (and RAY_AUTH_MODE): undone after
+    monkeypatch.setenv("DRIPML_TEST_TOKEN_PATH", "before")
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    spec_yaml = api.validate_for_cluster(yaml.safe_dump(BASE), "recording")
+    name = api.create_cluster(spec_yaml, "recording", "run-1", {"kind": "RayCluster"})
+    assert name == objects.cluster_name("adult", "run-1")
+    address = api.wait_for_cluster(spec_yaml, "recording", name)
+    run = api.search_on_cluster(spec_yaml, "recording", name, address, "http://mlflow:5000",
+                                "run-1")
+    assert run == "mlflow-run-1"
+    assert submitted["address"] == "http://recording:8265"
+    assert submitted["python"] == "/opt/python" and submitted["token"] == "/t"
+    assert submitted["tags"] == {pipeline.RUN_TAG: "run-1"} and not submitted["set_alias"]
+    assert api.delete_clusters(spec_yaml, "recording", "run-1") == "a,b"
+    assert [call for call, _ in backend.calls] == [
+        "check", "create", "wait_ready", "job_client", "delete_run"]
+    assert backend.calls[1][1] == (name, "run-1", {"kind": "RayCluster"})
 
 
 # ---------------------------------------------------------------- submit, to a KFP API

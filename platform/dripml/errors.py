@@ -1,18 +1,60 @@
-"""One error hierarchy: every message says what was wrong, what was got, and what to do."""
+"""One error hierarchy: every message says what was wrong, what was got, and what to do.
+
+Every error dripml raises on purpose is a :class:`DripmlError`; catch a subclass to handle one
+kind of failure (``except ModelNotFoundError``), or the base class for all of them. No module
+raises the bare base class (``tests/test_errors.py`` checks): each raise says which kind it is.
+Every class here is exported from ``dripml`` (``dripml.ImageError``...).
+
+    DripmlError
+    ├── SpecError            malformed spec or argument, before anything starts
+    │   └── ModelRefError    a model reference that is none of the accepted forms
+    ├── SettingsError        an environment variable dripml reads holds an unusable value
+    ├── DataError            the data does not fit the spec
+    ├── PretrainedModelError a pretrained model location holds no model
+    ├── ResourceError        the cluster lacks what the spec asks for
+    ├── SearchError          no usable trial
+    │   └── ConstraintError  no candidate meets the serving-cost constraints
+    ├── TrackingError        the MLflow store lacks a run or artifact, or cannot be read
+    │   └── ModelNotFoundError
+    ├── ServeError           the prediction server could not start
+    ├── ImageError           a serving image could not be planned, built, pushed or recorded
+    ├── DeployError          a deployment could not be planned or applied
+    ├── ClusterError         a Ray cluster could not be created, or its job failed
+    │   └── PipelineError    a Kubeflow pipeline could not be submitted or run
+    └── ManifestError        a Kubernetes manifest does not match its CRD
+"""
 
 from __future__ import annotations
 
 
 class DripmlError(Exception):
-    """Base class of every error dripml raises on purpose."""
+    """Base class of every error dripml raises on purpose; never raised itself."""
 
 
 class SpecError(DripmlError):
     """The spec is malformed; raised before anything starts. The message names the field."""
 
 
+class ModelRefError(SpecError):
+    """A model reference (``drip serve NAME``, ``dripml.load_model(ref)``...) is none of the
+    accepted forms; the message quotes what was given and lists the forms (see
+    :mod:`dripml.core.refs`). Raised before MLflow is touched."""
+
+
+class SettingsError(DripmlError):
+    """An environment variable dripml reads holds a value it cannot use (for example
+    ``DRIPML_SERVE_WORKERS=two``); the message names the variable, the value and what is
+    accepted (see :mod:`dripml.settings`)."""
+
+
 class DataError(DripmlError):
-    """The data does not fit the spec: a missing column, an empty file, an unfit label."""
+    """The data does not fit the spec: a missing column, an empty file, an unfit label, an
+    unknown ``dataset://`` name."""
+
+
+class PretrainedModelError(DripmlError):
+    """A pretrained model location (``algorithms[i].pretrained``) does not exist or does not
+    hold a transformers model; raised when the spec is checked or the model is built."""
 
 
 class ResourceError(DripmlError):
@@ -28,7 +70,12 @@ class ConstraintError(SearchError):
     constraint and the best value measured for it."""
 
 
-class ModelNotFoundError(DripmlError):
+class TrackingError(DripmlError):
+    """The MLflow tracking store has no such run or artifact, or cannot be read (no store at
+    the path given, a server that refuses); the message names the store and what to pass."""
+
+
+class ModelNotFoundError(TrackingError):
     """A registered model, version or alias does not exist in the MLflow Model Registry."""
 
 
@@ -39,6 +86,29 @@ class ServeError(DripmlError):
     """
 
 
+class ImageError(DripmlError):
+    """``drip build`` could not plan, build, push or record a serving image: a bad registry
+    string or builder, a builder not on PATH or failing (the message has its output's tail
+    and the log file), no source checkout to build from."""
+
+
+class DeployError(DripmlError):
+    """``drip deploy`` could not plan or apply a deployment: a bad argument (target, release,
+    namespace, port, image not by digest), no chart, no image recorded for the version, helm
+    or the container runtime missing or failing. The message says what to pass instead."""
+
+
 class ClusterError(DripmlError):
     """A Ray cluster (KubeRay or local) could not be created, became not ready in time, or
     its job failed; the cluster has been deleted when this is raised."""
+
+
+class PipelineError(ClusterError):
+    """A Kubeflow pipeline could not be submitted (the KFP server refused the run or could not
+    be reached) or run to the end (a step failed); the pipeline's cluster has been deleted
+    when this is raised."""
+
+
+class ManifestError(DripmlError):
+    """A Kubernetes manifest does not match its CRD; the message lists each field path and
+    problem."""

@@ -14,8 +14,8 @@ from typing import Any
 
 LEGACY_NAMES: dict[str, str] = {
     "Recipe": "dripml.core.model",
-    "as_float": "dripml.algorithms.registry",
-    "_text_only": "dripml.algorithms.registry",
+    "as_float": "dripml.algorithms.preprocessing",
+    "_text_only": "dripml.algorithms.preprocessing",
 }
 """Attribute a pre-0.2 pickle reads from ``dripml.algorithms`` -> module now defining it."""
 

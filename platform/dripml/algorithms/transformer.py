@@ -42,6 +42,7 @@ from typing import Any, Literal
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 
+from dripml import settings
 from dripml.algorithms.torch_mlp import torch_threads
 from dripml.core.text import resolve_pretrained
 from dripml.errors import ResourceError
@@ -456,7 +457,7 @@ class TransformerClassifier(_PicklesPretrained, ClassifierMixin, BaseEstimator):
         from ray.train import RunConfig
         from ray.train.torch import TorchTrainer
 
-        shared = os.environ.get("DRIPML_TRAIN_STORAGE")  # multi-node: a shared path/URI
+        shared = settings.train_storage()  # multi-node: a shared path/URI
         storage = shared or tempfile.mkdtemp(prefix="dripml-train-")
         trainer = TorchTrainer(
             _train_loop_per_worker,

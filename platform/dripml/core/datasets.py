@@ -12,7 +12,6 @@ Cache folder: ``$DRIPML_CACHE_DIR`` or ``~/.cache/dripml``; files are
 from __future__ import annotations
 
 import io
-import os
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from dripml import settings
 from dripml.errors import DataError
 
 SCHEME = "dataset://"
@@ -135,8 +135,9 @@ DATASETS: dict[str, DatasetInfo] = {
 
 
 def cache_dir() -> Path:
-    """The cache root: ``$DRIPML_CACHE_DIR`` or ``~/.cache/dripml``."""
-    return Path(os.environ.get("DRIPML_CACHE_DIR", Path.home() / ".cache" / "dripml"))
+    """The cache root: ``$DRIPML_CACHE_DIR`` or ``~/.cache/dripml``
+    (:func:`dripml.settings.cache_dir`)."""
+    return settings.cache_dir()
 
 
 def is_dataset_uri(source: str) -> bool:

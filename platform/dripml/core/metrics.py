@@ -14,7 +14,8 @@ computed with scikit-learn) or custom code as ``package.module:function``. :func
 checks it against the task once, before anything runs, and returns a :class:`BoundMetric`
 whose :meth:`BoundMetric.score` computes the value; :func:`resolve_all` and :func:`score_all`
 do the same for a list. :func:`default_metrics` and :func:`default_objective` give what a
-spec that names no metrics gets.
+spec that names no metrics gets. The objective and its direction are resolved in one place,
+:func:`dripml.core.objective.resolve_objective`.
 
 Example::
 
@@ -36,7 +37,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from sklearn import metrics as skm
 
-from dripml.core.spec import MetricSpec, ObjectiveSpec
+from dripml.core.spec import MetricSpec
 from dripml.errors import SpecError
 
 __all__ = [
@@ -54,7 +55,6 @@ __all__ = [
     "load_custom_metric",
     "resolve",
     "resolve_all",
-    "resolve_objective",
     "score_all",
 ]
 
@@ -540,28 +540,6 @@ def resolve_all(metrics: Sequence[MetricSpec], task: str) -> list[BoundMetric]:
     if duplicates:
         raise SpecError(f"metrics {duplicates} are listed twice")
     return bound
-
-
-def resolve_objective(objective: ObjectiveSpec | MetricSpec | None, task: str) -> BoundMetric:
-    """The objective as a :class:`BoundMetric`, its direction set by the spec if given.
-
-    Args:
-        objective: an :class:`~dripml.core.spec.ObjectiveSpec` (its ``direction`` overrides the
-            metric's own), a bare :class:`~dripml.core.spec.MetricSpec`, or None for
-            :func:`default_objective`.
-        task: ``binary``, ``multiclass`` or ``regression``.
-
-    Raises:
-        SpecError: as :func:`resolve`.
-    """
-    if objective is None:
-        return resolve(default_objective(task), task)
-    if isinstance(objective, MetricSpec):
-        return resolve(objective, task)
-    bound = resolve(objective.metric, task)
-    if objective.direction is None or objective.direction == bound.direction:
-        return bound
-    return BoundMetric(bound.key, bound.metric, bound.kwargs, objective.direction, bound.task)
 
 
 def score_all(

@@ -1,10 +1,11 @@
 """Fitted models: what a fold fits, what is registered, and what is served.
 
-:class:`FittedRecipe` fits one :class:`~dripml.algorithms.registry.Recipe` on encoded rows and returns
-class codes and probabilities. :class:`TrainedModel` adds the encoder and the class labels, so
+:class:`Recipe` says what one configuration fits (an algorithm's builder makes it, see
+:mod:`dripml.algorithms`); :class:`FittedRecipe` fits one on encoded rows and returns class
+codes and probabilities. :class:`TrainedModel` adds the encoder and the class labels, so
 it maps raw rows (a DataFrame or JSON records) to labels; it is what MLflow stores (through
-:class:`dripml.productionize.tracking.PyfuncModel`) and what ``drip serve`` calls. This module does not
-import MLflow: Ray workers import it for every fold.
+:class:`dripml.productionize.pyfunc.PyfuncModel`) and what ``drip serve`` calls. This module
+does not import MLflow: Ray workers import it for every fold.
 """
 
 from __future__ import annotations
@@ -16,9 +17,28 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dripml.algorithms.registry import Recipe
 from dripml.core.features import TabularEncoder
 from dripml.core.spec import Task
+
+
+@dataclass
+class Recipe:
+    """What a trial fits: ``estimator.fit(preprocessor.fit_transform(X), y, **fit_params)``.
+
+    ``input_kind`` is ``"encoded"`` (the encoder's matrix) or ``"frame"`` (custom models get
+    the original feature DataFrame). Recipes with equal ``preprocessor_key`` preprocess
+    identically, so a search fits that preprocessor once per fold and shares its output
+    (as ``Pipeline(memory=...)`` would); None means never share.
+
+    Defined here, not in :mod:`dripml.algorithms`, because core may not import algorithms and
+    a fitted model pickles it by reference (``dripml.core.model.Recipe``).
+    """
+
+    estimator: Any
+    preprocessor: Any | None = None
+    fit_params: dict[str, Any] = field(default_factory=dict)
+    input_kind: str = "encoded"
+    preprocessor_key: tuple[Any, ...] | None = None
 
 
 class FittedRecipe:

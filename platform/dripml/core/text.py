@@ -23,7 +23,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from dripml.errors import DripmlError
+# PretrainedModelError lives with the other errors; importing it from here still works.
+from dripml.errors import PretrainedModelError
 
 PACKAGE_SCHEME = "package://"
 
@@ -31,10 +32,6 @@ _URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
 _HANDLE = re.compile(r"(?<![\w@])@\w+")
 _HASHTAG = re.compile(r"(?<![\w#])#(\w+)")
 _SPACE = re.compile(r"\s+")
-
-
-class PretrainedModelError(DripmlError):
-    """A pretrained model location does not exist or does not hold a transformers model."""
 
 
 @dataclass(frozen=True)

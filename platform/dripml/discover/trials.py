@@ -47,9 +47,6 @@ from dripml.discover.folds import (
 )
 from dripml.errors import ConstraintError, SearchError
 
-DISTRIBUTED_ALGORITHMS = frozenset({"transformer"})
-"""Built-ins that train with Ray Train's TorchTrainer when resources.workers_per_trial > 1."""
-
 __all__ = ["Objective", "SearchResult", "TrialResult", "discover", "resolve_objective"]
 
 _run_fold_remote = ray.remote(run_fold)
@@ -72,9 +69,8 @@ ProgressCallback = Callable[[TrialResult, "TrialResult | None", int, int], None]
 
 def is_distributed(spec: Spec, algorithm_name: str | None) -> bool:
     """Whether ``algorithm_name`` trains with Ray Train's TorchTrainer under this spec
-    (a built-in of :data:`DISTRIBUTED_ALGORITHMS` and ``resources.workers_per_trial > 1``)."""
-    return (spec.resources.workers_per_trial > 1
-            and algorithm_name in DISTRIBUTED_ALGORITHMS)
+    (its declaration says ``distributed`` and ``resources.workers_per_trial > 1``)."""
+    return spec.resources.workers_per_trial > 1 and algorithms.distributed(algorithm_name)
 
 
 def fit_task_options(spec: Spec, algorithm_name: str | None) -> dict[str, Any]:
@@ -108,7 +104,8 @@ def discover(
     *,
     on_trial: ProgressCallback | None = None,
 ) -> SearchResult:
-    """Run the search on the connected Ray cluster (call :func:`dripml.orchestration.ray_cluster.connect` first).
+    """Run the search on the connected Ray cluster (call
+    :func:`dripml.orchestration.ray_cluster.connect` first).
 
     Args:
         dataset: checked data; only its training split is used.
@@ -191,7 +188,8 @@ def discover(
             if result is None:
                 continue
             results.append(result)
-            if result.state == "COMPLETE" and _better(result, best, objective.direction):
+            if result.state == "COMPLETE" and objective.better(
+                    result.objective, best.objective if best else None):
                 best = result
             if on_trial is not None:
                 on_trial(result, best, len(results), total)
@@ -310,15 +308,6 @@ def _finish(running: dict[int, _Running], number: int, study: optuna.Study,
 def _mean_objective(folds: list[FoldScore], objective: Objective) -> float | None:
     values = [f.metrics[objective.key] for f in folds if objective.key in f.metrics]
     return float(np.nanmean(values)) if values else None
-
-
-def _better(result: TrialResult, best: TrialResult | None, direction: str) -> bool:
-    if best is None:
-        return True
-    assert result.objective is not None and best.objective is not None
-    if direction == "maximize":
-        return result.objective > best.objective
-    return result.objective < best.objective
 
 
 def _short_error(error: BaseException) -> str:

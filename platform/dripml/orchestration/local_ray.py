@@ -1,5 +1,6 @@
 """A Ray cluster as a local process: what ``drip run --orchestrator kfp-local`` uses in place
-of a KubeRay cluster, through the same three calls (create, wait until ready, delete).
+of a KubeRay cluster, as the ``local`` backend (:class:`LocalRayBackend`, an implementation of
+:class:`dripml.orchestration.backend.ClusterBackend`).
 
 :func:`create` starts ``ray start --head --block`` in its own session, on 127.0.0.1 ports of
 its own (so several can run beside each other and beside an embedded Ray), with the dashboard
@@ -20,12 +21,17 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 import httpx
 
+from dripml.core.spec import Spec
 from dripml.errors import ClusterError
+from dripml.orchestration.backend import JobClient
 
 STATE_DIR = Path(".dripml") / "clusters"
 """Where each local cluster's state file lives, relative to the working directory."""
@@ -169,6 +175,18 @@ def names(state_dir: Path | None = None) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.json")) if folder.exists() else []
 
 
+@contextmanager
+def deleting_new_clusters(state_dir: Path | None = None) -> Iterator[None]:
+    """Delete, when the block exits however it exits (Ctrl-C included), every local cluster
+    created in it."""
+    before = set(names(state_dir))
+    try:
+        yield
+    finally:
+        for name in set(names(state_dir)) - before:
+            delete(name, state_dir=state_dir)
+
+
 def delete_run(run_id: str, *, state_dir: Path | None = None) -> list[str]:
     """Delete every local cluster created by pipeline run ``run_id``."""
     deleted = []
@@ -221,3 +239,70 @@ def _log_tail(name: str, state_dir: Path | None, lines: int = 30) -> str:
     if not path.exists():
         return ""
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+# ---------------------------------------------------------------------------------------
+# The ``local`` cluster backend
+# ---------------------------------------------------------------------------------------
+
+
+class LocalRayBackend:
+    """Local Ray heads (:func:`create`), one per pipeline run, found again by name through
+    their state files under ``state_dir`` (default :data:`STATE_DIR` of the working
+    directory, which KFP's local runner shares with its steps).
+
+    Args:
+        state_dir: where the clusters' state files live.
+    """
+
+    name: ClassVar[str] = "local"
+
+    def __init__(self, state_dir: Path | None = None) -> None:
+        self.state_dir = state_dir
+
+    def check(self, spec: Spec) -> Spec:
+        """``spec`` with relative local data paths made absolute (the search runs as a Ray
+        job, in a working directory of its own)."""
+        update = {}
+        for field in ("train", "test"):
+            path = getattr(spec.data, field)
+            if path is not None and "://" not in str(path) and not Path(path).is_absolute():
+                update[field] = str(Path(path).resolve())
+        if not update:
+            return spec
+        return spec.model_copy(update={"data": spec.data.model_copy(update=update)})
+
+    def create(self, spec: Spec, name: str, *, run_id: str, manifest: Mapping[str, Any]) -> str:
+        """Start Ray head ``name`` for ``run_id`` (or adopt the running one); ``manifest`` is
+        not used.
+
+        Raises:
+            ClusterError: ``ray start`` exited at once.
+        """
+        create(name, run_id=run_id, state_dir=self.state_dir)
+        return name
+
+    def wait_ready(self, spec: Spec, name: str) -> str:
+        """Wait for head ``name``; return its Job Submission API, ``http://127.0.0.1:PORT``.
+
+        Raises:
+            ClusterError: it exited, or was not ready in ``spec.cluster.ready_timeout_s``
+                (it is deleted).
+        """
+        return wait_ready(name, timeout_s=spec.cluster.ready_timeout_s,
+                          state_dir=self.state_dir).dashboard_url
+
+    def job_client(self, spec: Spec, name: str) -> JobClient:
+        """This interpreter (the head runs on this machine) and the head's token.
+
+        Raises:
+            ClusterError: no local cluster ``name`` (it was deleted).
+        """
+        found = load(name, self.state_dir)
+        if found is None:
+            raise ClusterError(f"local Ray cluster {name!r} is gone")
+        return JobClient(python=sys.executable, env=found.client_env())
+
+    def delete_run(self, spec: Spec, run_id: str) -> list[str]:
+        """Stop every local head of ``run_id``; return their names."""
+        return delete_run(run_id, state_dir=self.state_dir)

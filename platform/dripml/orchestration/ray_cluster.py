@@ -11,6 +11,7 @@ from contextlib import contextmanager
 
 import ray
 
+from dripml import settings
 from dripml.core.imports import driver_import_path
 from dripml.core.spec import ResourcesSpec
 from dripml.errors import ResourceError
@@ -20,7 +21,7 @@ log = logging.getLogger(__name__)
 
 def local_gpu_count() -> int:
     """GPUs this machine shows (``nvidia-smi -L``), honouring ``CUDA_VISIBLE_DEVICES``."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    visible = settings.cuda_visible_devices()
     if visible is not None and visible.strip() in {"", "-1"}:
         return 0
     if shutil.which("nvidia-smi") is None:
@@ -82,7 +83,7 @@ def _join(address: str) -> None:
     try:
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
     except (ConnectionError, RuntimeError) as error:
-        mode = os.environ.get("RAY_AUTH_MODE", "unset")
+        mode = settings.ray_auth_mode() or "unset"
         raise ResourceError(
             f"could not join the Ray cluster at {address!r}: {str(error)[:300]}. Ray 2.60 "
             "clusters use token authentication by default: set RAY_AUTH_MODE=token and the "

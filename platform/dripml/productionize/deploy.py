@@ -24,12 +24,12 @@ The chart is found beside the package (``charts/`` next to ``platform/`` in a so
         -e BENTOML_HOST=127.0.0.1 -e BENTOML_PORT=3000 REPO@sha256:DIGEST
 
 :func:`plan_local` decides that command (or, for a version without an image, ``bentoml serve``
-through :func:`dripml.productionize.serving.serve`); :func:`run_local` runs it and waits for ``/readyz``.
+through :func:`dripml.productionize.serving.serve`); :func:`run_local` runs it and waits for
+``/readyz``.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import resource
 import shlex
@@ -43,7 +43,9 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from dripml.errors import DripmlError
+from dripml import settings
+from dripml.core import refs
+from dripml.errors import DeployError, ModelRefError, TrackingError
 
 if TYPE_CHECKING:
     from dripml.productionize.serving import ServerHandle
@@ -60,11 +62,11 @@ IMAGE_TAG = "dripml.image"
 """Model version tag holding the serving image reference (``REPO@sha256:<64 hex>``)."""
 
 DEFAULT_NAMESPACE = "dripml"
-DEFAULT_ALIAS = "champion"
+DEFAULT_ALIAS = refs.DEFAULT_ALIAS
 HELM_TIMEOUT = "10m"
 """How long ``helm --wait`` waits for the endpoint to become ready."""
 
-DEPLOY_DIR = Path(".dripml") / "deploy"
+DEPLOY_DIR = Path(settings.STATE_DIR) / "deploy"
 """Where :func:`apply` writes the values files, relative to the working directory."""
 
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -79,7 +81,6 @@ _REPOSITORY = re.compile(
     r"(?::[0-9]{1,5})?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
     r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")
 _DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
-_MODEL_URI = re.compile(r"^(models:/[^\s/@]+(@[A-Za-z0-9_-]+|/[0-9]+)|runs:/[0-9a-zA-Z]+/\S+)$")
 # Object names derive from the release, and a Service name must be a DNS-1035 label.
 _RELEASE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -159,17 +160,19 @@ def plan(model: str, *, target: str, image: str | None = None, gpu: bool = False
         repo_root: the checkout holding ``charts/`` (default: found from this package).
 
     Raises:
-        DripmlError: a bad argument, a missing chart or a missing image; the message says
+        DeployError: a bad argument, a missing chart or a missing image; the message says
             what to pass instead.
+        ModelRefError: ``model`` is none of the accepted forms.
+        TrackingError, ModelNotFoundError: no image given, and the registry cannot say it.
     """
     if target not in TARGETS:
-        raise DripmlError(f"unknown deploy target {target!r}; valid targets: {list(TARGETS)}")
+        raise DeployError(f"unknown deploy target {target!r}; valid targets: {list(TARGETS)}")
     if target != "kubernetes":
-        raise DripmlError(f"plan() plans a Kubernetes deployment; plan --target {target} with "
+        raise DeployError(f"plan() plans a Kubernetes deployment; plan --target {target} with "
                           f"plan_local()")
     chart = chart_dir(repo_root)
     if not 1 <= gpu_count <= 16:
-        raise DripmlError(f"gpu_count must be between 1 and 16 (got {gpu_count})")
+        raise DeployError(f"gpu_count must be between 1 and 16 (got {gpu_count})")
     uri = model_uri(model)
     release = release if release is not None else release_name(_registered_name(uri, model))
     _check_name("release", release, _RELEASE, MAX_RELEASE_LENGTH,
@@ -177,8 +180,9 @@ def plan(model: str, *, target: str, image: str | None = None, gpu: bool = False
     _check_name("namespace", namespace, _NAMESPACE, 63, "lowercase letters, digits and '-'")
     for assignment in sets:
         if not _SET.match(assignment):
-            raise DripmlError(f"--set takes KEY=VALUE (helm syntax), got {assignment!r}")
-    tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+            raise DeployError(f"--set takes KEY=VALUE (helm syntax), got {assignment!r}")
+    # No embedded default: the pods need a server (endpoint_tracking_uri says so).
+    tracking_uri = settings.tracking_uri(tracking_uri)
     endpoint_uri = endpoint_tracking_uri(cluster_tracking_uri or tracking_uri)
     pinned = parse_image(image) if image else registry_image(uri, tracking_uri)
     values = endpoint_values(image=pinned, model_uri=uri, tracking_uri=endpoint_uri,
@@ -217,35 +221,34 @@ def apply(deploy_plan: DeployPlan) -> Path:
     """Write the values file and run ``helm upgrade --install``; returns the values file.
 
     Raises:
-        DripmlError: helm is not installed or exits with an error.
+        DeployError: helm is not installed or exits with an error.
     """
     helm = shutil.which("helm")
     if helm is None:
-        raise DripmlError("helm is not on PATH: install Helm 3.8 or later "
+        raise DeployError("helm is not on PATH: install Helm 3.8 or later "
                           "(https://helm.sh/docs/intro/install/), or pass --dry-run to print "
                           "the command")
     deploy_plan.values_file.parent.mkdir(parents=True, exist_ok=True)
     deploy_plan.values_file.write_text(deploy_plan.values_yaml)
     completed = subprocess.run([helm, *deploy_plan.command[1:]], check=False)
     if completed.returncode != 0:
-        raise DripmlError(f"helm exited with status {completed.returncode} (its output is "
+        raise DeployError(f"helm exited with status {completed.returncode} (its output is "
                           f"above); the values are in {deploy_plan.values_file}; retry with: "
                           f"{deploy_plan.shell_command}")
     return deploy_plan.values_file
 
 
 def model_uri(model: str, default_alias: str = DEFAULT_ALIAS) -> str:
-    """``NAME``, ``NAME@alias``, ``NAME/version`` or a URI -> a ``models:/`` or ``runs:/`` URI.
+    """``NAME``, ``NAME@alias``, ``NAME/version``, a ``models:/`` URI or ``runs:/RUN_ID/PATH``
+    -> a ``models:/`` or ``runs:/`` URI (:func:`dripml.core.refs.model_uri`, no MLflow).
 
-    The rules of :func:`dripml.productionize.tracking.parse_model_ref`, without importing MLflow.
+    Raises:
+        ModelRefError: none of those forms; the message starts ``cannot deploy``.
     """
-    ref = model.strip()
-    if not ref.startswith(("models:/", "runs:/")) and "://" not in ref:
-        ref = f"models:/{ref}" if ("@" in ref or "/" in ref) else f"models:/{ref}@{default_alias}"
-    if not _MODEL_URI.match(ref):
-        raise DripmlError(f"cannot deploy {model!r}: expected NAME, NAME@alias, NAME/version, "
-                          f"models:/NAME@alias, models:/NAME/version or runs:/RUN_ID/PATH")
-    return ref
+    try:
+        return refs.model_uri(model, default_alias)
+    except ModelRefError as error:
+        raise ModelRefError(f"cannot deploy: {error}") from None
 
 
 def release_name(model_name: str) -> str:
@@ -256,7 +259,7 @@ def release_name(model_name: str) -> str:
         name = f"model-{name}"
     name = name[:MAX_RELEASE_LENGTH].rstrip("-")
     if not name:
-        raise DripmlError(f"cannot derive a release name from {model_name!r}; pass --release")
+        raise DeployError(f"cannot derive a release name from {model_name!r}; pass --release")
     return name
 
 
@@ -264,7 +267,7 @@ def parse_image(reference: str) -> Image:
     """``REPO@sha256:<64 hex>`` -> :class:`Image`; tags are refused (a digest never moves)."""
     repository, _, digest = reference.strip().partition("@")
     if not _DIGEST.match(digest) or not _REPOSITORY.match(repository):
-        raise DripmlError(f"the image must be referenced by digest, REPO@sha256:<64 hex> "
+        raise DeployError(f"the image must be referenced by digest, REPO@sha256:<64 hex> "
                           f"(e.g. registry.example.com/ml/adult@sha256:4f1c...), got "
                           f"{reference!r}; `docker buildx imagetools inspect IMAGE:TAG` "
                           f"prints the digest of a pushed tag")
@@ -273,12 +276,12 @@ def parse_image(reference: str) -> Image:
 
 def registry_image(uri: str, tracking_uri: str | None) -> Image:
     """The serving image of a model version: its ``dripml.image`` tag in the registry."""
-    if not uri.startswith("models:/"):
-        raise DripmlError(f"{uri} is not a registered model, so it has no {IMAGE_TAG!r} tag; "
+    if not uri.startswith(refs.SCHEME):
+        raise DeployError(f"{uri} is not a registered model, so it has no {IMAGE_TAG!r} tag; "
                           f"pass --image REPO@sha256:<64 hex>")
     name, version, reference = _image_tag(uri, tracking_uri)
     if not reference:
-        raise DripmlError(f"model version {name}/{version} ({uri}) has no {IMAGE_TAG!r} tag, so "
+        raise DeployError(f"model version {name}/{version} ({uri}) has no {IMAGE_TAG!r} tag, so "
                           f"dripml does not know its serving image: build and push the image "
                           f"for this version with `drip build {name}/{version} --registry "
                           f"HOST/REPO` (that records the tag), or pass --image "
@@ -293,37 +296,38 @@ def _image_tag(uri: str, tracking_uri: str | None) -> tuple[str, str, str | None
 
     from dripml.productionize import tracking
 
-    resolved = tracking.resolve_tracking_uri(tracking_uri)
+    resolved = settings.resolve_tracking_uri(tracking_uri)
     store = resolved.removeprefix("sqlite:///")
     if resolved.startswith("sqlite:///") and not Path(store).exists():
-        raise DripmlError(f"no MLflow store at {store} to read the image of {uri} from; pass "
-                          f"--tracking-uri (or MLFLOW_TRACKING_URI), or --image REPO@sha256:...")
+        raise TrackingError(f"no MLflow store at {store} to read the image of {uri} from; "
+                            f"pass --tracking-uri (or MLFLOW_TRACKING_URI), or --image "
+                            f"REPO@sha256:...")
     tracking.configure(resolved)
     try:
         name, version = tracking.resolve_version(uri)
         reference = MlflowClient().get_model_version(name, version).tags.get(IMAGE_TAG)
     except MlflowException as error:
         reason = str(error).splitlines()[0][:300]
-        raise DripmlError(f"cannot read the serving image of {uri} from MLflow at {resolved} "
-                          f"({reason}); check --tracking-uri, or pass --image "
-                          f"REPO@sha256:<64 hex>") from None
+        raise TrackingError(f"cannot read the serving image of {uri} from MLflow at "
+                            f"{resolved} ({reason}); check --tracking-uri, or pass --image "
+                            f"REPO@sha256:<64 hex>") from None
     return name, version, reference or None
 
 
 def endpoint_tracking_uri(uri: str | None) -> str:
     """Check the tracking URI the endpoint's pods use: an http(s) server they can reach."""
     if not uri:
-        raise DripmlError("the endpoint loads its model from an MLflow server: pass "
+        raise DeployError("the endpoint loads its model from an MLflow server: pass "
                           "--tracking-uri (or set MLFLOW_TRACKING_URI), e.g. "
                           "http://dripml-mlflow.dripml.svc.cluster.local:5000 from the dripml "
                           "chart")
     parts = urlsplit(uri)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise DripmlError(f"the endpoint's pods need an http(s) MLflow server, got {uri!r}; "
+        raise DeployError(f"the endpoint's pods need an http(s) MLflow server, got {uri!r}; "
                           f"install charts/dripml and pass its address as "
                           f"--cluster-tracking-uri")
     if parts.hostname in _LOOPBACK:
-        raise DripmlError(f"{uri} is this machine, which the endpoint's pods cannot reach; pass "
+        raise DeployError(f"{uri} is this machine, which the endpoint's pods cannot reach; pass "
                           f"the server's in-cluster address as --cluster-tracking-uri, e.g. "
                           f"http://dripml-mlflow.dripml.svc.cluster.local:5000")
     return uri
@@ -334,22 +338,22 @@ def chart_dir(repo_root: Path | None = None) -> Path:
     root = repo_root if repo_root is not None else Path(__file__).resolve().parents[3]
     chart = root / "charts" / CHART_NAME
     if not (chart / "Chart.yaml").is_file():
-        raise DripmlError(f"the {CHART_NAME} Helm chart is not at {chart}: drip deploy needs a "
+        raise DeployError(f"the {CHART_NAME} Helm chart is not at {chart}: drip deploy needs a "
                           f"source checkout of dripml (charts/ beside platform/), installed with "
                           f"`pip install -e .`")
     return chart
 
 
 def _registered_name(uri: str, model: str) -> str:
-    if not uri.startswith("models:/"):
-        raise DripmlError(f"{model!r} has no registered model name to name the release after; "
+    if not uri.startswith(refs.SCHEME):
+        raise DeployError(f"{model!r} has no registered model name to name the release after; "
                           f"pass --release")
-    return re.split(r"[@/]", uri.removeprefix("models:/"), maxsplit=1)[0]
+    return refs.ModelRef.parse(uri).name
 
 
 def _check_name(what: str, value: str, pattern: re.Pattern[str], limit: int, rule: str) -> None:
     if len(value) > limit or not pattern.match(value):
-        raise DripmlError(f"invalid {what} {value!r}: at most {limit} characters, {rule}")
+        raise DeployError(f"invalid {what} {value!r}: at most {limit} characters, {rule}")
 
 
 def _shown(path: Path) -> str:
@@ -416,24 +420,26 @@ def plan_local(model: str, *, image: str | None = None, port: int = 3000,
     ``dripml.image`` tag, else None (serve from the MLflow store with ``bentoml serve``).
 
     Raises:
-        DripmlError: a bad runtime, port or image reference; the MLflow store is missing.
+        DeployError: a bad runtime, port or image reference.
+        ModelRefError: ``model`` is none of the accepted forms.
+        TrackingError: the MLflow store is missing or unreadable.
         ModelNotFoundError: no such model, version or alias.
     """
     if runtime not in RUNTIMES:
-        raise DripmlError(f"unknown container runtime {runtime!r}; valid runtimes: "
+        raise DeployError(f"unknown container runtime {runtime!r}; valid runtimes: "
                           f"{list(RUNTIMES)}")
     if not 1 <= port <= 65535:
-        raise DripmlError(f"port must be between 1 and 65535 (got {port})")
+        raise DeployError(f"port must be between 1 and 65535 (got {port})")
     uri = model_uri(model)
     pinned: Image | None
     if image:
         pinned = parse_image(image)
-    elif uri.startswith("models:/"):
+    elif uri.startswith(refs.SCHEME):
         _, _, reference = _image_tag(uri, tracking_uri)
         pinned = parse_image(reference) if reference else None
     else:
         pinned = None
-    label = release_name(_registered_name(uri, model)) if uri.startswith("models:/") else "model"
+    label = release_name(_registered_name(uri, model)) if uri.startswith(refs.SCHEME) else "model"
     return LocalPlan(model_uri=uri, image=pinned, runtime=runtime, port=port,
                      name=f"dripml-{label}-{port}")
 
@@ -444,11 +450,11 @@ def run_local(local: LocalPlan, *, tracking_uri: str | None = None, timeout_s: f
 
     Returns:
         A :class:`dripml.productionize.serving.ServerHandle` (for an image: a
-        :class:`dripml.productionize.serving.ContainerHandle`, whose ``stop()`` also stops and removes the
-        container).
+        :class:`dripml.productionize.serving.ContainerHandle`, whose ``stop()`` also stops and
+        removes the container).
 
     Raises:
-        DripmlError: the runtime is not installed; ServeError: the port is taken, or the
+        DeployError: the runtime is not installed; ServeError: the port is taken, or the
             server exited or was not ready in ``timeout_s`` (with its log's last lines).
     """
     from dripml.productionize import serving
@@ -459,7 +465,7 @@ def run_local(local: LocalPlan, *, tracking_uri: str | None = None, timeout_s: f
     binary = shutil.which(local.runtime)
     if binary is None:
         other = "docker" if local.runtime == "podman" else "podman"
-        raise DripmlError(f"{local.runtime} is not on PATH: install it (Debian/Ubuntu: apt-get "
+        raise DeployError(f"{local.runtime} is not on PATH: install it (Debian/Ubuntu: apt-get "
                           f"install {local.runtime if local.runtime == 'podman' else 'docker.io'}"
                           f"), or pass --runtime {other}")
     serving.check_port_free(LOCAL_HOST, local.port)

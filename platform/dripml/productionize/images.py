@@ -9,22 +9,23 @@
    resolves anything new and the image never gets Ray, KFP or torch for a GBM model).
    :func:`make_plan` is the same decision without the registry (what the tests check).
 2. :func:`prepare_context` writes the build context (a temporary folder, removed after the
-   push): the model exported as a bundle (:func:`dripml.productionize.serving.write_bundle`; the endpoint never
-   needs the MLflow server), a BentoML bento built from it (``bentoml build``, service
-   ``dripml.productionize.service:DripmlService``), a wheel of dripml from this checkout (installed with
-   ``--no-deps``), ``requirements.txt`` and the Containerfile from ``containers/serving/``.
+   push): the model exported as a bundle (:func:`dripml.productionize.serving.write_bundle`;
+   the endpoint never needs the MLflow server), a BentoML bento built from it (``bentoml
+   build``, service ``dripml.productionize.service:DripmlService``), a wheel of dripml from
+   this checkout (installed with ``--no-deps``), ``requirements.txt`` and the Containerfile
+   from ``containers/serving/``.
 3. :func:`build_and_push` builds with buildah (daemonless, the default) or docker, pushes, reads
    the pushed manifest digest and measures the image size (uncompressed, as ``docker images``
    shows it; a LightGBM model's CPU image is about 650 MB, 220 MB compressed).
 4. :func:`record` tags the model version: ``dripml.image`` = ``REPO@sha256:<64 hex>`` (what
    ``drip deploy`` reads), ``dripml.image_size_mb`` and ``dripml.image_base``.
 
-:func:`build` runs all four. Base images are settings: the ``base_image`` argument, else
-``DRIPML_BASE_IMAGE`` / ``DRIPML_GPU_BASE_IMAGE``, else :data:`DEFAULT_BASE_IMAGE` /
-:data:`DEFAULT_GPU_BASE_IMAGE`. Nothing else is read from the environment but what the
-builder itself reads (its registry credentials); the child processes that write the context
-get the environment without credential-like variables, and no credential reaches the
-context, the image or a tag.
+:func:`build` runs all four. Base images are settings (:func:`dripml.settings.base_image`):
+the ``base_image`` argument, else ``DRIPML_BASE_IMAGE`` / ``DRIPML_GPU_BASE_IMAGE``, else
+:data:`DEFAULT_BASE_IMAGE` / :data:`DEFAULT_GPU_BASE_IMAGE`. Nothing else is read from the
+environment but what the builder itself reads (its registry credentials); the child
+processes that write the context get the environment without credential-like variables, and
+no credential reaches the context, the image or a tag.
 """
 
 from __future__ import annotations
@@ -42,18 +43,21 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from dripml.errors import DripmlError
-from dripml.productionize.deploy import IMAGE_TAG, Image, loopback_registry, model_uri, parse_image
+from dripml import settings
+from dripml.core.refs import ModelRef
+from dripml.errors import DripmlError, ImageError
+from dripml.productionize.deploy import IMAGE_TAG, Image, loopback_registry, parse_image
 
-DEFAULT_BASE_IMAGE = "python:3.11-slim"
+# The base images are settings; these names stay importable from here.
+DEFAULT_BASE_IMAGE = settings.DEFAULT_BASE_IMAGE
 """CPU base: any image with ``python3.11`` and ``useradd`` (Debian or Ubuntu based)."""
 
-DEFAULT_GPU_BASE_IMAGE = "nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04"
+DEFAULT_GPU_BASE_IMAGE = settings.DEFAULT_GPU_BASE_IMAGE
 """GPU base: a CUDA runtime image; Python 3.11 comes from uv
 (``containers/serving/Containerfile.gpu``)."""
 
-BASE_IMAGE_ENV = "DRIPML_BASE_IMAGE"
-GPU_BASE_IMAGE_ENV = "DRIPML_GPU_BASE_IMAGE"
+BASE_IMAGE_ENV = settings.BASE_IMAGE.name
+GPU_BASE_IMAGE_ENV = settings.GPU_BASE_IMAGE.name
 
 BUILDERS = ("buildah", "docker")
 """Image builders: buildah (daemonless, the default) or a Docker engine."""
@@ -78,10 +82,6 @@ SERVING_PACKAGES = ("bentoml", "pydantic", "pyyaml", "httpx", "cloudpickle", "nu
                     "scikit-learn")
 """What the server imports whatever the model (dripml is installed from its wheel without
 dependencies; its serving path imports only these and the model's own libraries)."""
-
-SYSTEM_PACKAGES = {"lightgbm": ("libgomp1",)}
-"""Debian/Ubuntu packages a Python package needs at run time that its wheel does not bundle
-(LightGBM loads the system's OpenMP runtime), installed in the final stage with apt."""
 
 PYTORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 """Where a CPU image gets a ``+cpu`` torch build (PyPI's torch pulls the CUDA libraries)."""
@@ -130,7 +130,9 @@ class BuildPlan:
         builder: ``buildah`` or ``docker``.
         containerfile: the Containerfile used.
         requirements: pinned runtime requirements, one pip requirement line each.
-        system_packages: apt packages the final stage installs (see :data:`SYSTEM_PACKAGES`).
+        system_packages: apt packages the final stage installs: those the algorithm
+            declarations name for a requirement the image installs (LightGBM loads
+            the system's OpenMP runtime, ``libgomp1``); see :mod:`dripml.algorithms`.
         algorithm: the model's algorithm (from its version tags; may be empty).
     """
 
@@ -196,7 +198,7 @@ def parse_registry(text: str) -> Registry:
     """``HOST[:PORT]/REPO`` -> :class:`Registry` (``127.0.0.1:5000/dripml/adult``).
 
     Raises:
-        DripmlError: naming ``text``: no host, no repository, a tag or digest given, or
+        ImageError: naming ``text``: no host, no repository, a tag or digest given, or
             characters an image reference cannot hold.
     """
     value = text.strip()
@@ -212,9 +214,9 @@ def parse_registry(text: str) -> Registry:
         problem = ("the repository may hold only lowercase letters, digits and separators "
                    "(. _ - /)")
     if problem:
-        raise DripmlError(f"invalid registry {text!r}: {problem}; expected HOST[:PORT]/REPO, "
-                          f"e.g. registry.example.com/ml/adult-serving or "
-                          f"127.0.0.1:5000/dripml/adult")
+        raise ImageError(f"invalid registry {text!r}: {problem}; expected HOST[:PORT]/REPO, "
+                         f"e.g. registry.example.com/ml/adult-serving or "
+                         f"127.0.0.1:5000/dripml/adult")
     return Registry(host=host, repository=path)
 
 
@@ -223,20 +225,20 @@ def parse_digest(text: str) -> str:
     ``latest: digest: sha256:... size: N`` line).
 
     Raises:
-        DripmlError: no digest, or several different ones.
+        ImageError: no digest, or several different ones.
     """
     found = set(_DIGEST.findall(text))
     if len(found) != 1:
         what = "no" if not found else f"{len(found)} different"
-        raise DripmlError(f"expected one image digest (sha256:<64 hex>) in the push output, "
-                          f"found {what}: {text.strip()[-300:]!r}")
+        raise ImageError(f"expected one image digest (sha256:<64 hex>) in the push output, "
+                         f"found {what}: {text.strip()[-300:]!r}")
     return found.pop()
 
 
 def check_builder(builder: str) -> None:
-    """Raises DripmlError unless ``builder`` is one of :data:`BUILDERS`."""
+    """Raises ImageError unless ``builder`` is one of :data:`BUILDERS`."""
     if builder not in BUILDERS:
-        raise DripmlError(f"unknown builder {builder!r}; valid builders: {list(BUILDERS)}")
+        raise ImageError(f"unknown builder {builder!r}; valid builders: {list(BUILDERS)}")
 
 
 def image_tag(name: str, version: str, *, gpu: bool = False) -> str:
@@ -253,13 +255,9 @@ def image_tag(name: str, version: str, *, gpu: bool = False) -> str:
 def base_image_for(gpu: bool, base_image: str | None = None,
                    environ: Mapping[str, str] | None = None) -> str:
     """The base image: ``base_image``, else ``DRIPML_GPU_BASE_IMAGE`` / ``DRIPML_BASE_IMAGE``,
-    else :data:`DEFAULT_GPU_BASE_IMAGE` / :data:`DEFAULT_BASE_IMAGE`."""
-    env = os.environ if environ is None else environ
-    if base_image:
-        return base_image
-    if gpu:
-        return env.get(GPU_BASE_IMAGE_ENV) or DEFAULT_GPU_BASE_IMAGE
-    return env.get(BASE_IMAGE_ENV) or DEFAULT_BASE_IMAGE
+    else :data:`DEFAULT_GPU_BASE_IMAGE` / :data:`DEFAULT_BASE_IMAGE`
+    (:func:`dripml.settings.base_image`)."""
+    return settings.base_image(gpu, base_image, environ=environ)
 
 
 def containers_dir(repo_root: Path | None = None) -> Path:
@@ -267,9 +265,9 @@ def containers_dir(repo_root: Path | None = None) -> Path:
     root = repo_root if repo_root is not None else Path(__file__).resolve().parents[3]
     folder = root / "containers"
     if not (folder / "serving" / "Containerfile").is_file():
-        raise DripmlError(f"the serving Containerfile is not at {folder / 'serving'}: drip build "
-                          f"needs a source checkout of dripml (containers/ and platform/), "
-                          f"installed with `pip install -e .`")
+        raise ImageError(f"the serving Containerfile is not at {folder / 'serving'}: drip build "
+                         f"needs a source checkout of dripml (containers/ and platform/), "
+                         f"installed with `pip install -e .`")
     return folder
 
 
@@ -290,7 +288,7 @@ def make_plan(*, name: str, version: str, registry: str | Registry,
         builder: one of :data:`BUILDERS`.
 
     Raises:
-        DripmlError: an unknown builder or a bad registry string.
+        ImageError: an unknown builder or a bad registry string.
     """
     check_builder(builder)
     target = registry if isinstance(registry, Registry) else parse_registry(registry)
@@ -298,8 +296,12 @@ def make_plan(*, name: str, version: str, registry: str | Registry,
     folder = containers_dir(repo_root) / "serving"
     requirements = runtime_requirements(model_requirements, gpu=gpu)
     names = {re.split(r"[=<>!~\[; ]", line, maxsplit=1)[0].lower() for line in requirements}
-    system = sorted({apt for package, needs in SYSTEM_PACKAGES.items() if package in names
-                     for apt in needs})
+    # Declared per pip requirement (dripml.algorithms.registry.system_packages), so any model
+    # that installs LightGBM gets its OpenMP runtime, custom code included.
+    from dripml.algorithms import registry as algorithms
+
+    system = sorted({apt for package, needs in algorithms.system_packages().items()
+                     if package in names for apt in needs})
     return BuildPlan(name=name, version=str(version), registry=target,
                      tag=image_tag(name, str(version), gpu=gpu), gpu=gpu, base_image=base,
                      build_image=build_image or base, builder=builder,
@@ -316,24 +318,23 @@ def plan_build(model: str, *, registry: str, gpu: bool = False, base_image: str 
     builder are checked before MLflow is touched.
 
     Raises:
-        DripmlError: a bad registry string or builder.
+        ImageError: a bad registry string or builder.
+        ModelRefError: ``model`` is not a registered model reference (a ``runs:/`` URI is
+            not: the image is recorded on a model version).
         ModelNotFoundError: no such model, version or alias (lists what exists).
     """
     target = parse_registry(registry)
     check_builder(builder)
-    uri = model_uri(model)
-    if not uri.startswith("models:/"):
-        raise DripmlError(f"drip build takes a registered model (NAME[@alias] or NAME/version), "
-                          f"got {model!r}")
+    ref = ModelRef.parse(model)
     import mlflow
     from mlflow.tracking import MlflowClient
 
     from dripml.productionize import tracking
 
     tracking.configure(tracking_uri)
-    name, version = tracking.resolve_version(uri)
+    name, version = tracking.resolve_version(ref.uri)
     details = MlflowClient().get_model_version(name, version)
-    requirements_file = mlflow.pyfunc.get_model_dependencies(f"models:/{name}/{version}")
+    requirements_file = mlflow.pyfunc.get_model_dependencies(ref.at_version(version).uri)
     lines = Path(requirements_file).read_text().splitlines()
     return make_plan(name=name, version=version, registry=target, model_requirements=lines,
                      gpu=gpu, base_image=base_image, build_image=build_image, builder=builder,
@@ -432,8 +433,8 @@ def prepare_context(plan: BuildPlan, model: Any, folder: Path | None = None, *,
         context/bento/               the BentoML bento (bento.yaml, src/model/ = the bundle)
 
     Raises:
-        DripmlError: ``bentoml build`` or ``pip wheel`` failed (their output is in the
-            message).
+        ImageError: ``bentoml build`` or ``pip wheel`` failed (their output is in the
+            message), or ``folder`` has a hidden part.
     """
     from dripml.productionize import serving
 
@@ -444,8 +445,8 @@ def prepare_context(plan: BuildPlan, model: Any, folder: Path | None = None, *,
         if work.exists():
             shutil.rmtree(work)
     if any(part.startswith(".") for part in work.parts):
-        raise DripmlError(f"the build folder {work} has a hidden part ('.' first), which "
-                          f"bentoml build refuses; choose another folder")
+        raise ImageError(f"the build folder {work} has a hidden part ('.' first), which "
+                         f"bentoml build refuses; choose another folder")
     context = work / "context"
     source = work / "bento-source"
     serving.write_bundle(model, source / "model", model_uri=plan.model_uri,
@@ -481,12 +482,12 @@ def _build_bento(plan: BuildPlan, source: Path, home: Path) -> Path:
          "tag"], cwd=source, capture_output=True, text=True, env=env, check=False)
     if completed.returncode != 0:
         output = _tail(completed.stderr or completed.stdout)
-        raise DripmlError(f"bentoml build of {plan.model_uri} failed (exit "
-                          f"{completed.returncode}):\n{output}")
+        raise ImageError(f"bentoml build of {plan.model_uri} failed (exit "
+                         f"{completed.returncode}):\n{output}")
     bento = home / "bentos" / config["name"] / version
     if not (bento / "bento.yaml").is_file():
-        raise DripmlError(f"bentoml build did not write {bento / 'bento.yaml'}:\n"
-                          f"{_tail(completed.stdout)}")
+        raise ImageError(f"bentoml build did not write {bento / 'bento.yaml'}:\n"
+                         f"{_tail(completed.stdout)}")
     return bento
 
 
@@ -505,9 +506,9 @@ def _build_wheel(repo_root: Path | None, scratch: Path, wheels: Path) -> Path:
         capture_output=True, text=True, env=_clean_environ(), check=False)
     built = sorted(wheels.glob("dripml-*.whl"))
     if completed.returncode != 0 or len(built) != 1:
-        raise DripmlError(f"pip wheel of dripml failed (exit {completed.returncode}); install "
-                          f"setuptools and wheel in this environment:\n"
-                          f"{_tail(completed.stderr or completed.stdout)}")
+        raise ImageError(f"pip wheel of dripml failed (exit {completed.returncode}); install "
+                         f"setuptools and wheel in this environment:\n"
+                         f"{_tail(completed.stderr or completed.stdout)}")
     return built[0]
 
 
@@ -518,7 +519,7 @@ def builder_binary(builder: str) -> str:
     """The builder's executable.
 
     Raises:
-        DripmlError: not on PATH; the message says what to install or pass instead.
+        ImageError: not on PATH; the message says what to install or pass instead.
     """
     found = shutil.which(builder)
     if found is None:
@@ -526,7 +527,7 @@ def builder_binary(builder: str) -> str:
                 "buildah), or pass --builder docker" if builder == "buildah" else
                 "install Docker (https://docs.docker.com/engine/install/) and start its "
                 "daemon, or pass --builder buildah")
-        raise DripmlError(f"{builder} is not on PATH: {hint}")
+        raise ImageError(f"{builder} is not on PATH: {hint}")
     return found
 
 
@@ -559,7 +560,7 @@ def build_and_push(plan: BuildPlan, context: Path, *,
     """Build and push the image of ``context``: (image by digest, size MB, build s, push s).
 
     Raises:
-        DripmlError: the builder is missing or fails (the message has its output's tail and
+        ImageError: the builder is missing or fails (the message has its output's tail and
             the log file).
     """
     binary = builder_binary(plan.builder)
@@ -630,7 +631,8 @@ def build(model: str, *, registry: str, gpu: bool = False, base_image: str | Non
         digest, which ``drip deploy`` uses.
 
     Raises:
-        DripmlError: bad registry or builder, builder missing or failing, push failing.
+        ImageError: bad registry or builder, builder missing or failing, push failing.
+        ModelRefError: ``model`` is not a registered model reference.
         ModelNotFoundError: no such model, version or alias.
     """
     from dripml.productionize import tracking
@@ -648,7 +650,8 @@ def build(model: str, *, registry: str, gpu: bool = False, base_image: str | Non
         prepare_s = time.perf_counter() - started
         image, size_mb, build_s, push_s = build_and_push(plan, context)
     except DripmlError as error:
-        raise DripmlError(f"{error}\n(the build files are kept in {work})") from None
+        # The same kind of error (a caller may catch ModelNotFoundError), naming the folder.
+        raise type(error)(f"{error}\n(the build files are kept in {work})") from None
     tags = record(plan, image, size_mb)
     kept: Path | None = context
     if folder is None:
@@ -670,8 +673,8 @@ def _run(argv: list[str], log: Path, env: dict[str, str], what: str) -> str:
                                    stderr=subprocess.STDOUT, text=True, env=env, check=False)
         out.write(completed.stdout)
     if completed.returncode != 0:
-        raise DripmlError(f"{what} failed ({argv[0]} exit {completed.returncode}); full log in "
-                          f"{log}:\n{_tail(completed.stdout)}")
+        raise ImageError(f"{what} failed ({argv[0]} exit {completed.returncode}); full log in "
+                         f"{log}:\n{_tail(completed.stdout)}")
     return completed.stdout
 
 

@@ -1,14 +1,18 @@
-"""The module ``bentoml serve`` imports: ``bentoml serve dripml.productionize.service:DripmlService``.
+"""The module ``bentoml serve`` imports:
+``bentoml serve dripml.productionize.service:DripmlService``.
 
 Unlike the rest of dripml, this module does its work at import time: it reads its configuration
 from the environment, loads the model once and defines the service class at module level. It
 is the application entry point, like ``app = FastAPI()`` in a web app: BentoML imports the
 service by its import path in the ``bentoml serve`` process and again in every worker process,
-so it cannot be handed Python arguments, only the environment. :func:`dripml.productionize.serving.serve`
-sets these variables; they can also be set by hand (a container, a Kubernetes pod):
+so it cannot be handed Python arguments, only the environment.
+:func:`dripml.productionize.serving.serve` sets these variables; they can also be set by hand
+(a container, a Kubernetes pod). They are read once, through
+:func:`dripml.settings.serve_settings` (where their defaults live):
 
-- ``DRIPML_MODEL_PATH``: a model bundle folder (:func:`dripml.productionize.serving.write_bundle`), as a
-  serving image built by ``drip build`` bakes in. When set, it wins over ``DRIPML_MODEL_URI``
+- ``DRIPML_MODEL_PATH``: a model bundle folder
+  (:func:`dripml.productionize.serving.write_bundle`), as a serving image built by
+  ``drip build`` bakes in. When set, it wins over ``DRIPML_MODEL_URI``
   and neither MLflow nor its server is needed (nor imported).
 - ``DRIPML_MODEL_URI`` (required without ``DRIPML_MODEL_PATH``): the model,
   ``models:/NAME/VERSION``, ``models:/NAME@alias`` or ``runs:/...``. ``serve()`` pins an alias
@@ -24,12 +28,13 @@ sets these variables; they can also be set by hand (a container, a Kubernetes po
 
 from __future__ import annotations
 
-import os
-
+from dripml import settings
+from dripml.core.refs import ModelRef
 from dripml.productionize import serving
 
-MODEL_PATH = os.environ.get("DRIPML_MODEL_PATH", "")
-MODEL_URI = os.environ.get("DRIPML_MODEL_URI", "")
+CONFIG = settings.serve_settings()
+MODEL_PATH = CONFIG.model_path or ""
+MODEL_URI = CONFIG.model_uri or ""
 
 if MODEL_PATH:
     model, _bundle = serving.read_bundle(MODEL_PATH)
@@ -43,20 +48,20 @@ else:
             "bundle folder)")
     from dripml.productionize import tracking
 
-    tracking.configure(os.environ.get("MLFLOW_TRACKING_URI"))
+    tracking.configure()  # MLFLOW_TRACKING_URI, else the embedded store
     if MODEL_URI.startswith("models:/"):
         _name, _version = tracking.resolve_version(MODEL_URI)
-        VERSION_LABEL = f"{_name}/{_version}"
-        MODEL_URI = f"models:/{VERSION_LABEL}"
+        _pinned = ModelRef(_name, version=_version)
+        VERSION_LABEL, MODEL_URI = _pinned.label, _pinned.uri
     else:
         VERSION_LABEL = MODEL_URI
     model = tracking.load_trained_model(MODEL_URI)
-    _source = os.environ.get("DRIPML_MODEL_REF") or MODEL_URI
+    _source = CONFIG.model_ref or MODEL_URI
 
 DripmlService = serving.build_service(
     model,
     _source,
     VERSION_LABEL,
-    workers=int(os.environ.get("DRIPML_SERVE_WORKERS", "1")),
-    batching=serving.batching_enabled(model, os.environ.get("DRIPML_SERVE_BATCHING", "auto")),
+    workers=CONFIG.workers,
+    batching=serving.batching_enabled(model, CONFIG.batching),
 )

@@ -9,12 +9,12 @@ Three layers:
   ``POST /predict``: ``{"records": [record, ...]}`` (1 to 10,000 records) in,
   :class:`PredictResponse` out, plus BentoML's ``/healthz``, ``/livez``, ``/readyz``,
   ``/metrics``, Swagger UI (``/``; ``/docs`` redirects there) and OpenAPI document
-  (``/docs.json``). :mod:`dripml.productionize.service` is the module ``bentoml serve`` imports; it calls
-  this once at import.
+  (``/docs.json``). :mod:`dripml.productionize.service` is the module ``bentoml serve``
+  imports; it calls this once at import.
 - :func:`serve`: resolves the model in the registry (fails fast, before any process starts),
-  runs ``bentoml serve dripml.productionize.service:DripmlService`` in its own process group and waits until
-  ``/readyz`` answers; returns a :class:`ServerHandle` that stops it. :func:`wait_forever`
-  blocks until Ctrl-C, as ``drip serve`` does::
+  runs ``bentoml serve dripml.productionize.service:DripmlService`` in its own process group
+  and waits until ``/readyz`` answers; returns a :class:`ServerHandle` that stops it.
+  :func:`wait_forever` blocks until Ctrl-C, as ``drip serve`` does::
 
       handle = serve("adult", port=3000)
       print(handle.url, handle.curl_example())
@@ -59,6 +59,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, create_model
 
 import dripml
+from dripml import settings
+from dripml.core import refs
 from dripml.core.costs import SINGLE_THREAD_ENV
 from dripml.core.features import Feature
 from dripml.core.model import TrainedModel
@@ -78,9 +80,17 @@ SERVICE_NAME = "DripmlService"
 
 PREDICT_ROUTE = "/predict"
 
-BATCHED_ALGORITHMS = frozenset({"transformer", "embeddings_linear", "embeddings_gbm"})
-"""Algorithms served with adaptive batching by default (``batching="auto"``): a forward pass
-of a transformer over many rows costs little more than over one."""
+
+def __getattr__(name: str) -> Any:
+    # BATCHED_ALGORITHMS: the registered algorithms whose declaration says `batches` (a
+    # forward pass of a transformer over many rows costs little more than over one). Derived
+    # on first use (PEP 562), so importing this module loads no algorithm module.
+    if name == "BATCHED_ALGORITHMS":
+        from dripml.algorithms import registry
+
+        return frozenset(n for n, a in registry.declarations().items() if a.batches)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 MAX_BATCH_SIZE = 64
 """Most records BentoML's adaptive batching puts into one model call (larger requests are
@@ -206,14 +216,18 @@ def batching_enabled(model: TrainedModel, batching: str = "auto") -> bool:
     """Whether ``POST /predict`` uses BentoML's adaptive batching for ``model``.
 
     Args:
-        batching: ``on``, ``off`` or ``auto`` (on for :data:`BATCHED_ALGORITHMS`).
+        batching: ``on``, ``off`` or ``auto`` (on when the model's algorithm declares
+            ``batches``; see :mod:`dripml.algorithms`).
 
     Raises:
         ServeError: ``batching`` is none of those.
     """
     check_batching(batching)
     if batching == "auto":
-        return model.algorithm in BATCHED_ALGORITHMS
+        from dripml.algorithms import registry
+
+        declaration = registry.for_model(model)
+        return declaration is not None and declaration.batches
     return batching == "on"
 
 
@@ -585,6 +599,14 @@ class ServerHandle:
         """The last ``lines`` lines of the server log."""
         return _tail(self.log_path, lines)
 
+    def wait_forever(self, poll_s: float = 0.5) -> None:
+        """Block until Ctrl-C or SIGTERM, then stop the server; see :func:`wait_forever`.
+
+        Raises:
+            ServeError: the server exited by itself (with its log's last lines).
+        """
+        wait_forever(self, poll_s)
+
     def __enter__(self) -> ServerHandle:
         return self
 
@@ -653,9 +675,10 @@ def _resolve(model_ref: str) -> tuple[str, str]:
     from dripml.productionize import tracking
 
     uri = tracking.parse_model_ref(model_ref)
-    if uri.startswith("models:/"):
+    if uri.startswith(refs.SCHEME):
         name, version = tracking.resolve_version(uri)
-        return f"models:/{name}/{version}", f"{name}/{version}"
+        pinned = refs.ModelRef(name, version=version)
+        return pinned.uri, pinned.label
     return uri, uri
 
 
@@ -665,9 +688,10 @@ def serve(model_ref: str, *, host: str = "127.0.0.1", port: int = 3000,
     """Start a prediction server for a registered model; return once it is ready.
 
     The model is resolved in the registry first (an alias is pinned to its current version),
-    then ``bentoml serve dripml.productionize.service:DripmlService`` starts with this interpreter in a new
-    process group, with ``DRIPML_MODEL_URI``, an absolute ``MLFLOW_TRACKING_URI``, one thread
-    per BLAS/OpenMP pool and ``BENTOML_HOME`` = ``./.dripml/bentoml`` (unless already set).
+    then ``bentoml serve dripml.productionize.service:DripmlService`` starts with this
+    interpreter in a new process group, with ``DRIPML_MODEL_URI``, an absolute
+    ``MLFLOW_TRACKING_URI``, one thread per BLAS/OpenMP pool and ``BENTOML_HOME``
+    (:func:`dripml.settings.bentoml_home`: ``./.dripml/bentoml`` unless set).
     Like :func:`dripml.api.models`, it points this process's MLflow client at the store.
 
     Args:
@@ -686,6 +710,7 @@ def serve(model_ref: str, *, host: str = "127.0.0.1", port: int = 3000,
         A :class:`ServerHandle` (a context manager; ``stop()`` ends the process group).
 
     Raises:
+        ModelRefError: ``model_ref`` is none of those forms (nothing is started).
         ModelNotFoundError: no such model, version or alias (nothing is started).
         ServeError: the port is taken, or the server exited or was not ready within
             ``timeout_s`` (the message ends with the server log's last lines).
@@ -711,12 +736,12 @@ def serve(model_ref: str, *, host: str = "127.0.0.1", port: int = 3000,
         "BENTOML_DO_NOT_TRACK": "True",
         "PYTHONUNBUFFERED": "1",
     })
-    env.setdefault("BENTOML_HOME", str(Path.cwd() / tracking.STATE_DIR / "bentoml"))
+    env["BENTOML_HOME"] = str(settings.bentoml_home())  # BENTOML_HOME, else .dripml/bentoml
     log = Path(log_path) if log_path else Path(env["BENTOML_HOME"]) / "logs" / f"serve-{port}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
 
-    command = [sys.executable, "-m", "bentoml", "serve", f"dripml.productionize.service:{SERVICE_NAME}",
-               "--host", host, "--port", str(port)]
+    command = [sys.executable, "-m", "bentoml", "serve",
+               f"dripml.productionize.service:{SERVICE_NAME}", "--host", host, "--port", str(port)]
     with log.open("wb") as out:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out,
                                    stderr=subprocess.STDOUT, env=env, start_new_session=True)

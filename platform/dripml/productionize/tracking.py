@@ -7,14 +7,14 @@ signature and input example, registered as a new model version and given an alia
 
 Embedded default: a SQLite store ``.dripml/mlflow.db`` and artifacts under
 ``.dripml/artifacts`` in the working directory. ``MLFLOW_TRACKING_URI`` or an explicit URI
-(for example ``http://127.0.0.1:5000``) points at a server instead.
+(for example ``http://127.0.0.1:5000``) points at a server instead: the precedence of
+:func:`dripml.settings.resolve_tracking_uri`, the one resolver (re-exported here).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -31,39 +31,27 @@ from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
 import dripml
+from dripml import settings
+from dripml.core import refs
 from dripml.core.model import TrainedModel, prediction_frame
 from dripml.core.results import TrialResult
 from dripml.core.spec import Spec, safe_key
 from dripml.errors import ModelNotFoundError
 from dripml.productionize.pyfunc import PyfuncModel
 
-STATE_DIR = ".dripml"
+STATE_DIR = settings.STATE_DIR
 MAX_PARAM_LENGTH = 6000
 
-
-def default_tracking_uri(workdir: Path | None = None) -> str:
-    root = (workdir or Path.cwd()) / STATE_DIR
-    return f"sqlite:///{(root / 'mlflow.db').resolve()}"
-
-
-def resolve_tracking_uri(uri: str | None = None) -> str:
-    """Precedence: the argument, then ``MLFLOW_TRACKING_URI``, then the embedded SQLite store."""
-    return uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
-
-
-def absolute_tracking_uri(uri: str) -> str:
-    """A tracking URI valid from any working directory (relative SQLite/file paths resolved),
-    for child processes that may run elsewhere (a server, pipeline steps)."""
-    if uri.startswith("sqlite:///"):
-        path = uri.removeprefix("sqlite:///")
-        return f"sqlite:///{Path(path).resolve()}" if not path.startswith("/") else uri
-    if uri.startswith("file:") or "://" in uri:
-        return uri
-    return str(Path(uri).resolve())
+# The tracking URI has one resolver, in settings; these names stay importable from here.
+default_tracking_uri = settings.default_tracking_uri
+resolve_tracking_uri = settings.resolve_tracking_uri
+absolute_tracking_uri = settings.absolute_tracking_uri
 
 
 def configure(uri: str | None = None) -> str:
-    """Point MLflow (tracking and registry) at ``uri``; create the embedded folder if used."""
+    """Point MLflow (tracking and registry) at ``uri`` (precedence of
+    :func:`dripml.settings.resolve_tracking_uri`); create the embedded folder if used.
+    Returns the URI used."""
     resolved = resolve_tracking_uri(uri)
     if resolved.startswith("sqlite:///"):
         Path(resolved.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -170,18 +158,25 @@ class RegisteredModel:
         return f"models:/{self.name}@{self.alias}"
 
 
-def pip_requirements(algorithm_name: str) -> list[str]:
+def pip_requirements(algorithm: str | TrainedModel) -> list[str]:
     """Pinned runtime requirements of a model: the ML stack it needs, nothing more.
 
     MLflow's inference lists torch for a scikit-learn model and takes 10 to 20 s; pinning
     keeps serving images small.
+
+    Args:
+        algorithm: an algorithm name, or the model (then a custom class's declared
+            ``requirements`` count too); the extras are the declaration's ``requirements``
+            (see :mod:`dripml.algorithms`), none for an unknown name.
     """
+    from dripml.algorithms import registry
+
     packages = ["scikit-learn", "numpy", "pandas", "scipy", "cloudpickle", "threadpoolctl"]
-    text_stack = ["torch", "transformers", "tokenizers", "safetensors", "huggingface-hub"]
-    extra = {"lightgbm": ["lightgbm"], "xgboost": ["xgboost-cpu"], "mlp": ["torch"],
-             "transformer": text_stack, "embeddings_linear": text_stack,
-             "embeddings_gbm": [*text_stack, "lightgbm"]}
-    packages += extra.get(algorithm_name, [])
+    declaration = (registry.find(algorithm) if isinstance(algorithm, str)
+                   else registry.for_model(algorithm))
+    for package in declaration.requirements if declaration is not None else ():
+        if package not in packages:
+            packages.append(package)
     pins = []
     for package in packages:
         try:
@@ -214,7 +209,7 @@ def log_version(model: TrainedModel, example: pd.DataFrame, spec: Spec, tags: di
         python_model=PyfuncModel(model),
         signature=signature,
         input_example=example,
-        pip_requirements=pip_requirements(model.algorithm),
+        pip_requirements=pip_requirements(model),
         registered_model_name=spec.model_name,
     )
     version = str(info.registered_model_version)
@@ -236,30 +231,33 @@ def input_example(frame: pd.DataFrame, model: TrainedModel, rows: int = 5) -> pd
     return example.reset_index(drop=True)
 
 
-def parse_model_ref(ref: str, default_alias: str = "champion") -> str:
-    """``NAME``, ``NAME@alias``, ``NAME/version`` or a ``models:/``/``runs:/`` URI -> model URI."""
-    if ref.startswith(("models:/", "runs:/")) or "://" in ref:
-        return ref
-    if "@" in ref or "/" in ref:
-        return f"models:/{ref}"
-    return f"models:/{ref}@{default_alias}"
+def parse_model_ref(ref: str, default_alias: str = refs.DEFAULT_ALIAS) -> str:
+    """``NAME``, ``NAME@alias``, ``NAME/version``, a ``models:/`` URI or ``runs:/RUN_ID/PATH``
+    -> the model URI (:func:`dripml.core.refs.model_uri`).
+
+    Raises:
+        ModelRefError: none of those forms.
+    """
+    return refs.model_uri(ref, default_alias)
 
 
 def resolve_version(model_uri: str) -> tuple[str, str]:
-    """(name, version) of a ``models:/`` URI.
+    """(name, version) of a registered model reference (``models:/NAME@alias``,
+    ``models:/NAME/3`` or any form of :meth:`dripml.core.refs.ModelRef.parse`).
 
     Raises:
+        ModelRefError: ``model_uri`` is none of those forms.
         ModelNotFoundError: the model, version or alias does not exist (the message lists the
             registered models or the model's aliases).
     """
+    ref = refs.ModelRef.parse(model_uri)
     client = MlflowClient()
-    ref = model_uri.removeprefix("models:/")
     try:
-        if "@" in ref:
-            name, alias = ref.split("@", 1)
-            return name, client.get_model_version_by_alias(name, alias).version
-        name, version = ref.split("/", 1)
-        return name, client.get_model_version(name, version).version
+        if ref.alias is not None:
+            found = client.get_model_version_by_alias(ref.name, ref.alias)
+        else:
+            found = client.get_model_version(ref.name, ref.version)
+        return ref.name, str(found.version)  # MLflow gives an int or a str, by store
     except MlflowException:
         names = [m.name for m in client.search_registered_models()]
         raise ModelNotFoundError(
@@ -269,9 +267,9 @@ def resolve_version(model_uri: str) -> tuple[str, str]:
 
 def load_trained_model(model_uri: str) -> TrainedModel:
     """Load a dripml model from MLflow (``models:/name@alias``, ``models:/name/3``, ``runs:/``)."""
-    if model_uri.startswith("models:/"):
+    if model_uri.startswith(refs.SCHEME):
         name, version = resolve_version(model_uri)
-        model_uri = f"models:/{name}/{version}"
+        model_uri = refs.ModelRef(name, version=version).uri
     pyfunc = mlflow.pyfunc.load_model(model_uri)
     wrapped = pyfunc.unwrap_python_model()
     if not isinstance(wrapped, PyfuncModel):

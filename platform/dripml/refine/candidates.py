@@ -13,6 +13,7 @@ from threadpoolctl import threadpool_limits
 from dripml.algorithms import registry as algorithms
 from dripml.algorithms.registry import BuildContext
 from dripml.core import metrics
+from dripml.core import objective as objectives
 from dripml.core.data import Dataset
 from dripml.core.model import FittedRecipe, TrainedModel, example_record
 from dripml.core.results import SearchResult, TrialResult
@@ -40,8 +41,9 @@ def leaderboard(result: SearchResult) -> pd.DataFrame:
     } for t in result.trials]
     frame = pd.DataFrame(rows)
     complete = frame["state"] == "COMPLETE"
-    ascending = result.direction == "minimize"
-    ranked = frame[complete].sort_values(f"{key}_mean", ascending=ascending, kind="stable")
+    ranked = frame[complete].sort_values(
+        f"{key}_mean", kind="stable",
+        key=lambda means: means.map(lambda v: objectives.sort_key(v, result.direction)))
     ranked.insert(0, "rank", range(1, len(ranked) + 1))
     rest = frame[~complete].sort_values("trial")
     rest.insert(0, "rank", pd.NA)
@@ -62,10 +64,11 @@ def candidates(result: SearchResult, refine: RefineSpec,
     probe did not: the refits go where the constraints can be met. Without a probe every
     trial counts as meeting them.
     """
-    sign = -1.0 if result.direction == "maximize" else 1.0
+    def rank(trial: TrialResult) -> tuple[float, int]:  # best objective first, then number
+        return objectives.sort_key(trial.objective, result.direction), trial.number
+
     complete = sorted((t for t in result.trials
-                       if t.state == "COMPLETE" and t.objective is not None),
-                      key=lambda t: (sign * float(t.objective or 0.0), t.number))
+                       if t.state == "COMPLETE" and t.objective is not None), key=rank)
     if constraints is not None:
         likely = {t.number for t in complete if not frontier.violations(t.probe, constraints)}
         complete = sorted(complete, key=lambda t: t.number not in likely)  # stable
@@ -82,7 +85,7 @@ def candidates(result: SearchResult, refine: RefineSpec,
             break
         if trial.number not in numbers:
             chosen.append(trial)
-    return sorted(chosen, key=lambda t: (sign * float(t.objective or 0.0), t.number))
+    return sorted(chosen, key=rank)
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from typing import Any
 
 import pandas as pd
 
+from dripml.core import objective as objectives
 from dripml.core.constraints import LIMITS, UNITS, Violation, violations
 from dripml.core.costs import ServingCost
 from dripml.core.spec import ConstraintsSpec, SelectSpec
@@ -122,11 +123,6 @@ class Frontier:
         return dataclasses.replace(self, points=points)
 
 
-def _better_key(objective: float, direction: str) -> float:
-    """Sort key: smaller is better."""
-    return -objective if direction == "maximize" else objective
-
-
 def measured(cost: ServingCost) -> dict[str, float | None]:
     """Every measured cost of ``cost`` by name (None where not measured)."""
     names = ("latency_p50_ms", "latency_p99_ms", "throughput_rows_s", "model_mb",
@@ -146,12 +142,12 @@ def pareto_front(candidates: Sequence[CandidateCost], cost: str,
     """
     order = sorted(
         (i for i, c in enumerate(candidates) if c.value(cost) is not None),
-        key=lambda i: (candidates[i].value(cost), _better_key(candidates[i].objective,
-                                                              direction), i))
+        key=lambda i: (candidates[i].value(cost),
+                       objectives.sort_key(candidates[i].objective, direction), i))
     front: list[int] = []
     best: float | None = None
     for i in order:
-        key = _better_key(candidates[i].objective, direction)
+        key = objectives.sort_key(candidates[i].objective, direction)
         if best is None or key < best:
             front.append(i)
             best = key
@@ -178,18 +174,15 @@ def choose(candidates: Sequence[CandidateCost], select: SelectSpec, direction: s
         return math.inf if value is None else value
 
     indices = range(len(candidates))
-    best = min(indices, key=lambda i: (_better_key(candidates[i].objective, direction),
+    best = min(indices, key=lambda i: (objectives.sort_key(candidates[i].objective, direction),
                                        cost_of(i), i))
     if select.policy != "cheapest_within":
         return best
     top = candidates[best].objective
-    slack = abs(top) * (select.within_pct or 0.0) / 100.0
-    if direction == "maximize":
-        within = [i for i in indices if candidates[i].objective >= top - slack]
-    else:
-        within = [i for i in indices if candidates[i].objective <= top + slack]
-    return min(within, key=lambda i: (cost_of(i), _better_key(candidates[i].objective,
-                                                              direction), i))
+    within = [i for i in indices if objectives.within(
+        candidates[i].objective, top, select.within_pct or 0.0, direction)]
+    return min(within, key=lambda i: (cost_of(i),
+                                      objectives.sort_key(candidates[i].objective, direction), i))
 
 
 def build(candidates: Sequence[CandidateCost], *, objective_key: str, direction: str,
@@ -209,7 +202,8 @@ def build(candidates: Sequence[CandidateCost], *, objective_key: str, direction:
         ConstraintError: no candidate meets the constraints (naming each constraint and the
             best value measured for it); only when ``choose_point``.
     """
-    ordered = sorted(candidates, key=lambda c: (_better_key(c.objective, direction), c.trial))
+    ordered = sorted(candidates,
+                     key=lambda c: (objectives.sort_key(c.objective, direction), c.trial))
     broken = [violations(measured(c.cost), constraints) for c in ordered]
     feasible = [i for i, v in enumerate(broken) if not v]
     used = tuple(c for c in costs if any(x.value(c) is not None for x in ordered))

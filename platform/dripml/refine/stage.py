@@ -35,7 +35,7 @@ from dripml.core.objective import Objective
 from dripml.core.progress import Reporter
 from dripml.core.results import SearchResult, TrialResult
 from dripml.core.spec import Spec
-from dripml.errors import ConstraintError, DripmlError
+from dripml.errors import ConstraintError, TrackingError
 from dripml.productionize import tracking
 from dripml.refine import candidates as selection
 from dripml.refine import frontier
@@ -186,7 +186,7 @@ def load_table(run_id: str) -> pd.DataFrame:
     """The frontier table logged in run ``run_id`` of the configured tracking store.
 
     Raises:
-        DripmlError: no such run, or it has no ``frontier.csv``.
+        TrackingError: no such run, or it has no ``frontier.csv``.
     """
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
@@ -195,12 +195,13 @@ def load_table(run_id: str) -> pd.DataFrame:
     try:
         client.get_run(run_id)
     except MlflowException:
-        raise DripmlError(f"run {run_id!r} is not in the tracking store at "
-                          f"{mlflow.get_tracking_uri()}; `drip run` prints its run id") from None
+        raise TrackingError(f"run {run_id!r} is not in the tracking store at "
+                            f"{mlflow.get_tracking_uri()}; `drip run` prints its run id") from None
     with tempfile.TemporaryDirectory() as folder:
         try:
             path = client.download_artifacts(run_id, TABLE_ARTIFACT, folder)
         except (MlflowException, OSError):
-            raise DripmlError(f"run {run_id!r} logged no {TABLE_ARTIFACT}: it is not a search "
-                              "run, predates Refine by cost, or failed before it") from None
+            raise TrackingError(f"run {run_id!r} logged no {TABLE_ARTIFACT}: it is not a "
+                                "search run, predates Refine by cost, or failed before it"
+                                ) from None
         return pd.read_csv(path, keep_default_na=False, na_values=[""])

@@ -9,7 +9,8 @@ KubeRay users report (kuberay issues 1023, 1723, 2314, 2359, 3553, 4233):
   :meth:`KubeRay.wait_job` treats a terminal ``jobStatus`` as the end, deletes the job and
   its cluster after a short grace period, and raises;
 - a re-run of the same step: :meth:`KubeRay.create` adopts the object of the same name and
-  run (names come from :func:`dripml.orchestration.kuberay.objects.cluster_name`) instead of making a second;
+  run (names come from :func:`dripml.orchestration.kuberay.objects.cluster_name`) instead
+  of making a second;
 - anything left over: :meth:`KubeRay.delete_run` deletes every RayCluster and RayJob
   labelled with a pipeline run, whatever state the run ended in.
 

@@ -148,8 +148,8 @@ def ray_cluster(spec: Spec, *, name: str, run_id: str) -> dict[str, Any]:
     ``num-cpus: 0``) and ``spec.cluster.workers.replicas`` workers that run the trials.
 
     Returns:
-        A ``ray.io/v1`` RayCluster manifest (dict), validated by :mod:`dripml.orchestration.kuberay.schema`
-        in the tests against KubeRay's CRD.
+        A ``ray.io/v1`` RayCluster manifest (dict), validated by
+        :mod:`dripml.orchestration.kuberay.schema` in the tests against KubeRay's CRD.
     """
     image = trainer_image(spec)
     head, workers = spec.cluster.head, spec.cluster.workers

@@ -20,11 +20,8 @@ from typing import Any
 import jsonschema
 import yaml
 
-from dripml.errors import DripmlError
-
-
-class ManifestError(DripmlError):
-    """A manifest does not match its CRD; the message lists each field path and problem."""
+# ManifestError lives with the other errors; importing it from here still works.
+from dripml.errors import ManifestError
 
 
 def json_schema(openapi: Mapping[str, Any]) -> dict[str, Any]:

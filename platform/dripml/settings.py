@@ -1,0 +1,316 @@
+"""Settings: every environment variable dripml reads, its default, and who reads it.
+
+Each setting is read when it is needed, through a small typed function below (or the
+:class:`ServeSettings` snapshot the prediction server takes once), never at import time:
+importing this module reads nothing, so a test can set a variable (``monkeypatch.setenv``)
+right before the call it tests. Every function takes ``environ`` (default ``os.environ``) for
+the same reason.
+
+Precedence, wherever a value can also be passed in: the argument (a CLI option, a keyword),
+then the environment variable, then the default. The MLflow tracking store, for example::
+
+    resolve_tracking_uri("http://mlflow:5000")  # the argument
+    resolve_tracking_uri()                      # else $MLFLOW_TRACKING_URI
+                                                # else sqlite:///$PWD/.dripml/mlflow.db
+
+An empty (or all-blank) variable counts as unset, except ``CUDA_VISIBLE_DEVICES``, where an
+empty value means "no GPU".
+
+:data:`VARIABLES` lists them all (name, default, meaning, readers);
+``python -m dripml.settings`` prints that list as the README's Markdown table.
+
+Not settings, so not here: what dripml *writes* into the environment of the processes it
+starts or of the libraries it imports (``SINGLE_THREAD_ENV`` in :mod:`dripml.core.costs`,
+``RAY_AUTH_MODE=token`` in the CLI, ``HF_HUB_OFFLINE=1`` in the transformer algorithm,
+``PYTHONPATH`` and ``BENTOML_DO_NOT_TRACK`` for the server): those stay beside the code that
+starts the process.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from dripml.errors import SettingsError
+
+__all__ = [
+    "VARIABLES",
+    "STATE_DIR",
+    "ServeSettings",
+    "Variable",
+    "absolute_tracking_uri",
+    "base_image",
+    "bentoml_home",
+    "cache_dir",
+    "cuda_visible_devices",
+    "default_tracking_uri",
+    "markdown_table",
+    "ray_auth_mode",
+    "resolve_tracking_uri",
+    "serve_settings",
+    "state_dir",
+    "tracking_uri",
+    "train_storage",
+]
+
+STATE_DIR = ".dripml"
+"""The state folder, relative to the working directory (never created by a read):
+``mlflow.db`` and ``artifacts/`` (the embedded tracking store), ``bentoml/`` (BentoML's home
+for ``drip serve``), ``deploy/`` (Helm values files, local endpoint logs), ``clusters/``
+(local Ray clusters of the pipeline) and ``kfp/`` (local pipeline runs)."""
+
+DEFAULT_BASE_IMAGE = "python:3.11-slim"
+"""CPU serving image base: any image with ``python3.11`` and ``useradd`` (Debian/Ubuntu)."""
+
+DEFAULT_GPU_BASE_IMAGE = "nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04"
+"""GPU serving image base: a CUDA runtime image; Python 3.11 comes from uv
+(``containers/serving/Containerfile.gpu``)."""
+
+DEFAULT_SERVE_WORKERS = 1
+DEFAULT_SERVE_BATCHING = "auto"
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One environment variable dripml reads.
+
+    Attributes:
+        name: the variable, e.g. ``DRIPML_CACHE_DIR``.
+        default: what applies when it is unset, as a reader would write it.
+        meaning: one sentence: what it sets.
+        readers: the modules (under ``dripml.``) that read it, through this module.
+    """
+
+    name: str
+    default: str
+    meaning: str
+    readers: tuple[str, ...]
+
+
+TRACKING_URI = Variable(
+    "MLFLOW_TRACKING_URI", f"`sqlite:///$PWD/{STATE_DIR}/mlflow.db` (embedded store)",
+    "The MLflow tracking and registry store (MLflow's own variable); `--tracking-uri` wins. "
+    "`drip deploy --target kubernetes` has no embedded default: its pods need a server.",
+    ("productionize.tracking", "productionize.deploy", "productionize.images",
+     "productionize.serving", "productionize.service", "kfp.pipeline", "api", "cli"))
+CACHE_DIR = Variable(
+    "DRIPML_CACHE_DIR", "`~/.cache/dripml`",
+    "Where `dataset://` data sets are downloaded and kept as Parquet.",
+    ("core.datasets",))
+BASE_IMAGE = Variable(
+    "DRIPML_BASE_IMAGE", f"`{DEFAULT_BASE_IMAGE}`",
+    "Base image of CPU serving images (`drip build`); `--base-image` wins.",
+    ("productionize.images",))
+GPU_BASE_IMAGE = Variable(
+    "DRIPML_GPU_BASE_IMAGE", f"`{DEFAULT_GPU_BASE_IMAGE}`",
+    "Base image of GPU serving images (`drip build --gpu`); `--base-image` wins.",
+    ("productionize.images",))
+MODEL_PATH = Variable(
+    "DRIPML_MODEL_PATH", "unset",
+    "A model bundle folder the prediction server loads (serving images bake one in); wins "
+    "over `DRIPML_MODEL_URI`, and then MLflow is not needed.",
+    ("productionize.service",))
+MODEL_URI = Variable(
+    "DRIPML_MODEL_URI", "unset (required without `DRIPML_MODEL_PATH`)",
+    "The model the prediction server loads from MLflow: `models:/NAME/VERSION`, "
+    "`models:/NAME@alias` or `runs:/...`; `drip serve` sets it.",
+    ("productionize.service",))
+MODEL_REF = Variable(
+    "DRIPML_MODEL_REF", "the model URI",
+    "The model reference as the user gave it, shown in the server's API docs.",
+    ("productionize.service",))
+SERVE_WORKERS = Variable(
+    "DRIPML_SERVE_WORKERS", f"`{DEFAULT_SERVE_WORKERS}`",
+    "BentoML worker processes of the prediction server (each holds a copy of the model).",
+    ("productionize.service",))
+SERVE_BATCHING = Variable(
+    "DRIPML_SERVE_BATCHING", f"`{DEFAULT_SERVE_BATCHING}`",
+    "Adaptive batching of `/predict`: `on`, `off` or `auto` (on for text models).",
+    ("productionize.service",))
+TRAIN_STORAGE = Variable(
+    "DRIPML_TRAIN_STORAGE", "a new temporary folder per fine-tune",
+    "Ray Train storage (a path or URI every node can reach) for fine-tunes trained on "
+    "several workers; needed when they span nodes.",
+    ("algorithms.transformer",))
+BENTOML_HOME = Variable(
+    "BENTOML_HOME", f"`$PWD/{STATE_DIR}/bentoml`",
+    "BentoML's home for `drip serve` (its logs go to `logs/serve-PORT.log` there).",
+    ("productionize.serving",))
+CUDA_VISIBLE_DEVICES = Variable(
+    "CUDA_VISIBLE_DEVICES", "unset: every GPU `nvidia-smi` lists",
+    "The GPUs an embedded Ray cluster may use; empty or `-1` means none, so a spec asking "
+    "for GPUs fails at once.",
+    ("orchestration.ray_cluster",))
+RAY_AUTH_MODE = Variable(
+    "RAY_AUTH_MODE", "unset (`drip run` sets `token`)",
+    "Ray's own variable; dripml only names its value when joining a cluster fails.",
+    ("orchestration.ray_cluster",))
+
+VARIABLES: tuple[Variable, ...] = (
+    TRACKING_URI, CACHE_DIR, BASE_IMAGE, GPU_BASE_IMAGE, MODEL_PATH, MODEL_URI, MODEL_REF,
+    SERVE_WORKERS, SERVE_BATCHING, TRAIN_STORAGE, BENTOML_HOME, CUDA_VISIBLE_DEVICES,
+    RAY_AUTH_MODE)
+"""Every environment variable dripml reads, in the README's order."""
+
+
+def _read(variable: Variable, environ: Mapping[str, str] | None) -> str | None:
+    """The variable's value, None when unset, empty or blank."""
+    value = (os.environ if environ is None else environ).get(variable.name)
+    return (value.strip() or None) if value is not None else None
+
+
+# --------------------------------------------------------------------------- state, tracking
+
+
+def state_dir(workdir: Path | None = None) -> Path:
+    """The absolute ``.dripml`` state folder of ``workdir`` (default the working directory);
+    not created here."""
+    return ((workdir or Path.cwd()) / STATE_DIR).resolve()
+
+
+def default_tracking_uri(workdir: Path | None = None) -> str:
+    """The embedded store: ``sqlite:///<absolute workdir>/.dripml/mlflow.db``."""
+    return f"sqlite:///{state_dir(workdir) / 'mlflow.db'}"
+
+
+def tracking_uri(uri: str | None = None, *,
+                 environ: Mapping[str, str] | None = None) -> str | None:
+    """The tracking URI given or set: ``uri``, else ``MLFLOW_TRACKING_URI``, else None.
+
+    For callers that need a server and have no use for the embedded store (a deployment's
+    pods); everyone else calls :func:`resolve_tracking_uri`.
+    """
+    return uri or _read(TRACKING_URI, environ)
+
+
+def resolve_tracking_uri(uri: str | None = None, *, absolute: bool = False,
+                         workdir: Path | None = None,
+                         environ: Mapping[str, str] | None = None) -> str:
+    """The MLflow store to use. Precedence: ``uri``, then ``MLFLOW_TRACKING_URI``, then the
+    embedded SQLite store of ``workdir`` (:func:`default_tracking_uri`).
+
+    Args:
+        absolute: resolve a relative SQLite or file path against the working directory
+            (:func:`absolute_tracking_uri`), for a child process that may run elsewhere.
+    """
+    resolved = tracking_uri(uri, environ=environ) or default_tracking_uri(workdir)
+    return absolute_tracking_uri(resolved) if absolute else resolved
+
+
+def absolute_tracking_uri(uri: str) -> str:
+    """A tracking URI valid from any working directory (relative SQLite/file paths resolved),
+    for child processes that may run elsewhere (a server, pipeline steps)."""
+    if uri.startswith("sqlite:///"):
+        path = uri.removeprefix("sqlite:///")
+        return f"sqlite:///{Path(path).resolve()}" if not path.startswith("/") else uri
+    if uri.startswith("file:") or "://" in uri:
+        return uri
+    return str(Path(uri).resolve())
+
+
+# --------------------------------------------------------------------------- the other settings
+
+
+def cache_dir(*, environ: Mapping[str, str] | None = None) -> Path:
+    """The data set cache root: ``DRIPML_CACHE_DIR``, else ``~/.cache/dripml``."""
+    value = _read(CACHE_DIR, environ)
+    return Path(value).expanduser() if value else Path.home() / ".cache" / "dripml"
+
+
+def base_image(gpu: bool, given: str | None = None, *,
+               environ: Mapping[str, str] | None = None) -> str:
+    """The serving image's base. Precedence: ``given`` (``--base-image``), then
+    ``DRIPML_GPU_BASE_IMAGE`` (with ``gpu``) or ``DRIPML_BASE_IMAGE``, then
+    :data:`DEFAULT_GPU_BASE_IMAGE` / :data:`DEFAULT_BASE_IMAGE`."""
+    if given:
+        return given
+    if gpu:
+        return _read(GPU_BASE_IMAGE, environ) or DEFAULT_GPU_BASE_IMAGE
+    return _read(BASE_IMAGE, environ) or DEFAULT_BASE_IMAGE
+
+
+def train_storage(*, environ: Mapping[str, str] | None = None) -> str | None:
+    """``DRIPML_TRAIN_STORAGE``: Ray Train storage shared by every node, or None (the caller
+    makes a temporary folder, which is enough on one node)."""
+    return _read(TRAIN_STORAGE, environ)
+
+
+def bentoml_home(*, workdir: Path | None = None,
+                 environ: Mapping[str, str] | None = None) -> Path:
+    """BentoML's home for ``drip serve``: ``BENTOML_HOME``, else ``.dripml/bentoml`` of
+    ``workdir`` (absolute)."""
+    value = _read(BENTOML_HOME, environ)
+    return Path(value) if value else state_dir(workdir) / "bentoml"
+
+
+def cuda_visible_devices(*, environ: Mapping[str, str] | None = None) -> str | None:
+    """``CUDA_VISIBLE_DEVICES`` as set, None when unset. Unlike the other variables an empty
+    value is kept: it hides every GPU."""
+    return (os.environ if environ is None else environ).get(CUDA_VISIBLE_DEVICES.name)
+
+
+def ray_auth_mode(*, environ: Mapping[str, str] | None = None) -> str | None:
+    """``RAY_AUTH_MODE`` as set (Ray reads it itself; dripml only reports it), or None."""
+    return _read(RAY_AUTH_MODE, environ)
+
+
+# --------------------------------------------------------------------------- the server
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """What the prediction server (:mod:`dripml.productionize.service`) is configured with.
+
+    Attributes:
+        model_path: ``DRIPML_MODEL_PATH``, a model bundle folder; None when unset.
+        model_uri: ``DRIPML_MODEL_URI``; None when unset.
+        model_ref: ``DRIPML_MODEL_REF``, the reference as the user gave it; None when unset.
+        workers: ``DRIPML_SERVE_WORKERS``, BentoML worker processes, at least 1.
+        batching: ``DRIPML_SERVE_BATCHING``, ``auto``, ``on`` or ``off`` (checked by
+            :func:`dripml.productionize.serving.check_batching`, which owns the modes).
+    """
+
+    model_path: str | None
+    model_uri: str | None
+    model_ref: str | None
+    workers: int = DEFAULT_SERVE_WORKERS
+    batching: str = DEFAULT_SERVE_BATCHING
+
+
+def serve_settings(*, environ: Mapping[str, str] | None = None) -> ServeSettings:
+    """The server's settings, read once (BentoML hands the service nothing but these).
+
+    Raises:
+        SettingsError: ``DRIPML_SERVE_WORKERS`` is not a whole number of at least 1.
+    """
+    workers_text = _read(SERVE_WORKERS, environ)
+    workers = DEFAULT_SERVE_WORKERS
+    if workers_text is not None:
+        try:
+            workers = int(workers_text)
+        except ValueError:
+            workers = 0
+        if workers < 1:
+            raise SettingsError(f"{SERVE_WORKERS.name} must be a whole number of at least 1, "
+                                f"got {workers_text!r}")
+    return ServeSettings(
+        model_path=_read(MODEL_PATH, environ), model_uri=_read(MODEL_URI, environ),
+        model_ref=_read(MODEL_REF, environ), workers=workers,
+        batching=_read(SERVE_BATCHING, environ) or DEFAULT_SERVE_BATCHING)
+
+
+# --------------------------------------------------------------------------- documentation
+
+
+def markdown_table() -> str:
+    """:data:`VARIABLES` as a Markdown table (variable, default, meaning, read by)."""
+    rows = ["| Variable | Default | Meaning | Read by |", "|---|---|---|---|"]
+    rows += [f"| `{v.name}` | {v.default} | {v.meaning} | "
+             f"{', '.join(f'`{r}`' for r in v.readers)} |" for v in VARIABLES]
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    print(markdown_table(), end="")
