@@ -42,7 +42,7 @@ from discover_vs_gridsearch import ForeignLoad, wait_until_quiet
 import dripml
 from dripml.core import costs
 from dripml.errors import ConstraintError
-from dripml.orchestration import ray_cluster as cluster
+from dripml.orchestration import ray_cluster
 from dripml.refine import frontier
 
 DATASETS = {
@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="dripml-bench-") as folder:
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder}/mlflow.db"
         os.chdir(folder)
-        with cluster.connect(num_cpus=2):
+        with ray_cluster.connect(num_cpus=2):
             for dataset in args.datasets:
                 budget = getattr(args, f"{dataset}_budget_ms")
                 free = train(f"{dataset}-unconstrained",

@@ -11,8 +11,7 @@ from dripml.core.results import FoldScore
 from dripml.core.spec import ConstraintsSpec, RefineSpec, SelectSpec, load_spec
 from dripml.discover import trials
 from dripml.errors import ConstraintError, SearchError, SpecError
-from dripml.refine import candidates as selection
-from dripml.refine import frontier
+from dripml.refine import candidates, frontier
 from dripml.refine.frontier import CandidateCost
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -207,7 +206,7 @@ def search_result(direction: str = "maximize") -> trials.SearchResult:
 
 
 def test_candidates_cover_each_algorithm_then_fill_top_k() -> None:
-    numbers = lambda refine: [t.number for t in selection.candidates(search_result(), refine)]  # noqa: E731
+    numbers = lambda refine: [t.number for t in candidates.candidates(search_result(), refine)]  # noqa: E731
     assert numbers(RefineSpec(top_k=3)) == [0, 3, 6]
     assert numbers(RefineSpec(top_k=4)) == [0, 1, 3, 6]
     assert numbers(RefineSpec(top_k=2)) == [0, 3, 6]  # every family, past top_k
@@ -229,7 +228,7 @@ def test_candidates_prefer_trials_whose_probe_met_the_constraints() -> None:
     budget = ConstraintsSpec(max_latency_p99_ms=0.5)
 
     def numbers(refine: RefineSpec, constraints: ConstraintsSpec | None = None) -> list[int]:
-        return [t.number for t in selection.candidates(result, refine, constraints)]
+        return [t.number for t in candidates.candidates(result, refine, constraints)]
 
     assert numbers(RefineSpec(top_k=3)) == [0, 1, 3]
     assert numbers(RefineSpec(top_k=3), budget) == [2, 4, 5]  # best objective first

@@ -21,8 +21,7 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 
 from dripml import kfp as pipeline
 from dripml.errors import ClusterError, SpecError
-from dripml.orchestration import backends
-from dripml.orchestration import local_ray as local_cluster
+from dripml.orchestration import backends, local_ray
 from dripml.orchestration.backend import ClusterBackend, JobClient
 from dripml.orchestration.kuberay import objects
 
@@ -344,7 +343,7 @@ def test_kfp_local_runs_the_pipeline_end_to_end(adult_small_csv: dict, in_tmp_di
     run = client.get_run(version.run_id)
     assert run.data.tags[pipeline.RUN_TAG] == version.tags[pipeline.RUN_TAG]
     # no cluster outlives the run
-    assert local_cluster.names() == []
+    assert local_ray.names() == []
     assert ray_processes() == before
 
 
@@ -364,20 +363,20 @@ def test_kfp_local_deletes_the_cluster_when_the_search_fails(adult_small_csv: di
     assert "Inner task failed: \x1b[96m'run-search'" in logs.replace("\n", " ") or \
         "run-search" in result.stderr
     assert "Task \x1b[96m'delete-cluster'\x1b[0m finished with status \x1b[92mSUCCESS" in logs
-    assert local_cluster.names() == []
+    assert local_ray.names() == []
     assert ray_processes() == before
 
 
 @pytest.mark.slow
 def test_local_cluster_lifecycle_is_idempotent(in_tmp_dir: Path) -> None:
-    first = local_cluster.create("lc-test", run_id="r-1", num_cpus=1)
+    first = local_ray.create("lc-test", run_id="r-1", num_cpus=1)
     try:
-        assert local_cluster.create("lc-test", run_id="r-1").pid == first.pid  # a retry adopts
-        ready = local_cluster.wait_ready("lc-test", timeout_s=120)
+        assert local_ray.create("lc-test", run_id="r-1").pid == first.pid  # a retry adopts
+        ready = local_ray.wait_ready("lc-test", timeout_s=120)
         assert ready.dashboard_url.startswith("http://127.0.0.1:")
         assert oct(Path(ready.token_file).stat().st_mode & 0o777) == "0o600"
     finally:
-        assert local_cluster.delete_run("r-1") == ["lc-test"]
-    assert local_cluster.delete_run("r-1") == []
+        assert local_ray.delete_run("r-1") == ["lc-test"]
+    assert local_ray.delete_run("r-1") == []
     assert not Path(first.temp_dir).exists()
     assert ray_processes(first.temp_dir) == []

