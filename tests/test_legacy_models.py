@@ -21,6 +21,7 @@ import cloudpickle
 import httpx
 import numpy as np
 import pandas as pd
+import psutil
 import pytest
 
 from conftest import free_port, stop_process_group
@@ -139,4 +140,16 @@ def test_an_old_layout_registered_model_serves(tmp_path: Path,
         assert answer is not None and answer.status_code == 200, answer
         assert answer.json()["predictions"] == trained.predict_records([RECORD]).labels
     finally:
-        stop_process_group(server)
+        stop_process_group(server)  # SIGTERM to `drip serve`, at once after the first answer
+    assert not servers_on(port, wait_s=20), "drip serve left its BentoML server running"
+
+
+def servers_on(port: int, wait_s: float) -> list[int]:
+    """PIDs of processes whose command line serves ``port``, after waiting for them to end."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        left = [p.pid for p in psutil.process_iter(["cmdline"])
+                if str(port) in (p.info["cmdline"] or []) and "--port" in p.info["cmdline"]]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.2)

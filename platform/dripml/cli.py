@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import os
+import signal
 import sys
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -40,6 +41,18 @@ app.add_typer(pipeline_app, name="pipeline")
 
 out = Console()
 err = Console(stderr=True)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # unwinds like Ctrl-C: finally blocks and atexit handlers run
+
+
+@app.callback()
+def _process() -> None:
+    """dripml: spec in, tuned, registered and served model out."""
+    # SIGTERM (what process managers, CI runners and `kill` send) would end Python at once,
+    # leaving the servers, Ray clusters and MLflow runs a command started behind it.
+    signal.signal(signal.SIGTERM, _terminate)
 
 TrackingUri = Annotated[str | None, typer.Option(
     "--tracking-uri", envvar="MLFLOW_TRACKING_URI",
