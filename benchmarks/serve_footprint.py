@@ -8,10 +8,10 @@ MLFLOW_TRACKING_URI set):
 - ``worker_rss_mb``: resident set of the BentoML worker process (the one that loaded the
   model), MB = 10^6 bytes, read with psutil after the server is ready;
 - ``import_s`` / ``modules``: ``python -X importtime -c "import dripml.productionize.service"``
-  (the module ``bentoml serve`` imports in every worker; the pre-0.2 layout's
-  ``dripml.service`` when that is what exists): the cumulative import time of that module in
-  seconds, and how many modules the import loads; plus whether ray, optuna, torch or kfp were
-  among them.
+  (the module ``bentoml serve`` imports in every worker, which loads the model; the pre-0.2
+  layout's ``dripml.service`` when that is what exists), with the environment a worker gets:
+  the cumulative import time of that module in seconds, and how many modules are loaded;
+  plus which of ray, optuna, torch, kfp, mlflow and bentoml were among them.
 
 Baseline: the same numbers for the previous layout, measured by running this script against a
 checkout of it with the same model (see the closing note of issue 12).
@@ -85,10 +85,24 @@ def start_once(drip: str, model: str) -> tuple[float, float]:
             server.wait()
 
 
+def worker_env(model_uri: str) -> dict[str, str]:
+    """The model variables a `drip serve` worker gets: since 0.2 a bundle exported once by
+    `drip serve` (DRIPML_MODEL_PATH), before it the registry URI (DRIPML_MODEL_URI)."""
+    env = {"DRIPML_MODEL_URI": model_uri}
+    if importlib.util.find_spec("dripml.productionize") is not None:
+        from dripml.productionize import serving, tracking
+
+        uri = tracking.absolute_tracking_uri(tracking.configure())
+        pinned, label = serving._resolve(model_uri)
+        env["DRIPML_MODEL_PATH"] = str(serving.export_for_serving(pinned, label, uri))
+    return env
+
+
 def import_cost(model_uri: str) -> dict[str, object]:
-    """Cumulative import seconds and module count of the service module, in a fresh process."""
+    """Cumulative import seconds and module count of the service module, in a fresh process
+    with a worker's environment."""
     module = _service_module()
-    env = {**os.environ, "DRIPML_MODEL_URI": model_uri}
+    env = {**os.environ, **worker_env(model_uri)}
     code = (f"import sys, json; import {module}; "
             f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}}))); "
             f"print(len(sys.modules))")

@@ -39,7 +39,7 @@ MODEL_URI = CONFIG.model_uri or ""
 if MODEL_PATH:
     model, _bundle = serving.read_bundle(MODEL_PATH)
     MODEL_URI, VERSION_LABEL = _bundle.model_uri, _bundle.version_label
-    _source = f"{MODEL_URI} (exported model bundle)"
+    _source = CONFIG.model_ref or f"{MODEL_URI} (exported model bundle)"
 else:
     if not MODEL_URI:
         raise serving.ServeError(
