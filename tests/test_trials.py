@@ -137,10 +137,22 @@ def test_custom_model_and_metric_run_in_ray_workers(ray_cluster, small_adult) ->
     assert 0.5 < fold["validation_roc_auc"] < 1.0
 
 
-def test_time_budget_stops_new_trials(ray_cluster, small_adult) -> None:
-    result = run_search(small_adult, algorithms=["logistic_regression"],
-                        search={"num_trials": 50, "time_budget_s": 0.001, "max_concurrent": 2})
-    assert len(result.trials) == 1  # the first trial always runs; none starts after the budget
+def test_time_budget_cancels_trials_in_flight(ray_cluster, small_adult) -> None:
+    budget_s = 2.0
+    result = run_search(small_adult, algorithms=[
+        {"name": "lightgbm", "params": {"n_estimators": 200}}],
+        search={"algorithm": "random", "num_trials": 500, "time_budget_s": budget_s})
+    assert result.wall_time_s < budget_s + 1.0  # the folds in flight did not run on
+    cancelled = [r for r in result.trials if r.reason == trials.TIME_BUDGET_REASON]
+    assert cancelled and all(r.state == "PRUNED" for r in cancelled)
+    assert result.best.state == "COMPLETE" and result.best.number not in {
+        r.number for r in cancelled}
+    assert any("cancelled in flight" in s for s in result.skipped)
+    assert any(s.endswith("of 500 trial(s) not started") for s in result.skipped)
+    # A budget no trial can complete in fails at twice it, clearly.
+    with pytest.raises(SearchError, match="no trial completed within twice the time budget"):
+        run_search(small_adult, algorithms=["logistic_regression"],
+                   search={"num_trials": 50, "time_budget_s": 0.001})
 
 
 def test_gpu_trials_fail_at_once_without_gpus(tmp_path: Path, small_adult) -> None:

@@ -22,6 +22,8 @@ Kubernetes client are imported inside the verbs that use them, so ``drip spec va
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
@@ -31,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from dripml.algorithms import registry as algorithms
 from dripml.core import metrics
+from dripml.core.budget import Deadline
 from dripml.core.objective import resolve_objective
 from dripml.core.progress import Reporter
 from dripml.core.spec import Spec, load_spec
@@ -49,6 +52,8 @@ if TYPE_CHECKING:
     from dripml.refine.frontier import Frontier
 
 SpecSource = str | Path | Mapping[str, Any] | Spec | None
+BUDGET_ARTIFACT = "budget.json"
+"""What :func:`train` spent and what its time budget cut, logged to the search run."""
 
 
 @dataclass(frozen=True)
@@ -69,7 +74,13 @@ class TrainResult:
             marked and every frontier point's registered version filled in.
         chosen: the trial the ``select`` policy chose (``best`` unless constraints or a
             cheapest_within policy chose another).
-        versions: trial number -> registered model version, for every frontier point.
+        versions: trial number -> registered model version, for every registered frontier
+            point.
+        skipped: what ``search.time_budget_s`` cut, one line each (trials cancelled in
+            flight or never started, candidates not refit or not measured, latency calls
+            reduced, peak memory not measured, frontier points not registered); empty
+            without a budget or when everything fit. Also in ``budget.json`` of the run.
+        wall_time_s: wall time of the whole :func:`train` call, seconds.
     """
 
     spec: Spec
@@ -84,6 +95,8 @@ class TrainResult:
     frontier: Frontier | None = None
     chosen: TrialResult | None = None
     versions: dict[int, str] = field(default_factory=dict)
+    skipped: tuple[str, ...] = ()
+    wall_time_s: float = 0.0
 
     def frontier_table(self) -> pd.DataFrame | None:
         """The measured candidates as the table :func:`frontier_table` reads back (one row
@@ -140,6 +153,13 @@ def train(
             are registered and a later step moves the alias (see
             :mod:`dripml.orchestration.pipeline`).
 
+    Time budget: ``search.time_budget_s`` bounds this whole call, from its start (Ray's
+    start, data loading, Discover, the refits, the cost measurements, registration); one
+    :class:`~dripml.core.budget.Deadline` is shared by the steps (see
+    :mod:`dripml.core.budget`). What it cut is in ``TrainResult.skipped``, and the run logs
+    ``budget.json`` (``budget_s``, ``wall_s`` up to that point, ``discover_s``,
+    ``refine_s``, ``skipped``), with or without a budget.
+
     Returns:
         A :class:`TrainResult`; the chosen model is registered as ``models:/<name>@<alias>``
         and every other frontier point as a version (see :mod:`dripml.refine.stage`).
@@ -148,12 +168,14 @@ def train(
         SpecError: malformed spec (before anything starts).
         DataError: missing column, empty file, label that does not fit the task.
         ResourceError: GPUs asked for where there are none (before any trial starts).
-        SearchError: no trial completed.
+        SearchError: no trial completed (under a time budget: none within twice it).
         ConstraintError: (a SearchError) no trial or candidate meets the spec's
             ``constraints``; the message names each constraint and the best value measured.
     """
+    started = time.monotonic()
     report = reporter or Reporter()
     checked = validate(spec, **fields)
+    deadline = Deadline(checked.search.time_budget_s, started)
     import mlflow
 
     from dripml.discover import search, trials
@@ -176,7 +198,9 @@ def train(
             report.trial(result, best, done, total, objective.key)
 
         with report.search(search.trial_count(checked)):
-            result = trials.discover(dataset, checked, objective, on_trial=on_trial)
+            result = trials.discover(dataset, checked, objective, on_trial=on_trial,
+                                     deadline=deadline)
+        discovered = time.monotonic()
 
         board = candidates.leaderboard(result)
         mlflow.log_text(board.to_csv(index=False), "leaderboard.csv")
@@ -186,12 +210,20 @@ def train(
         mlflow.log_metrics({best_key: result.best.objective or float("nan"),
                             "search_time_s": result.wall_time_s,
                             "trials_completed": sum(t.state == "COMPLETE" for t in result.trials)})
-        refined = stage.run(dataset, checked, result, objective, report, set_alias=set_alias)
+        refined = stage.run(dataset, checked, result, objective, report, set_alias=set_alias,
+                            deadline=deadline)
+        skipped = result.skipped + refined.skipped
+        mlflow.log_text(json.dumps({
+            "budget_s": checked.search.time_budget_s, "wall_s": round(deadline.elapsed_s(), 3),
+            "discover_s": round(result.wall_time_s, 3),
+            "refine_s": round(time.monotonic() - discovered, 3), "skipped": list(skipped),
+        }, indent=2), BUDGET_ARTIFACT)
     return TrainResult(
         spec=checked, tracking_uri=uri, experiment_id=run.info.experiment_id, run_id=run_id,
         model=refined.registered, best=result.best, leaderboard=board,
         test_metrics=refined.refit.test_metrics, search_time_s=result.wall_time_s,
-        frontier=refined.frontier, chosen=refined.chosen, versions=refined.versions)
+        frontier=refined.frontier, chosen=refined.chosen, versions=refined.versions,
+        skipped=skipped, wall_time_s=time.monotonic() - started)
 
 
 @contextmanager

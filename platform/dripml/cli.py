@@ -132,6 +132,11 @@ def run(
         out.print(f"[bold]registered[/] {result.model.model_uri}; alias {result.model.alias!r} "
                   f"not moved (run {result.run_id}, tracking {result.tracking_uri})")
         return
+    budget = result.spec.search.time_budget_s
+    if budget is not None:
+        cut = "; ".join(result.skipped) or "nothing"
+        out.print(f"[bold]time budget[/] {budget:g} s: ran {result.wall_time_s:.1f} s; "
+                  f"skipped: {cut}", highlight=False)
     out.print(f"search: {result.search_time_s:.1f} s; serve it with: "
               f"drip serve {result.model.name}@{result.model.alias}")
     if serve:

@@ -4,8 +4,9 @@ Every number comes from :meth:`dripml.core.model.TrainedModel.predict_records` c
 record dicts, exactly what the BentoML endpoint's ``POST /predict`` calls, and under one thread
 per BLAS/OpenMP pool, as :func:`dripml.productionize.serving.serve` runs the server:
 
-- **single-row latency** ``latency_p50_ms`` / ``latency_p99_ms``: ``calls`` (at least 1,000)
-  sequential one-record calls after 50 untimed ones, each timed with
+- **single-row latency** ``latency_p50_ms`` / ``latency_p99_ms``: ``calls`` (at least 1,000;
+  a time budget may reduce them to :data:`LATENCY_FLOOR_CALLS`, see
+  :mod:`dripml.core.budget`) sequential one-record calls after 50 untimed ones, each timed with
   ``time.perf_counter_ns``; the records cycle through real test rows. Candidates are timed
   together, in blocks of 100 calls round-robin, each block opened by 5 untimed calls
   (:func:`measure_latencies`), so that other load on the machine does not favour one of
@@ -67,7 +68,13 @@ SINGLE_THREAD_ENV = {
 synchronisation than they gain from parallelism (scale with ``workers`` instead)."""
 
 MIN_LATENCY_CALLS = 1000
-"""Fewest timed single-row calls behind a reported p50/p99 (p99 of 1,000 is the 10th worst)."""
+"""Fewest timed single-row calls behind a reported p50/p99 (p99 of 1,000 is the 10th worst):
+the default, and the least ``refine.latency_calls`` may ask for."""
+LATENCY_FLOOR_CALLS = 200
+"""Fewest calls a time budget may reduce the measurement to (``search.time_budget_s``, see
+:mod:`dripml.core.budget`): p99 of 200 is the 2nd worst call. The count is reported
+(``ServingCost.latency_calls``, each version's ``latency_calls`` tag); below
+:data:`MIN_LATENCY_CALLS` the functions here refuse unless passed ``min_calls``."""
 WARMUP_CALLS = 50
 LATENCY_BLOCK = 100
 """Consecutive timed calls of one model before the next model's turn (measure_latencies)."""
@@ -164,18 +171,29 @@ def _single_thread() -> Any:
 
 
 def measure_latency(model: Any, records: Sequence[Record], *, calls: int = MIN_LATENCY_CALLS,
-                    warmup: int = WARMUP_CALLS) -> Latency:
+                    warmup: int = WARMUP_CALLS, min_calls: int = MIN_LATENCY_CALLS) -> Latency:
     """Single-row latency of ``model.predict_records([record])``, cycling through ``records``.
 
     Raises:
-        ValueError: ``calls`` below 1,000 or no records.
+        ValueError: ``calls`` below ``min_calls`` (1,000 unless a time budget lowers it, to
+            :data:`LATENCY_FLOOR_CALLS` at the least) or no records.
     """
-    return measure_latencies([model], records, calls=calls, warmup=warmup)[0]
+    return measure_latencies([model], records, calls=calls, warmup=warmup,
+                             min_calls=min_calls)[0]
+
+
+def _check_calls(calls: int, min_calls: int) -> None:
+    if min_calls < LATENCY_FLOOR_CALLS:
+        raise ValueError(f"latency needs at least {LATENCY_FLOOR_CALLS} calls even under a "
+                         f"time budget, got min_calls={min_calls}")
+    if calls < min_calls:
+        raise ValueError(f"latency needs at least {min_calls} calls, got {calls}")
 
 
 def measure_latencies(models: Sequence[Any], records: Sequence[Record], *,
                       calls: int = MIN_LATENCY_CALLS, warmup: int = WARMUP_CALLS,
-                      block: int = LATENCY_BLOCK) -> list[Latency]:
+                      block: int = LATENCY_BLOCK,
+                      min_calls: int = MIN_LATENCY_CALLS) -> list[Latency]:
     """Single-row latency of each model, ``calls`` timed calls each, interleaved: blocks of
     ``block`` calls go round-robin across the models, so that a burst of other load on the
     machine falls on every model alike instead of on whichever was being timed (the
@@ -184,10 +202,9 @@ def measure_latencies(models: Sequence[Any], records: Sequence[Record], *,
     caches warm, as in a server that holds one model.
 
     Raises:
-        ValueError: ``calls`` below 1,000 or no records.
+        ValueError: ``calls`` below ``min_calls`` (see :func:`measure_latency`) or no records.
     """
-    if calls < MIN_LATENCY_CALLS:
-        raise ValueError(f"latency needs at least {MIN_LATENCY_CALLS} calls, got {calls}")
+    _check_calls(calls, min_calls)
     if not records:
         raise ValueError("latency needs at least one record")
     rows = [[r] for r in records]
@@ -234,6 +251,31 @@ def measure_throughput(model: Any, records: Sequence[Record], *, rows: int = BAT
     return rows / (float(np.median(times)) / 1e9)
 
 
+def time_calls(model: Any, records: Sequence[Record], *, calls: int = 10,
+               rows: int = BATCH_ROWS) -> tuple[float, float]:
+    """How fast ``model`` serves, timed briefly so that a time budget can plan the real
+    measurement (:func:`dripml.core.budget.plan_measurement`): the median of ``calls``
+    single-row calls and one batch call of ``rows`` records, seconds each, on one thread.
+
+    Raises:
+        ValueError: no records.
+    """
+    if not records:
+        raise ValueError("timing needs at least one record")
+    batch = [records[i % len(records)] for i in range(rows)]
+    with _single_thread():
+        model.predict_records([records[0]])  # first-call costs are not per call
+        single = []
+        for i in range(max(1, calls)):
+            started = time.perf_counter()
+            model.predict_records([records[i % len(records)]])
+            single.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        model.predict_records(batch)
+        batch_s = time.perf_counter() - started
+    return float(np.median(single)), batch_s
+
+
 def model_bytes(model: Any) -> bytes:
     """The model as cloudpickle writes it (what :func:`model_size_mb` counts)."""
     import cloudpickle
@@ -276,25 +318,29 @@ def measure(model: Any, records: Sequence[Record], *, calls: int = MIN_LATENCY_C
 
 def measure_all(models: Sequence[Any], records: Sequence[Record], *,
                 calls: int = MIN_LATENCY_CALLS, instance_price_per_hour: float | None = None,
-                memory: MemoryMeter | None = None) -> list[ServingCost]:
+                memory: MemoryMeter | None = None, min_calls: int = MIN_LATENCY_CALLS,
+                memory_skipped: str | None = None,
+                warmup: int = WARMUP_CALLS) -> list[ServingCost]:
     """Every cost of each model on ``records``; latencies interleaved across the models (see
-    :func:`measure_latencies`).
+    :func:`measure_latencies`; ``min_calls`` and ``warmup`` as there).
 
     Peak memory comes from ``memory`` (a running :class:`MemoryMeter`, asked first so that
     its process is idle while latency is timed); without one, or when it fails, it is NaN
-    and ``memory_error`` says why.
+    and ``memory_error`` says why (``memory_skipped``, when given, is that reason).
     """
+    _check_calls(calls, min_calls)
     blobs = [model_bytes(m) for m in models]
     memories: list[tuple[float, str | None]] = []
     for blob in blobs:
         if memory is None:
-            memories.append((math.nan, "not measured"))
+            memories.append((math.nan, memory_skipped or "not measured"))
             continue
         try:
             memories.append((memory.measure(blob), None))
         except RuntimeError as error:
             memories.append((math.nan, str(error)))
-    latencies = measure_latencies(models, records, calls=calls)
+    latencies = measure_latencies(models, records, calls=calls, min_calls=min_calls,
+                                  warmup=warmup)
     out = []
     for model, blob, (memory_mb, memory_error), latency in zip(
             models, blobs, memories, latencies, strict=True):

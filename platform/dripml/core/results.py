@@ -21,7 +21,10 @@ class FoldScore:
 
     With a cost probe (see :func:`run_fold`), ``probe_latency_p50_ms`` / ``_p99_ms`` are the
     single-row latency percentiles of this fold's model (milliseconds) and ``probe_model_mb``
-    its pickled size (MB); None without a probe.
+    its pickled size (MB); None without a probe. ``predict_row_ms``: the median of a few
+    single-row predictions of this fold's model (encoded rows, milliseconds), which fold 0
+    times under a time budget when there is no probe (the budget's estimate of what
+    measuring its latency will cost); None otherwise.
     """
 
     fold: int
@@ -30,6 +33,7 @@ class FoldScore:
     probe_latency_p50_ms: float | None = None
     probe_latency_p99_ms: float | None = None
     probe_model_mb: float | None = None
+    predict_row_ms: float | None = None
 
     @property
     def probe(self) -> dict[str, float]:
@@ -73,7 +77,8 @@ class TrialResult:
         objective: mean of the objective over the finished folds (None if none finished).
         fit_time_s: summed fit time of the finished folds, seconds.
         error: the failure's last lines when FAILED.
-        reason: why it was PRUNED when the cost probe stopped it (the constraint broken).
+        reason: why it was PRUNED when the cost probe stopped it (the constraint broken), or
+            ``"time budget"`` when it was cancelled in flight at Discover's deadline.
     """
 
     number: int
@@ -94,13 +99,28 @@ class TrialResult:
         """The cost probe's measurements (first fold), cost name -> value; {} if none."""
         return next((f.probe for f in self.folds if f.probe), {})
 
+    @property
+    def predict_row_ms(self) -> float | None:
+        """One single-row prediction as Discover timed it, milliseconds: the probe's median
+        latency, else fold 0's ``predict_row_ms``; None when neither was measured."""
+        probed = self.probe.get("latency_p50_ms")
+        if probed is not None:
+            return probed
+        return next((f.predict_row_ms for f in self.folds if f.predict_row_ms is not None),
+                    None)
+
 
 @dataclass(frozen=True)
 class SearchResult:
-    """All trials of a search, the best complete one, and how it was judged."""
+    """All trials of a search, the best complete one, and how it was judged.
+
+    ``wall_time_s``: the search's wall time, seconds. ``skipped``: what the time budget cut
+    (trials cancelled in flight, trials never started), one line each; empty without one.
+    """
 
     trials: tuple[TrialResult, ...]
     best: TrialResult
     objective_key: str
     direction: str
     wall_time_s: float
+    skipped: tuple[str, ...] = ()

@@ -287,7 +287,11 @@ class SearchSpec(_Model):
     )
     time_budget_s: float | None = Field(
         default=None, gt=0,
-        description="No new trial starts after this many seconds (the first always runs)."
+        description="Bounds the whole run, seconds from its start: Discover stops early "
+        "enough (cancelling trials in flight) for Refine, which refits, measures and "
+        "registers what fits; the best complete trial is always registered. What it cut is "
+        "logged (budget.json). With no trial complete it waits for the first, failing at "
+        "twice the budget."
     )
     early_stopping: Literal["none", "median", "asha"] = "none"
     max_concurrent: int | None = Field(
@@ -469,7 +473,8 @@ class RefineSpec(_Model):
     )
     latency_calls: int = Field(
         default=1000, ge=1000, le=1_000_000,
-        description="Timed single-row calls behind each candidate's latency p50/p99.",
+        description="Timed single-row calls behind each candidate's latency p50/p99 (a "
+        "search.time_budget_s that runs short may reduce them, to 200 at the least).",
     )
     instance_price_per_hour: float | None = Field(
         default=None, gt=0,

@@ -77,6 +77,7 @@ def run_fold(
     validation_metrics: list[metrics.BoundMetric],
     transformed: TransformedFold | None = None,
     probe_calls: int = 0,
+    row_calls: int = 0,
 ) -> FoldScore:
     """Fit one configuration on fold ``fold`` of ``splits`` and score it (a Ray task).
 
@@ -91,6 +92,11 @@ def run_fold(
     its pickled size. The probe is not part of
     ``fit_time_s``. Rows arrive encoded, so the probe leaves out the JSON-record encoding a
     served request adds (tens of microseconds).
+
+    With ``row_calls`` > 0 and no probe, that many single-row predictions of validation rows
+    (after one untimed) give ``predict_row_ms``, their median: what a time budget needs to
+    know of the model's serving speed (see :mod:`dripml.core.budget`); not part of
+    ``fit_time_s`` either.
     """
     from threadpoolctl import threadpool_limits
 
@@ -114,8 +120,11 @@ def run_fold(
         scores = _score(predict, X_val, y_val, validation_metrics, "validation")
         if train_metrics:
             scores |= _score(predict, X_train, y_train, train_metrics, "train")
+        row_ms = (time_rows_ms(predict, X_val, row_calls)
+                  if row_calls > 0 and probe_calls <= 0 else None)
     if probe_calls <= 0:
-        return FoldScore(fold=fold, metrics=scores, fit_time_s=fit_time_s)
+        return FoldScore(fold=fold, metrics=scores, fit_time_s=fit_time_s,
+                         predict_row_ms=row_ms)
     if transformed is not None:
         fitted.recipe.preprocessor = transformed.preprocessor
     rows = X.iloc[val_idx] if hasattr(X, "iloc") else X[val_idx]
@@ -134,6 +143,21 @@ def probe(fitted: FittedRecipe, rows: Any, calls: int) -> tuple[costs.Latency, f
               else [rows[i:i + 1] for i in range(n)])
     latency = costs.probe_latency_ms(lambda i: fitted.predict(single[i]), rows=n, passes=2)
     return latency, costs.model_size_mb(fitted)
+
+
+def time_rows_ms(predict: Callable[[Any], Any], rows: Any, calls: int) -> float:
+    """Median milliseconds of ``predict`` on one row, over the first ``calls`` rows of
+    ``rows`` (a matrix or a DataFrame) after one untimed call."""
+    n = max(1, min(calls, rows.shape[0]))
+    single = ([rows.iloc[i:i + 1] for i in range(n)] if hasattr(rows, "iloc")
+              else [rows[i:i + 1] for i in range(n)])
+    predict(single[0])
+    times = []
+    for row in single:
+        started = time.perf_counter()
+        predict(row)
+        times.append(time.perf_counter() - started)
+    return float(np.median(times)) * 1000
 
 
 def _score(predict: Callable[[Any], tuple[np.ndarray, np.ndarray | None]], X: Any,

@@ -16,10 +16,18 @@ cancelled, and Optuna is told it was pruned; TPE ranks pruned trials after
 every complete one, so it steers away from that region: the budget goes where the
 constraints can be met. Trials are dropped, never penalised: a penalised objective would mix
 quality and cost on one scale the user never chose.
+
+Time budget (``search.time_budget_s``, see :mod:`dripml.core.budget`): the search ends
+:func:`~dripml.core.budget.refine_reserve_s` before the run's deadline, a reserve re-estimated
+after every trial. Then no trial starts, the folds of trials in flight are cancelled
+(``ray.cancel(force=True)``) and those trials recorded PRUNED with reason ``"time budget"``,
+and the best complete trial so far wins. With none complete yet the search waits for the
+first (no new trial starts while one runs) until twice the budget has elapsed, then fails.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 import traceback
@@ -33,7 +41,8 @@ import ray
 
 from dripml.algorithms import registry as algorithms
 from dripml.algorithms.registry import BuildContext
-from dripml.core import constraints, metrics
+from dripml.core import budget, constraints, metrics
+from dripml.core.budget import Deadline
 from dripml.core.data import Dataset
 from dripml.core.objective import Objective, resolve_objective
 from dripml.core.results import FoldScore, SearchResult, TrialResult, TrialState, aggregate
@@ -54,6 +63,10 @@ _transform_fold_remote = ray.remote(transform_fold)
 
 MAX_SHARED_FOLDS = 64
 """Most (preprocessor, fold) outputs a search keeps in Ray's object store to share."""
+TIME_BUDGET_REASON = "time budget"
+"""``TrialResult.reason`` of a trial cancelled in flight at Discover's deadline."""
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -103,6 +116,7 @@ def discover(
     objective: Objective,
     *,
     on_trial: ProgressCallback | None = None,
+    deadline: Deadline | None = None,
 ) -> SearchResult:
     """Run the search on the connected Ray cluster (call
     :func:`dripml.orchestration.ray_cluster.connect` first).
@@ -112,14 +126,23 @@ def discover(
         spec: the validated spec.
         objective: metric and direction to optimise.
         on_trial: called after each trial ends with (result, best so far, done, total).
+        deadline: the whole run's deadline (:func:`dripml.api.train` makes it from
+            ``search.time_budget_s``); the search ends
+            :func:`~dripml.core.budget.refine_reserve_s` before it (see the module
+            docstring). Without one, a deadline ``search.time_budget_s`` seconds from now,
+            all of it the search's.
 
     Returns:
-        Every trial, and the best COMPLETE one by mean objective.
+        Every trial, and the best COMPLETE one by mean objective; ``skipped`` lists what the
+        time budget cut.
 
     Raises:
-        SearchError: no trial completed (the message quotes the first failure).
+        SearchError: no trial completed (the message quotes the first failure), or none
+            completed within twice the time budget.
     """
     started = time.monotonic()
+    reserve = deadline is not None
+    whole = deadline if deadline is not None else Deadline(spec.search.time_budget_s)
     study, total = search.create_study(spec, objective.direction)
     n_classes = len(dataset.classes)
     ctx = BuildContext.for_spec(spec, dataset.encoder.layout)
@@ -134,6 +157,10 @@ def discover(
     task_options = fit_task_options(spec, None)
     limit = spec.search.max_concurrent or _default_concurrency(spec, len(folds))
     probe_calls = spec.search.cost_probe_calls if spec.constraints.probed else 0
+    # Under a run's time budget, fold 0 times a few single-row predictions (no probe needed)
+    # so that the reserve for Refine knows what measuring each model's latency will cost.
+    row_calls = (budget.ROW_TIMING_CALLS
+                 if reserve and whole.bounded and probe_calls == 0 else 0)
 
     shared: dict[tuple[Any, ...], ray.ObjectRef] = {}
 
@@ -166,33 +193,86 @@ def discover(
             _run_fold_remote.options(**fit_task_options(spec, config.algorithm.name)).remote(
                 X_ref, y_ref, splits_ref, i, config.algorithm.name, config.params, ctx,
                 n_classes, train_bound, validation_bound, transformed(config, i),
-                probe_calls if i == 0 else 0): i
+                probe_calls if i == 0 else 0, row_calls if i == 0 else 0): i
             for i in range(len(folds))
         }
         running[trial.number] = _Running(trial, config, pending)
 
-    def budget_left() -> bool:
-        budget = spec.search.time_budget_s
-        return budget is None or time.monotonic() - started < budget
+    row_scale = len(dataset.y_train) / float(np.mean([len(t) for t, _ in folds]))
 
+    def search_deadline() -> Deadline:
+        # The run's deadline less what Refine and registration need, from the trials so far.
+        if not reserve or not whole.bounded:
+            return whole
+        complete = sorted((r for r in results if r.state == "COMPLETE" and r.folds),
+                          key=lambda r: objective.sort_key(r.objective))
+        measured = [budget.TrialCost(r.fit_time_s / len(r.folds), budget.call_s(r.predict_row_ms))
+                    for r in complete[:spec.refine.top_k]]
+        return whole.split(budget.refine_reserve_s(
+            measured, row_scale=row_scale, latency_calls=spec.refine.latency_calls,
+            budget_s=whole.budget_s))
+
+    def record(result: TrialResult) -> None:
+        nonlocal best
+        results.append(result)
+        if result.state == "COMPLETE" and objective.better(
+                result.objective, best.objective if best else None):
+            best = result
+        if on_trial is not None:
+            on_trial(result, best, len(results), total)
+
+    def collect(refs: list[ray.ObjectRef]) -> None:
+        for ref in refs:
+            number = next((n for n, r in running.items() if ref in r.pending), None)
+            if number is None:  # its trial ended on an earlier fold of this batch
+                continue
+            result = _collect(running, number, ref, study, objective, spec)
+            if result is not None:
+                record(result)
+
+    def cancel_running() -> list[int]:
+        # Take what has finished, then cancel the rest: their workers are killed at once.
+        refs = [ref for r in running.values() for ref in r.pending]
+        if refs:
+            collect(ray.wait(refs, num_returns=len(refs), timeout=0)[0])
+        numbers = sorted(running)
+        for number in numbers:
+            record(_finish(running, number, study, objective, "PRUNED",
+                           reason=TIME_BUDGET_REASON, force=True))
+        transforms = list(shared.values())
+        if transforms:
+            for ref in ray.wait(transforms, num_returns=len(transforms), timeout=0)[1]:
+                ray.cancel(ref, force=True)
+        return numbers
+
+    cancelled: list[int] = []
+    waited_since: float | None = None
     while True:
-        while len(running) < limit and asked < total and (asked == 0 or budget_left()):
+        own = search_deadline()
+        stopping = own.expired()
+        if stopping and best is None and whole.overrun():
+            cancelled += cancel_running()
+            raise SearchError(_budget_error(whole, results, cancelled))
+        # Past the deadline with nothing complete and nothing running, start trials again:
+        # a search ends with a complete trial or the error above.
+        refill = not stopping or (best is None and not running)
+        while refill and len(running) < limit and asked < total:
             submit()
         if not running:
             break
+        if stopping and best is not None:
+            cancelled += cancel_running()
+            break
+        if stopping and waited_since is None:
+            waited_since = time.monotonic()
+            log.warning("time budget: no trial completed by Discover's deadline; waiting for "
+                        "the first one (at most until %.0f s, twice search.time_budget_s)",
+                        budget.OVERRUN_FACTOR * (whole.budget_s or 0.0))
+        timeout = whole.left_until_overrun_s() if stopping else own.left_s()
         refs = [ref for r in running.values() for ref in r.pending]
-        ready, _ = ray.wait(refs, num_returns=1)
-        for ref in ready:
-            number = next(n for n, r in running.items() if ref in r.pending)
-            result = _collect(running, number, ref, study, objective, spec)
-            if result is None:
-                continue
-            results.append(result)
-            if result.state == "COMPLETE" and objective.better(
-                    result.objective, best.objective if best else None):
-                best = result
-            if on_trial is not None:
-                on_trial(result, best, len(results), total)
+        ready, _ = ray.wait(refs, num_returns=1,
+                            timeout=None if math.isinf(timeout) else timeout)
+        collect(ready)
 
     if best is None:
         _raise_if_probe_pruned_all(results, spec)
@@ -200,8 +280,27 @@ def discover(
         detail = f" First failure:\n{failures[0]}" if failures else ""
         raise SearchError(f"none of {len(results)} trials completed.{detail}")
     results.sort(key=lambda r: r.number)
+    skipped = []
+    if cancelled:
+        skipped.append(f"{len(cancelled)} trial(s) cancelled in flight at Discover's deadline "
+                       f"(trials {', '.join(map(str, cancelled))})")
+    if whole.bounded and asked < total:
+        skipped.append(f"{total - asked} of {total} trial(s) not started")
+    if waited_since is not None:
+        skipped.append(f"Discover ran {time.monotonic() - waited_since:.1f} s past its deadline "
+                       "waiting for the first complete trial")
     return SearchResult(tuple(results), best, objective.key, objective.direction,
-                        time.monotonic() - started)
+                        time.monotonic() - started, tuple(skipped))
+
+
+def _budget_error(deadline: Deadline, results: list[TrialResult], cancelled: list[int]) -> str:
+    failures = [r.error for r in results if r.error]
+    detail = f" First failure:\n{failures[0]}" if failures else ""
+    return (f"no trial completed within twice the time budget (search.time_budget_s "
+            f"{deadline.budget_s:g} s; {deadline.elapsed_s():.1f} s elapsed since the run "
+            f"started, {len(results)} trial(s) ended, {len(cancelled)} cancelled in flight). "
+            "Raise search.time_budget_s, or make trials cheaper (fewer folds, smaller models, "
+            f"a sample of the rows).{detail}")
 
 
 def _collect(running: dict[int, _Running], number: int, ref: ray.ObjectRef,
@@ -257,7 +356,7 @@ def _probe_text(violation: constraints.Violation, spec: Spec) -> str:
 
 
 def _raise_if_probe_pruned_all(results: list[TrialResult], spec: Spec) -> None:
-    probed = [r for r in results if r.reason]
+    probed = [r for r in results if r.reason and r.reason.startswith("cost probe")]
     if not probed:
         return
     parts = []
@@ -282,10 +381,10 @@ def _raise_if_probe_pruned_all(results: list[TrialResult], spec: Spec) -> None:
 
 def _finish(running: dict[int, _Running], number: int, study: optuna.Study,
             objective: Objective, outcome: TrialState, error: str | None = None,
-            reason: str | None = None) -> TrialResult:
+            reason: str | None = None, force: bool = False) -> TrialResult:
     state = running.pop(number)
     for ref in state.pending:
-        ray.cancel(ref, force=False)
+        ray.cancel(ref, force=force)
     folds = tuple(sorted(state.folds, key=lambda f: f.fold))
     mean, std = aggregate(folds)
     objective_value = mean.get(objective.key)

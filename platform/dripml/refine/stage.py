@@ -17,11 +17,22 @@ The step after Discover, in the active (parent) MLflow run:
    frontier point is registered as a version; each version carries its costs as tags
    (``latency_p99_ms``, ``model_mb``...) and ``dripml.frontier=true``;
 5. ``frontier.csv`` (the table) and ``frontier.png`` (the plot) are logged to the run.
+
+Under a time budget (a bounded :class:`~dripml.core.budget.Deadline`) each step fits what
+is left: a candidate is refit only when its estimate (mean fold fit time x k / (k - 1),
+scaled by how the refits so far compared with their estimates) plus the least measurement
+and registration after it fit, the first always; the measurement is cut as
+:func:`dripml.core.budget.plan_measurement` says (fewer latency calls down to 200, no peak
+memory unless a constraint or ``select.cost`` needs it, fewer candidates); frontier points
+other than the chosen one are registered while a registration (timed on the chosen one)
+fits. :attr:`Refined.skipped` says what was cut.
 """
 
 from __future__ import annotations
 
 import tempfile
+import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +40,8 @@ import mlflow
 import pandas as pd
 
 from dripml.algorithms import registry as algorithms
-from dripml.core import costs
+from dripml.core import budget, costs
+from dripml.core.budget import Deadline
 from dripml.core.data import Dataset
 from dripml.core.objective import Objective
 from dripml.core.progress import Reporter
@@ -54,7 +66,9 @@ class Refined:
         chosen: the trial the ``select`` policy chose.
         refit: the chosen trial refit on all training rows, with its test metrics.
         registered: the chosen model's registry entry (it holds the alias).
-        versions: trial number -> registered version, for every frontier point.
+        versions: trial number -> registered version, for every registered frontier point.
+        skipped: what the time budget cut (candidates not refit or not measured, latency
+            calls reduced, peak memory not measured, frontier points not registered).
     """
 
     frontier: frontier.Frontier
@@ -62,19 +76,24 @@ class Refined:
     refit: Refit
     registered: tracking.RegisteredModel
     versions: dict[int, str]
+    skipped: tuple[str, ...] = ()
 
 
 def run(dataset: Dataset, spec: Spec, result: SearchResult, objective: Objective,
-        reporter: Reporter | None = None, *, set_alias: bool = True) -> Refined:
+        reporter: Reporter | None = None, *, set_alias: bool = True,
+        deadline: Deadline | None = None) -> Refined:
     """Refit, measure, choose, register and log (see the module docstring). Without
-    ``set_alias`` the versions are registered but the alias stays where it is.
+    ``set_alias`` the versions are registered but the alias stays where it is; with a
+    bounded ``deadline`` (the run's) the work is fitted to the time left.
 
     Raises:
         ConstraintError: no candidate meets the spec's constraints.
     """
     report = reporter or Reporter()
+    deadline = deadline or Deadline(None)
     chosen_trials = selection.candidates(result, spec.refine, spec.constraints)
-    measured, refits = measure_candidates(dataset, spec, chosen_trials, report)
+    measured, refits, skipped = measure_candidates(dataset, spec, chosen_trials, report,
+                                                   deadline=deadline)
     options = {"objective_key": objective.key, "direction": objective.direction,
                "constraints": spec.constraints, "select": spec.select}
     try:
@@ -93,42 +112,106 @@ def run(dataset: Dataset, spec: Spec, result: SearchResult, objective: Objective
     with report.step(f"registered {len(placed.frontier_points)} frontier point(s) of "
                      f"{spec.model_name!r}; {spec.registry.alias}: trial {chosen.number} "
                      f"({chosen.algorithm})"):
-        registered, versions = register(placed, refits, dataset, spec, set_alias=set_alias)
+        registered, versions = register(placed, refits, dataset, spec, set_alias=set_alias,
+                                        deadline=deadline)
+    skipped += [f"frontier point trial {p.candidate.trial} ({p.candidate.algorithm}) not "
+                "registered" for p in placed.frontier_points if p.candidate.trial not in versions]
     placed = placed.with_versions(versions)
     log_frontier(placed)
-    return Refined(placed, chosen, refit, registered, versions)
+    return Refined(placed, chosen, refit, registered, versions, tuple(skipped))
+
+
+def needs_memory(spec: Spec) -> bool:
+    """Whether the spec judges peak memory (a ``max_memory_mb`` constraint, or
+    ``select.cost`` memory_mb): then a time budget never skips measuring it."""
+    return spec.constraints.max_memory_mb is not None or spec.select.cost == "memory_mb"
 
 
 def measure_candidates(dataset: Dataset, spec: Spec, candidates: list[TrialResult],
-                       reporter: Reporter | None = None
-                       ) -> tuple[list[frontier.CandidateCost], dict[int, Refit]]:
-    """Refit every candidate, then measure their serving costs together on up to 1,000 test
-    records (latencies interleaved, see :func:`dripml.core.costs.measure_latencies`)."""
+                       reporter: Reporter | None = None, *, deadline: Deadline | None = None
+                       ) -> tuple[list[frontier.CandidateCost], dict[int, Refit], list[str]]:
+    """Refit the candidates, then measure their serving costs together on up to 1,000 test
+    records (latencies interleaved, see :func:`dripml.core.costs.measure_latencies`).
+
+    With a bounded ``deadline``, refit and measure what fits (see the module docstring);
+    the first candidate is always refit and measured.
+
+    Returns:
+        The measured candidates, the refits by trial number (every refit one, measured or
+        not), and what the deadline cut, one line each.
+    """
     report = reporter or Reporter()
+    deadline = deadline or Deadline(None)
     records = costs.json_records(dataset.X_test, costs.BATCH_ROWS)
     modules = sorted({m for t in candidates
                       if (m := algorithms.dependency_module(t.algorithm_name)) is not None})
     refits: dict[int, Refit] = {}
-    with costs.MemoryMeter(records, modules) as meter:  # its imports overlap the refits
+    skipped: list[str] = []
+    floor = min(budget.LATENCY_FLOOR_CALLS, spec.refine.latency_calls)
+    k = spec.k_fold.n_splits
+    estimated = spent = 0.0  # refit seconds: estimated from the folds, and taken
+
+    def least_after(trials: list[TrialResult]) -> float:  # measure at the floor, register
+        return sum(budget.measurement_s(
+            budget.call_s(t.predict_row_ms), floor, memory=False, models=len(trials),
+            warmup=budget.REDUCED_WARMUP_CALLS) for t in trials
+        ) + budget.REGISTER_S + budget.FINISH_S
+
+    with ExitStack() as stack:
+        # Its imports overlap the refits; under a budget it starts only when memory is measured.
+        meter = (None if deadline.bounded
+                 else stack.enter_context(costs.MemoryMeter(records, modules)))
         for trial in candidates:
+            estimate = budget.refit_s(
+                budget.TrialCost(trial.fit_time_s / max(1, len(trial.folds))), k / (k - 1))
+            scaled = estimate * (spent / estimated if estimated > 0 else 1.0)
+            done = [t for t in candidates if t.number in refits]
+            if refits and scaled + least_after([*done, trial]) > deadline.left_s():
+                skipped.append(f"trial {trial.number} ({trial.algorithm}) not refit "
+                               f"(~{scaled:.1f} s; {deadline.left_s():.1f} s left)")
+                continue
             with report.step(f"refit trial {trial.number} ({trial.algorithm}) on "
                              f"{len(dataset.y_train)} rows"):
+                started = time.monotonic()
                 refits[trial.number] = selection.refit(dataset, spec, trial)
-        with report.step(f"measured {len(candidates)} candidate(s) on the serving path "
-                         f"({spec.refine.latency_calls} single-row calls each)"):
+            estimated += estimate
+            spent += time.monotonic() - started
+        refit_trials = [t for t in candidates if t.number in refits]
+        plan = budget.MeasurePlan(len(refit_trials), spec.refine.latency_calls, True, 0.0)
+        if deadline.bounded:
+            timings = [budget.ModelTiming(*costs.time_calls(refits[t.number].model, records))
+                       for t in refit_trials]
+            plan = budget.plan_measurement(
+                deadline.left_s() - budget.REGISTER_S - budget.FINISH_S, timings,
+                calls=spec.refine.latency_calls, floor=floor,
+                can_skip_memory=not needs_memory(spec), memory_start_s=budget.MEMORY_START_S)
+            skipped += [f"trial {t.number} ({t.algorithm}) refit but not measured"
+                        for t in refit_trials[plan.models:]]
+            if plan.calls < spec.refine.latency_calls:
+                skipped.append(f"latency measured with {plan.calls} single-row calls per "
+                               f"candidate, not {spec.refine.latency_calls}")
+            if not plan.memory:
+                skipped.append("peak memory not measured")
+        if plan.memory and meter is None:
+            meter = stack.enter_context(costs.MemoryMeter(records, modules))
+        to_measure = refit_trials[:plan.models]
+        with report.step(f"measured {len(to_measure)} candidate(s) on the serving path "
+                         f"({plan.calls} single-row calls each)"):
             measured = costs.measure_all(
-                [refits[t.number].model for t in candidates], records,
-                calls=spec.refine.latency_calls,
-                instance_price_per_hour=spec.refine.instance_price_per_hour, memory=meter)
+                [refits[t.number].model for t in to_measure], records, calls=plan.calls,
+                instance_price_per_hour=spec.refine.instance_price_per_hour,
+                memory=meter if plan.memory else None,
+                min_calls=min(costs.MIN_LATENCY_CALLS, plan.calls),
+                memory_skipped="skipped: time budget", warmup=plan.warmup)
     out = []
-    for trial, cost in zip(candidates, measured, strict=True):
+    for trial, cost in zip(to_measure, measured, strict=True):
         report.message(f"  trial {trial.number} ({trial.algorithm}): {describe(cost)}")
         out.append(frontier.CandidateCost(
             trial=trial.number, algorithm=trial.algorithm,
             objective=float(trial.objective if trial.objective is not None else "nan"),
             cost=cost, params=dict(trial.params),
             test_metrics=dict(refits[trial.number].test_metrics)))
-    return out, refits
+    return out, refits, skipped
 
 
 def describe(cost: costs.ServingCost) -> str:
@@ -154,18 +237,25 @@ def version_tags(point: frontier.FrontierPoint, objective_key: str) -> dict[str,
 
 
 def register(placed: frontier.Frontier, refits: dict[int, Refit], dataset: Dataset,
-             spec: Spec, *, set_alias: bool = True
+             spec: Spec, *, set_alias: bool = True, deadline: Deadline | None = None
              ) -> tuple[tracking.RegisteredModel, dict[int, str]]:
     """Register the chosen point (moving the alias to it with ``set_alias``), then every
-    other frontier point."""
+    other frontier point; with a bounded ``deadline``, each other point only while one more
+    registration (timed on the chosen one) and :data:`dripml.core.budget.FINISH_S` fit in
+    the time left. Returns the chosen entry and trial -> version of the registered points."""
+    deadline = deadline or Deadline(None)
     chosen = placed.chosen
+    started = time.monotonic()
     registered = tracking.log_and_register(
         refits[chosen.candidate.trial].model, dataset.X_test, spec,
         tags=version_tags(chosen, placed.objective_key), set_alias=set_alias)
+    per_version = time.monotonic() - started
     versions = {chosen.candidate.trial: registered.version}
     for point in placed.frontier_points:
         trial = point.candidate.trial
         if trial in versions:
+            continue
+        if per_version + budget.FINISH_S > deadline.left_s():
             continue
         versions[trial] = tracking.log_version(
             refits[trial].model, dataset.X_test, spec,
