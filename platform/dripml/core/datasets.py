@@ -161,8 +161,14 @@ def resolve(uri: str) -> Path:
 
 
 def fetch(name: str) -> dict[str, Path]:
-    """Download data set ``name`` into the cache (once) and return its split files."""
-    info = DATASETS[name]
+    """Download data set ``name`` into the cache (once) and return its split files.
+
+    Raises:
+        DataError: unknown name (the message lists the known ones), or the download failed.
+    """
+    info = DATASETS.get(name)
+    if info is None:
+        raise DataError(f"unknown data set {name!r}; known: {sorted(DATASETS)}")
     folder = cache_dir() / "datasets" / name
     paths = {split: folder / f"{split}.parquet" for split in info.splits}
     if all(p.is_file() for p in paths.values()):

@@ -276,9 +276,7 @@ def discover(
 
     if best is None:
         _raise_if_probe_pruned_all(results, spec)
-        failures = [r.error for r in results if r.error]
-        detail = f" First failure:\n{failures[0]}" if failures else ""
-        raise SearchError(f"none of {len(results)} trials completed.{detail}")
+        raise SearchError(f"none of {len(results)} trials completed.{_first_failure(results)}")
     results.sort(key=lambda r: r.number)
     skipped = []
     if cancelled:
@@ -293,9 +291,14 @@ def discover(
                         time.monotonic() - started, tuple(skipped))
 
 
+def _first_failure(results: list[TrialResult]) -> str:
+    """`` First failure:`` and the first failed trial's error, or nothing if none failed."""
+    error = next((r.error for r in results if r.error), None)
+    return f" First failure:\n{error}" if error else ""
+
+
 def _budget_error(deadline: Deadline, results: list[TrialResult], cancelled: list[int]) -> str:
-    failures = [r.error for r in results if r.error]
-    detail = f" First failure:\n{failures[0]}" if failures else ""
+    detail = _first_failure(results)
     return (f"no trial completed within twice the time budget (search.time_budget_s "
             f"{deadline.budget_s:g} s; {deadline.elapsed_s():.1f} s elapsed since the run "
             f"started, {len(results)} trial(s) ended, {len(cancelled)} cancelled in flight). "

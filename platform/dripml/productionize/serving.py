@@ -767,7 +767,8 @@ def serve(model_ref: str, *, host: str = "127.0.0.1", port: int = 3000,
     uri = tracking.configure(tracking_uri)
     model_uri, version_label = _resolve(model_ref)
     check_port_free(host, port)
-    bundle = export_for_serving(model_uri, version_label, tracking.absolute_tracking_uri(uri))
+    store = tracking.absolute_tracking_uri(uri)  # valid from the server's working directory
+    bundle = export_for_serving(model_uri, version_label, store)
 
     env = dict(os.environ)
     # The folder holding the dripml package, so the server imports this very copy.
@@ -780,7 +781,7 @@ def serve(model_ref: str, *, host: str = "127.0.0.1", port: int = 3000,
         "DRIPML_MODEL_REF": model_ref,
         "DRIPML_SERVE_WORKERS": str(workers),
         "DRIPML_SERVE_BATCHING": batching,
-        "MLFLOW_TRACKING_URI": tracking.absolute_tracking_uri(uri),
+        "MLFLOW_TRACKING_URI": store,
         "BENTOML_DO_NOT_TRACK": "True",
         "PYTHONUNBUFFERED": "1",
     })
