@@ -197,7 +197,8 @@ def test_shared_preprocessing_scores_like_a_full_fit(small_adult, algorithm: str
     args = (X, dataset.y_train, splits, 1, algorithm, params, ctx, 2, bound, bound)
     full = folds_module.run_fold(*args)
     shared = folds_module.run_fold(
-        *args, folds_module.transform_fold(X, splits, 1, algorithm, params, ctx))
+        *args, folds_module.transform_fold(X, dataset.y_train, splits, 1, algorithm, params,
+                                           ctx))
     assert shared.metrics.keys() == full.metrics.keys()
     for key, value in full.metrics.items():
         assert shared.metrics[key] == pytest.approx(value, abs=1e-9), key

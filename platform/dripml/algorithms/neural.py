@@ -1,4 +1,5 @@
-"""``mlp``: a PyTorch multi-layer perceptron on one-hot + standardised features.
+"""``mlp``: a PyTorch multi-layer perceptron on standardised numbers and one-hot (target
+encoded when large) categories.
 
 The estimator lives in :mod:`dripml.algorithms.torch_mlp`, which imports torch: only the
 builder imports it, so registering ``mlp`` (and checking a spec) never loads torch.
@@ -28,12 +29,13 @@ def _mlp(ctx: BuildContext, params: dict[str, Any]) -> Recipe:
     cls = TorchMLPRegressor if ctx.task == "regression" else TorchMLPClassifier
     device = "auto" if ctx.gpus > 0 else "cpu"
     estimator = cls(**params, num_threads=ctx.n_threads, random_state=ctx.seed, device=device)
-    return Recipe(estimator, linear_preprocessor(ctx.layout), preprocessor_key=LINEAR_INPUT)
+    preprocessor = linear_preprocessor(ctx.layout, task=ctx.task, seed=ctx.seed)
+    return Recipe(estimator, preprocessor, preprocessor_key=LINEAR_INPUT)
 
 
 MLP = register(Algorithm(
     name="mlp", builder=_mlp, tasks=ALL_TASKS,
-    description="PyTorch MLP on one-hot + standardised features",
+    description="PyTorch MLP on standardised, one-hot and target-encoded features",
     default_space={"hidden_units": {"type": "choice", "values": [64, 128, 256]},
                    "num_layers": {"type": "int", "low": 1, "high": 3},
                    "dropout": {"type": "uniform", "low": 0.0, "high": 0.3},

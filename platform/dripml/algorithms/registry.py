@@ -59,7 +59,7 @@ from dripml.algorithms.base import (
     unknown_param_error,
     unregister,
 )
-from dripml.algorithms.preprocessing import LINEAR_INPUT, TREE_INPUT, as_float
+from dripml.algorithms.preprocessing import BUILTIN_ENCODINGS, LINEAR_INPUT, TREE_INPUT, as_float
 from dripml.algorithms.preprocessing import _text_only as _text_only
 from dripml.core.features import ColumnLayout
 from dripml.core.model import Recipe, TrainedModel
@@ -83,11 +83,13 @@ __all__ = [
     "declarations",
     "dependency_module",
     "distributed",
+    "encoding_summary",
     "find",
     "for_model",
     "get",
     "is_builtin",
     "load_custom",
+    "low_cost",
     "names",
     "refresh_entry_points",
     "register",
@@ -116,8 +118,10 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def search_space(spec: AlgorithmSpec, task: Task) -> Mapping[str, Dimension]:
-    """The algorithm's tuned dimensions: the spec's, else the declared default, else none.
+def search_space(spec: AlgorithmSpec, task: Task,
+                 n_rows: int | None = None) -> Mapping[str, Dimension]:
+    """The algorithm's tuned dimensions: the spec's, else the declared default (its sizes
+    scaled to ``n_rows`` training rows when given), else none.
 
     Raises:
         SpecError: an unknown algorithm (see :func:`get`).
@@ -127,7 +131,7 @@ def search_space(spec: AlgorithmSpec, task: Task) -> Mapping[str, Dimension]:
     # `pretrained` names a model, not a hyperparameter: the default space still applies.
     if set(spec.params) - {"pretrained"}:
         return {}
-    return get(spec.name).space_for(task)
+    return get(spec.name).space_for(task, n_rows)
 
 
 def check(spec: AlgorithmSpec, task: Task, layout: ColumnLayout | None = None, *,
@@ -205,6 +209,21 @@ def for_model(model: TrainedModel) -> Algorithm | None:
         return from_class(cls, name=cls.__name__, origin=f"class {cls.__qualname__}")
     except SpecError:
         return None
+
+
+def low_cost(spec: AlgorithmSpec) -> dict[str, Any]:
+    """The declared low-cost point of ``spec``'s algorithm, less what the spec fixes
+    ({} for custom code without one)."""
+    return {k: v for k, v in get(spec.name).low_cost.items() if k not in spec.params}
+
+
+def encoding_summary(name: str, ctx: BuildContext) -> str:
+    """How built-in ``name`` encodes the categorical and datetime columns of ``ctx.layout``,
+    e.g. ``"one-hot: origin, carrier; target: tailnum, dest; datetime parts: time_hour"``
+    (at default hyperparameters). "" when there are no such columns, for algorithms that
+    read text only, and for plugins and custom code (their encoding is their own)."""
+    encoding = BUILTIN_ENCODINGS.get(name) if is_builtin(name) else None
+    return encoding.describe(ctx.layout) if encoding is not None else ""
 
 
 def dependency_module(name: str) -> str | None:

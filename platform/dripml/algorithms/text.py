@@ -1,6 +1,7 @@
 """Algorithms over text columns: TF-IDF and pretrained transformers.
 
-- ``tfidf_linear``: TF-IDF of each text column + one-hot tabular features, then a linear model.
+- ``tfidf_linear``: TF-IDF of each text column + tabular features (categories one-hot, or
+  target encoded when large), then a linear model.
 - ``embeddings_linear`` / ``embeddings_gbm``: sentence embeddings of a pretrained encoder
   (:class:`dripml.algorithms.transformer.SentenceEmbedder`) + tabular features, then a linear
   model or LightGBM; both share one preprocessor key, so a search embeds a fold once.
@@ -25,12 +26,11 @@ from dripml.algorithms.base import (
     register,
 )
 from dripml.algorithms.gbm import LIGHTGBM_PARAMS, LIGHTGBM_SYSTEM_PACKAGES, lightgbm_estimator
-from dripml.algorithms.linear import linear_model, linear_params
+from dripml.algorithms.linear import linear_input, linear_model, linear_params
 from dripml.algorithms.preprocessing import (
     LINEAR_INPUT,
-    linear_preprocessor,
+    categorical_blocks,
     numeric_block,
-    one_hot_block,
     text_columns,
 )
 from dripml.core.model import Recipe
@@ -70,7 +70,7 @@ def _tfidf_linear(ctx: BuildContext, params: dict[str, Any]) -> Recipe:
         "max_features": params.pop("max_features", 100_000),
         "sublinear_tf": True,
     }
-    preprocessor = linear_preprocessor(ctx.layout, text=text)
+    preprocessor = linear_input(ctx, text=text)
     key = (*LINEAR_INPUT, tuple(sorted(text.items())))
     return Recipe(linear_model(ctx, params), preprocessor, preprocessor_key=key)
 
@@ -84,8 +84,8 @@ def _embedding_preprocessor(ctx: BuildContext, pretrained: str, max_length: int)
         for p in ctx.layout.text]
     if ctx.layout.numeric:
         blocks.append(("numeric", numeric_block(), list(ctx.layout.numeric)))
-    if ctx.layout.categorical:
-        blocks.append(("categorical", one_hot_block(ctx.layout), list(ctx.layout.categorical)))
+    # Dense output: large categoricals are target encoded, not one-hot (thousands of columns).
+    blocks.extend(categorical_blocks(ctx.layout, task=ctx.task, seed=ctx.seed))
     return ColumnTransformer(blocks, sparse_threshold=0.0)
 
 

@@ -7,6 +7,7 @@ data fails before any compute is spent.
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +18,12 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from dripml.core import datasets
-from dripml.core.features import TabularEncoder, infer_kinds
+from dripml.core.features import Kind, TabularEncoder, identifier_note, infer_kinds
 from dripml.core.spec import DataSpec, Spec, Task
 from dripml.core.text import TextRules
 from dripml.errors import DataError
+
+logger = logging.getLogger(__name__)
 
 MAX_CLASSES = 1000
 
@@ -34,7 +37,9 @@ class Dataset:
         y_train, y_test: label per row; class codes 0..K-1 (int64) for classification,
             float64 for regression. Shapes (n_train,) and (n_test,).
         classes: original class labels as strings, code i -> classes[i]; () for regression.
-        encoder: fitted on X_train; maps rows to the encoded matrix.
+        encoder: fitted on X_train; maps rows to the encoded matrix. Its ``notes`` say
+            what loading decided on its own (identifier columns dropped, levels merged,
+            datetime columns found), for the caller to show.
         task: binary, multiclass or regression.
     """
 
@@ -108,7 +113,8 @@ def text_rules(spec: Spec, kinds: Mapping[str, str]) -> dict[str, TextRules]:
 
 
 def load(spec: Spec) -> Dataset:
-    """Read, check, split and encode the spec's data.
+    """Read, check, split and encode the spec's data. Undeclared columns that look like row
+    identifiers are left out of the features (see :func:`find_identifiers`).
 
     Raises:
         DataError: a missing label or feature column (the message lists the columns found),
@@ -132,8 +138,14 @@ def load(spec: Spec) -> Dataset:
     features = data.features or [c for c in train.columns if c != data.label]
     y_train, y_test, classes = _encode_labels(train[data.label], test[data.label], spec)
     X_train = train[features].reset_index(drop=True)
-    kinds = infer_kinds(X_train, data.type_overrides())
-    encoder = TabularEncoder(text_rules(spec, kinds)).fit(X_train, kinds)
+    overrides = data.type_overrides()
+    kinds = infer_kinds(X_train, overrides)
+    identifiers = find_identifiers(X_train, kinds, overrides)
+    features = [c for c in features if c not in identifiers]
+    X_train = X_train[features]
+    kinds = {c: kinds[c] for c in features}
+    encoder = TabularEncoder(text_rules(spec, kinds)).fit(
+        X_train, kinds, notes=tuple(identifiers.values()))
     _check_folds(y_train, spec)
     return Dataset(
         X_train=X_train,
@@ -145,6 +157,25 @@ def load(spec: Spec) -> Dataset:
         task=spec.task,
         label=data.label,
     )
+
+
+def find_identifiers(frame: pd.DataFrame, kinds: Mapping[str, Kind],
+                     declared: Mapping[str, str]) -> dict[str, str]:
+    """Undeclared numeric or categorical columns that look like row identifiers (see
+    :func:`~dripml.core.features.identifier_note`), each with its note, logged as a warning.
+
+    An identifier only tells training rows apart: a model fits it and learns nothing that
+    carries to new rows, so it is left out unless ``data.column_types`` declares it.
+    """
+    found = {}
+    for name in frame.columns:
+        if name in declared or kinds[name] not in ("numeric", "categorical"):
+            continue
+        note = identifier_note(frame[name], name)
+        if note is not None:
+            logger.warning(note)
+            found[name] = note
+    return found
 
 
 def _check_columns(frame: pd.DataFrame, data: DataSpec, source: str) -> None:

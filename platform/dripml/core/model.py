@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,8 @@ from dripml.core.spec import Task
 
 @dataclass
 class Recipe:
-    """What a trial fits: ``estimator.fit(preprocessor.fit_transform(X), y, **fit_params)``.
+    """What a trial fits: ``estimator.fit(preprocessor.fit_transform(X, y), y, **fit_params)``
+    (``y`` for preprocessors that learn from the label, such as target encoding).
 
     ``input_kind`` is ``"encoded"`` (the encoder's matrix) or ``"frame"`` (custom models get
     the original feature DataFrame). Recipes with equal ``preprocessor_key`` preprocess
@@ -156,8 +158,15 @@ def example_record(frame: pd.DataFrame) -> dict[str, Any]:
     """The first row without missing values (else the first row) as JSON-ready values."""
     complete = frame.dropna()
     row = (complete if len(complete) else frame).iloc[0]
-    return {name: (None if pd.isna(value) else value.item() if hasattr(value, "item") else value)
-            for name, value in row.items()}
+    return {name: _json_value(value) for name, value in row.items()}
+
+
+def _json_value(value: Any) -> Any:
+    if pd.isna(value):
+        return None
+    if isinstance(value, datetime | date):  # a datetime column of a Parquet file
+        return value.isoformat()
+    return value.item() if hasattr(value, "item") else value
 
 
 def prediction_frame(prediction: Prediction) -> pd.DataFrame:

@@ -45,21 +45,24 @@ class TransformedFold:
 
 def transform_fold(
     X: Any,
+    y: np.ndarray,
     splits: Sequence[tuple[np.ndarray, np.ndarray]],
     fold: int,
     algorithm_name: str,
     params: dict[str, Any],
     ctx: BuildContext,
 ) -> TransformedFold:
-    """Fit the recipe's preprocessor on fold ``fold``'s training rows and transform both
-    sides (a Ray task; its output is shared by every trial with the same preprocessor_key)."""
+    """Fit the recipe's preprocessor on fold ``fold``'s training rows and labels and transform
+    both sides (a Ray task; its output is shared by every trial with the same
+    preprocessor_key). ``y`` (shape (n_rows,), like ``X``'s rows) is what a target encoding
+    learns from: only the fold's training labels reach it."""
     from threadpoolctl import threadpool_limits
 
     train_idx, val_idx = splits[fold]
     preprocessor = algorithms.build(algorithm_name, ctx, params).preprocessor
     with threadpool_limits(limits=ctx.n_threads):
         started = time.perf_counter()
-        train = preprocessor.fit_transform(X[train_idx])
+        train = preprocessor.fit_transform(X[train_idx], y[train_idx])
         validation = preprocessor.transform(X[val_idx])
     return TransformedFold(train, validation, time.perf_counter() - started, preprocessor)
 
@@ -114,12 +117,16 @@ def run_fold(
         else:
             X_train = X.iloc[train_idx] if hasattr(X, "iloc") else X[train_idx]
             X_val = X.iloc[val_idx] if hasattr(X, "iloc") else X[val_idx]
-            fitted.fit(X_train, y_train)
+            if recipe.preprocessor is not None:
+                X_train = recipe.preprocessor.fit_transform(X_train, y_train)
+            fitted.fit_transformed(X_train, y_train)
             fit_time_s = time.perf_counter() - started
             predict = fitted.predict
         scores = _score(predict, X_val, y_val, validation_metrics, "validation")
         if train_metrics:
-            scores |= _score(predict, X_train, y_train, train_metrics, "train")
+            # On the rows the estimator was fitted on, as the shared path does: a target
+            # encoding's are cross-fitted; transform(X_train) would hand each row its own label.
+            scores |= _score(fitted.predict_transformed, X_train, y_train, train_metrics, "train")
         row_ms = (time_rows_ms(predict, X_val, row_calls)
                   if row_calls > 0 and probe_calls <= 0 else None)
     if probe_calls <= 0:

@@ -110,6 +110,9 @@ def _field_description(feature: Feature, shown: int = 5) -> str:
         return "numeric: a number (integer or float); null when missing"
     if feature.kind == "text":
         return "text: a string; null when missing"
+    if feature.kind == "datetime":
+        return ("datetime: an ISO-8601 date or timestamp such as '2013-01-01T10:00:00Z'; "
+                "null, or a value that does not read as one, counts as missing")
     if not feature.categories:
         return "categorical: a string; null when missing (no categories seen in training)"
     examples = ", ".join(repr(c) for c in feature.categories[:shown])
@@ -141,7 +144,8 @@ def request_model(model: TrainedModel) -> type[BaseModel]:
     nullable (null = missing value); unknown keys are rejected (``extra="forbid"``). Types:
     numeric -> a JSON number (int or float; strings, booleans, NaN and Infinity rejected);
     categorical -> a string (also an integer when all training categories are integers);
-    text -> a string. Field descriptions give the kind and a few known categories; the
+    text, datetime (ISO-8601) -> a string. Field descriptions give the kind and a few known
+    categories; the
     model's ``example`` record is the JSON-schema example.
 
     Feature names that are not valid pydantic field names (``"my col"``, ``"_id"``,
