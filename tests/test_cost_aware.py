@@ -66,6 +66,7 @@ def test_a_family_50x_dearer_is_drawn_about_50x_less_often() -> None:
     for key in ("cheap", "dear"):
         planner.first_point(key)
     planner.observe_trial("cheap", {"n_estimators": 32}, 1.0, 0.90, failed=False)
+    assert planner.eci("dear") == pytest.approx(1.0)  # none ended: the others' average cost
     planner.observe_trial("dear", {"n_estimators": 32}, 50.0, 0.90, failed=False)
     drawn = _drawn(planner)
     assert 25 < drawn["cheap"] / max(1, drawn["dear"]) < 100
@@ -75,24 +76,44 @@ def test_a_family_far_behind_is_drawn_less_than_its_cost_alone_says() -> None:
     planner = Planner(SPACES, LOW_COST, "minimize", seed=2)  # e.g. RMSE: lower is better
     for key in ("cheap", "dear"):
         planner.first_point(key)
-    for value in (10.0, 10.5, 11.0):
+    for value in (11.0, 10.5, 10.0):  # improving with every trial
         planner.observe_trial("cheap", {"n_estimators": 32}, 1.0, value, failed=False)
-    planner.observe_trial("dear", {"n_estimators": 32}, 1.0, 12.0, failed=False)
+    for value in (12.0, 12.5, 13.0):
+        planner.observe_trial("dear", {"n_estimators": 32}, 1.0, value, failed=False)
     assert planner.eci("dear") > 5 * planner.eci("cheap")
     drawn = _drawn(planner)
     assert drawn["cheap"] > 5 * drawn["dear"]
+    # a leader that stalls (FLAML's time since improvement) gives the others turns
+    for _ in range(12):
+        planner.observe_trial("cheap", {"n_estimators": 32}, 1.0, 10.2, failed=False)
+    assert planner.eci("cheap") == pytest.approx(12.0)  # 12 trial-seconds without one
+
+
+def test_a_family_halving_always_stops_is_judged_at_its_deepest_rung() -> None:
+    planner = Planner(SPACES, LOW_COST, "maximize", seed=3)
+    for key in ("cheap", "dear"):
+        planner.first_point(key)
+    for value in (0.80, 0.85, 0.86):  # "cheap" climbs and completes
+        planner.observe_rung("cheap", 0, value)
+    planner.observe_trial("cheap", {"n_estimators": 32}, 1.0, 0.86, failed=False)
+    for value in (0.60, 0.62, 0.61):  # "dear" is as cheap but always stopped at rung 0
+        # its first EXPLORE_TRIALS are drawn on cost alone
+        assert planner.eci("dear") == pytest.approx(1.0)
+        planner.observe_rung("dear", 0, value)
+        planner.observe_trial("dear", {"n_estimators": 32}, 1.0, None, failed=False)
+    assert planner.eci("dear") > 20 * planner.eci("cheap")
 
 
 def test_caps_grow_only_where_the_best_trial_presses_on_them_and_time_allows() -> None:
     planner = Planner(SPACES, LOW_COST, "maximize")
     cap = planner.space("cheap")["n_estimators"].high
-    planner.observe_trial("cheap", {"n_estimators": 40}, 1.0, 0.80, failed=False)
+    planner.observe_trial("cheap", {"n_estimators": cap // 4}, 1.0, 0.80, failed=False)
     assert planner.space("cheap")["n_estimators"].high == cap  # 40 is not near 128
-    planner.observe_trial("cheap", {"n_estimators": 120}, 1.0, 0.85, failed=False)
+    planner.observe_trial("cheap", {"n_estimators": cap - 8}, 1.0, 0.85, failed=False)
     assert planner.space("cheap")["n_estimators"].high == 2 * cap
     # no growth when a fit at the grown bound would not fit in the time left
-    planner.observe_fit("cheap", {"n_estimators": 250}, 10_000, 20.0)
-    planner.observe_trial("cheap", {"n_estimators": 250}, 20.0, 0.86, failed=False,
+    planner.observe_fit("cheap", {"n_estimators": 2 * cap - 8}, 10_000, 20.0)
+    planner.observe_trial("cheap", {"n_estimators": 2 * cap - 8}, 20.0, 0.86, failed=False,
                           time_left_s=30.0, rows=10_000)
     assert planner.space("cheap")["n_estimators"].high == 2 * cap
 

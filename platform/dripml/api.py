@@ -54,6 +54,8 @@ if TYPE_CHECKING:
 SpecSource = str | Path | Mapping[str, Any] | Spec | None
 BUDGET_ARTIFACT = "budget.json"
 """What :func:`train` spent and what its time budget cut, logged to the search run."""
+DATA_NOTES_ARTIFACT = "data_notes.txt"
+"""What the encoder said of the data (identifiers dropped, levels merged, dates found)."""
 
 
 @dataclass(frozen=True)
@@ -193,15 +195,17 @@ def train(
         run_id = run.info.run_id
 
         def on_trial(result: TrialResult, best: TrialResult | None,
-                     done: int, total: int) -> None:
+                     done: int, total: int | None) -> None:
             tracking.log_trial(run_id, result)
             report.trial(result, best, done, total, objective.key)
 
-        with report.search(search.trial_count(checked)):
+        with report.search(search.shown_trial_count(checked)):
             result = trials.discover(dataset, checked, objective, on_trial=on_trial,
                                      deadline=deadline)
         discovered = time.monotonic()
 
+        if dataset.encoder.notes:
+            mlflow.log_text("\n".join(dataset.encoder.notes) + "\n", DATA_NOTES_ARTIFACT)
         board = candidates.leaderboard(result)
         mlflow.log_text(board.to_csv(index=False), "leaderboard.csv")
         mlflow.log_text(board.to_markdown(index=False) if _has_tabulate() else
@@ -255,6 +259,8 @@ def connect(spec: Spec, *, ray_address: str | None = None,
         trials.warm_up_workers(spec)
         with report.step(f"loaded data ({spec.data.train})"):
             dataset = loading.result()
+        for note in dataset.encoder.notes:  # identifiers dropped, levels merged, dates found
+            report.message(note)
         for i, algorithm in enumerate(spec.algorithms):
             algorithms.check(algorithm, spec.task, dataset.encoder.layout,
                              where=f"algorithms[{i}]")

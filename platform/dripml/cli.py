@@ -305,17 +305,38 @@ def models(tracking_uri: TrackingUri = None) -> None:
 
 
 @app.command()
-def algorithms() -> None:
-    """List the built-in algorithms, the tasks they support and their default search spaces."""
+def algorithms(
+    rows: Annotated[int | None, typer.Option(
+        min=1, help="Show the default spaces scaled to this many training rows (a fold's).")
+    ] = None,
+) -> None:
+    """List the built-in algorithms: tasks, default search spaces with their bounds, how the
+    bounds scale with the rows, and where the cost-aware search starts each one."""
     from dripml import api
 
-    table = Table(title="built-in algorithms", title_justify="left")
+    title = "built-in algorithms" + (f" (spaces for {rows:,} training rows)" if rows else "")
+    table = Table(title=title, title_justify="left")
     for column in ("name", "tasks", "description", "default search space"):
         table.add_column(column, overflow="fold")
     for name, algorithm in api.list_algorithms().items():
-        space = ", ".join(f"{k}: {v.type}" for k, v in algorithm.default_space.items())
-        table.add_row(name, ", ".join(sorted(algorithm.tasks)), algorithm.description, space)
+        task = "regression" if algorithm.tasks == {"regression"} else "binary"
+        lines = [f"{k}: {_dimension_text(v)}" for k, v in algorithm.space_for(task, rows).items()]
+        if algorithm.space_notes and rows is None:
+            lines.append(f"[dim]{algorithm.space_notes}[/]")
+        if algorithm.low_cost:
+            start = ", ".join(f"{k}={v}" for k, v in algorithm.low_cost.items())
+            lines.append(f"[dim]low-cost start: {start}[/]")
+        table.add_row(name, ", ".join(sorted(algorithm.tasks)), algorithm.description,
+                      "\n".join(lines))
     out.print(table)
+
+
+def _dimension_text(dim: Any) -> str:
+    """``int 16..2000 log`` / ``loguniform 0.01..0.5`` / ``choice sqrt, 0.5``."""
+    if dim.type == "choice":
+        return "choice " + ", ".join(map(str, dim.values))
+    log = " log" if getattr(dim, "log", False) else ""
+    return f"{dim.type} {dim.low:g}..{dim.high:g}{log}"
 
 
 @spec_app.command("schema")

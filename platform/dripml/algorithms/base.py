@@ -144,6 +144,13 @@ class Algorithm:
             ``resources.workers_per_trial > 1``.
         needs_pretrained: reads a pretrained transformers model (``pretrained``).
         needs_text: needs a text column.
+        low_cost: the cheapest sensible values of the dimensions that drive its fit time
+            (trees, leaves, depth; FLAML's low-cost initial point): the cost-aware search
+            starts the family there and grows those dimensions only while quality pays
+            (:mod:`dripml.discover.planner`).
+        scaled_space: ``scaled_space(n_rows)`` gives dimensions that replace the default
+            space's for ``n_rows`` training rows (sizes of trees and ensembles scaled to the
+            data); ``space_notes`` says how, for ``drip algorithms``.
         origin: who declared it (a module, or an entry point), named in duplicate-key
             errors; :func:`register` fills it from the builder's module when empty.
     """
@@ -162,6 +169,9 @@ class Algorithm:
     distributed: bool = False
     needs_pretrained: bool = False
     needs_text: bool = False
+    low_cost: Mapping[str, Any] = field(default_factory=dict)
+    scaled_space: Callable[[int], Mapping[str, Any]] | None = None
+    space_notes: str = ""
     origin: str = ""
 
     def __post_init__(self) -> None:
@@ -189,11 +199,15 @@ class Algorithm:
         object.__setattr__(self, "system_packages",
                            {k: tuple(v) for k, v in self.system_packages.items()})
 
-    def space_for(self, task: Task) -> Mapping[str, Dimension]:
-        """The default search space for ``task``."""
-        if task == "regression" and self.regression_space is not None:
-            return self.regression_space
-        return self.default_space
+    def space_for(self, task: Task, n_rows: int | None = None) -> Mapping[str, Dimension]:
+        """The default search space for ``task``, its sizes scaled to ``n_rows`` training
+        rows when given (see ``scaled_space``)."""
+        base = (self.regression_space if task == "regression" and self.regression_space
+                is not None else self.default_space)
+        if n_rows is None or self.scaled_space is None:
+            return base
+        scaled = space(self.scaled_space(n_rows))
+        return {**base, **{k: v for k, v in scaled.items() if k in base}}
 
     def param_names(self, task: Task) -> frozenset[str] | None:
         """The hyperparameter names valid for ``task``; None when unchecked."""
@@ -202,6 +216,11 @@ class Algorithm:
         if callable(self.hyperparameters):
             return frozenset(self.hyperparameters(task))
         return frozenset(self.hyperparameters)
+
+
+def clamp(value: float, low: int, high: int) -> int:
+    """``value`` rounded down into [low, high]: a size bound scaled to the rows."""
+    return int(min(high, max(low, value)))
 
 
 @functools.cache
@@ -459,7 +478,7 @@ def from_class(cls: type, *, name: str, origin: str, module: str | None = None) 
     ``tasks`` (default: all), ``search_space`` and ``regression_search_space`` (default
     space, plain dicts; default none), ``hyperparameters`` (default: the constructor's
     keyword names, unchecked if it takes ``**kwargs``), ``requirements``,
-    ``system_packages``, ``batches``, ``needs_text`` and ``description`` (default: the
+    ``system_packages``, ``batches``, ``needs_text``, ``low_cost`` and ``description`` (default: the
     docstring's first line). Building calls ``cls(**params)`` on the feature DataFrame.
 
     Args:
@@ -482,6 +501,7 @@ def from_class(cls: type, *, name: str, origin: str, module: str | None = None) 
         "system_packages": getattr(cls, "system_packages", None) or {},
         "batches": getattr(cls, "batches", False),
         "needs_text": getattr(cls, "needs_text", False),
+        "low_cost": getattr(cls, "low_cost", None) or {},
     }
     for attribute in ("tasks", "hyperparameters", "requirements"):
         value = declared[attribute]

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from dripml.algorithms.base import ALL_TASKS, Algorithm, BuildContext, register
-from dripml.algorithms.preprocessing import TREE_INPUT, tree_input
+from dripml.algorithms.base import ALL_TASKS, Algorithm, BuildContext, clamp, register
+from dripml.algorithms.preprocessing import BOOSTING_ENCODING, tree_input
 from dripml.core.model import Recipe
 
 LIGHTGBM_PARAMS = frozenset({
@@ -62,7 +62,32 @@ XGBOOST_PARAMS = frozenset({
 LIGHTGBM_SYSTEM_PACKAGES = {"lightgbm": ("libgomp1",)}
 """LightGBM's wheel loads the system's OpenMP runtime."""
 
-_GBM_TREES = {"type": "int", "low": 50, "high": 400, "log": True}
+_GBM_TREES = {"type": "int", "low": 16, "high": 1000, "log": True}
+
+
+def gbm_trees(n_rows: int) -> dict[str, Any]:
+    """Boosting rounds for ``n_rows`` training rows: 16 to rows/20, within [200, 2,000]."""
+    return {"type": "int", "low": 16, "high": clamp(n_rows / 20, 200, 2000), "log": True}
+
+
+def _lightgbm_scaled(n_rows: int) -> dict[str, Any]:
+    return {"n_estimators": gbm_trees(n_rows),
+            "num_leaves": {"type": "int", "low": 4, "high": clamp(n_rows / 100, 32, 512),
+                           "log": True},
+            "min_child_samples": {"type": "int", "low": 2,
+                                  "high": clamp(n_rows / 500, 20, 200), "log": True}}
+
+
+def _xgboost_scaled(n_rows: int) -> dict[str, Any]:
+    import math
+
+    return {"n_estimators": gbm_trees(n_rows),
+            "max_depth": {"type": "int", "low": 2,
+                          "high": clamp(math.log2(max(2, n_rows)) - 2, 6, 14)}}
+
+
+GBM_NOTES = ("scaled to the training rows n: n_estimators 16..clamp(n/20, 200, 2000); "
+             "{leaves}")
 
 
 def lightgbm_estimator(ctx: BuildContext, params: dict[str, Any]) -> Any:
@@ -75,34 +100,46 @@ def lightgbm_estimator(ctx: BuildContext, params: dict[str, Any]) -> Any:
 
 
 def _lightgbm(ctx: BuildContext, params: dict[str, Any]) -> Recipe:
-    preprocessor, categorical = tree_input(ctx.layout)
-    return Recipe(lightgbm_estimator(ctx, params), preprocessor, preprocessor_key=TREE_INPUT,
-                  fit_params={"categorical_feature": categorical or "auto"})
+    # Native categoricals need non-negative whole codes, NaN missing: what the encoder gives.
+    tree = tree_input(ctx.layout, BOOSTING_ENCODING, task=ctx.task, seed=ctx.seed)
+    return Recipe(lightgbm_estimator(ctx, params), tree.preprocessor, preprocessor_key=tree.key,
+                  fit_params={"categorical_feature": tree.categorical or "auto"})
 
 
 def _xgboost(ctx: BuildContext, params: dict[str, Any]) -> Recipe:
     import xgboost
 
-    cls = xgboost.XGBRegressor if ctx.task == "regression" else xgboost.XGBClassifier
-    preprocessor, categorical = tree_input(ctx.layout)
-    n_columns = len(ctx.layout.tabular)
-    feature_types = ["c" if i in set(categorical) else "q" for i in range(n_columns)]
+    tree = tree_input(ctx.layout, BOOSTING_ENCODING, task=ctx.task, seed=ctx.seed)
+    # XGBoost wants a type per input column; target-encoded ones, last, are numbers.
+    feature_types = ["c" if i in set(tree.categorical) else "q" for i in range(tree.leading)]
+    cls: type
+    if tree.target and ctx.task == "multiclass":
+        # One column per class, a count known at fit time: this class adds the "q"s then.
+        from dripml.algorithms.xgboost_estimators import XGBClassifier as cls
+    else:
+        feature_types += ["q"] * len(tree.target)
+        cls = xgboost.XGBRegressor if ctx.task == "regression" else xgboost.XGBClassifier
     estimator = cls(**{"n_estimators": 200, **params}, tree_method="hist",
                     enable_categorical=True, feature_types=feature_types,
                     n_jobs=ctx.n_threads, random_state=ctx.seed,
                     device="cuda" if ctx.gpus > 0 else "cpu")
-    return Recipe(estimator, preprocessor, preprocessor_key=TREE_INPUT)
+    return Recipe(estimator, tree.preprocessor, preprocessor_key=tree.key)
 
 
 LIGHTGBM = register(Algorithm(
     name="lightgbm", builder=_lightgbm, tasks=ALL_TASKS,
     description="LightGBM with native categoricals",
     default_space={"n_estimators": _GBM_TREES,
-                   "learning_rate": {"type": "loguniform", "low": 0.02, "high": 0.3},
-                   "num_leaves": {"type": "int", "low": 8, "high": 128, "log": True},
-                   "min_child_samples": {"type": "int", "low": 5, "high": 100, "log": True},
-                   "colsample_bytree": {"type": "uniform", "low": 0.5, "high": 1.0},
+                   "learning_rate": {"type": "loguniform", "low": 0.01, "high": 0.5},
+                   "num_leaves": {"type": "int", "low": 4, "high": 256, "log": True},
+                   "min_child_samples": {"type": "int", "low": 2, "high": 100, "log": True},
+                   "colsample_bytree": {"type": "uniform", "low": 0.3, "high": 1.0},
+                   "reg_alpha": {"type": "loguniform", "low": 1e-3, "high": 10.0},
                    "reg_lambda": {"type": "loguniform", "low": 1e-3, "high": 10.0}},
+    low_cost={"n_estimators": 32, "num_leaves": 16},
+    scaled_space=_lightgbm_scaled,
+    space_notes=GBM_NOTES.format(leaves="num_leaves 4..clamp(n/100, 32, 512); "
+                                 "min_child_samples 2..clamp(n/500, 20, 200)"),
     hyperparameters=LIGHTGBM_PARAMS, requirements=("lightgbm",),
     system_packages=LIGHTGBM_SYSTEM_PACKAGES, dependency_module="lightgbm"))
 
@@ -110,10 +147,14 @@ XGBOOST = register(Algorithm(
     name="xgboost", builder=_xgboost, tasks=ALL_TASKS,
     description="XGBoost (hist) with native categoricals",
     default_space={"n_estimators": _GBM_TREES,
-                   "learning_rate": {"type": "loguniform", "low": 0.02, "high": 0.3},
-                   "max_depth": {"type": "int", "low": 3, "high": 10},
-                   "subsample": {"type": "uniform", "low": 0.6, "high": 1.0},
-                   "colsample_bytree": {"type": "uniform", "low": 0.5, "high": 1.0},
+                   "learning_rate": {"type": "loguniform", "low": 0.01, "high": 0.5},
+                   "max_depth": {"type": "int", "low": 2, "high": 12},
+                   "min_child_weight": {"type": "loguniform", "low": 0.5, "high": 50.0},
+                   "subsample": {"type": "uniform", "low": 0.5, "high": 1.0},
+                   "colsample_bytree": {"type": "uniform", "low": 0.3, "high": 1.0},
                    "reg_lambda": {"type": "loguniform", "low": 1e-3, "high": 10.0}},
+    low_cost={"n_estimators": 32, "max_depth": 4},
+    scaled_space=_xgboost_scaled,
+    space_notes=GBM_NOTES.format(leaves="max_depth 2..clamp(log2(n) - 2, 6, 14)"),
     hyperparameters=XGBOOST_PARAMS, requirements=("xgboost-cpu",),
     dependency_module="xgboost"))

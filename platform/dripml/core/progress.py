@@ -23,11 +23,11 @@ class Reporter:
         yield
 
     @contextmanager
-    def search(self, total: int) -> Iterator[None]:
+    def search(self, total: int | None) -> Iterator[None]:
         yield
 
-    def trial(self, result: TrialResult, best: TrialResult | None, done: int, total: int,
-              objective_key: str) -> None:
+    def trial(self, result: TrialResult, best: TrialResult | None, done: int,
+              total: int | None, objective_key: str) -> None:
         return None
 
     def message(self, text: str) -> None:
@@ -52,7 +52,7 @@ class RichReporter(Reporter):
         self.console.print(f"[green]✓[/] {description}")
 
     @contextmanager
-    def search(self, total: int) -> Iterator[None]:
+    def search(self, total: int | None) -> Iterator[None]:
         columns = [TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(),
                    TimeElapsedColumn(), TextColumn("{task.fields[best]}")]
         with Progress(*columns, console=self.console) as progress:
@@ -61,8 +61,8 @@ class RichReporter(Reporter):
             yield
         self._progress = self._task = None
 
-    def trial(self, result: TrialResult, best: TrialResult | None, done: int, total: int,
-              objective_key: str) -> None:
+    def trial(self, result: TrialResult, best: TrialResult | None, done: int,
+              total: int | None, objective_key: str) -> None:
         if self._progress is None or self._task is None:
             return
         shown = (f"best {objective_key} {best.objective:.4f} ({best.algorithm}, trial "

@@ -77,8 +77,14 @@ class TrialResult:
         objective: mean of the objective over the finished folds (None if none finished).
         fit_time_s: summed fit time of the finished folds, seconds.
         error: the failure's last lines when FAILED.
-        reason: why it was PRUNED when the cost probe stopped it (the constraint broken), or
-            ``"time budget"`` when it was cancelled in flight at Discover's deadline.
+        reason: why it was PRUNED: the cost probe (the constraint broken), successive
+            halving (the rung it stopped at), or ``"time budget"`` when it was cancelled in
+            flight at Discover's deadline.
+        rungs: successive halving's fits on samples of fold 0's rows, smallest first (their
+            ``fold`` is the sample's index); not part of ``folds``, ``mean`` or
+            ``fit_time_s``.
+        encoding: how the algorithm encoded the columns, e.g. ``"native: carrier, dest"``
+            (shown with the params in the leaderboard; "" when nothing to say).
     """
 
     number: int
@@ -93,6 +99,13 @@ class TrialResult:
     fit_time_s: float
     error: str | None = None
     reason: str | None = None
+    rungs: tuple[FoldScore, ...] = ()
+    encoding: str = ""
+
+    @property
+    def search_time_s(self) -> float:
+        """Seconds of every fit of this trial, halving's samples included."""
+        return self.fit_time_s + sum(f.fit_time_s for f in self.rungs)
 
     @property
     def probe(self) -> dict[str, float]:

@@ -28,7 +28,7 @@ from pydantic import (
 from dripml.errors import SpecError
 
 Task = Literal["binary", "multiclass", "regression"]
-ColumnType = Literal["numeric", "categorical", "text"]
+ColumnType = Literal["numeric", "categorical", "text", "datetime"]
 Scalar = bool | int | float | str | None
 
 
@@ -93,7 +93,10 @@ class DataSpec(_Model):
     )
     column_types: dict[str, ColumnType] = Field(
         default_factory=dict,
-        description="Override inferred types: numeric, categorical or text.",
+        description="Override inferred types: numeric, categorical, text or datetime "
+        "(ISO-8601 dates or timestamps, encoded as year, month, day, day of week and, when "
+        "times are not all midnight, hour, in UTC). A declared column is never dropped as "
+        "an identifier.",
     )
     text_columns: list[str] = Field(
         default_factory=list, description="Columns holding free text (same as type text)."
@@ -311,6 +314,55 @@ class SearchSpec(_Model):
         description="How far over a constraint the probe must measure before a trial is "
         "pruned (the probe times a fold's model inside a busy Ray worker).",
     )
+    cost_aware: bool | None = Field(
+        default=None,
+        description="Learn what each family's trials cost and let it steer the search "
+        "(FLAML-style): each family starts from a low-cost configuration, families are drawn "
+        "in inverse proportion to their estimated cost for improvement, and the sizes that "
+        "drive a family's cost (trees, leaves, depth) grow only while its best trial needs "
+        "them. Default: on with a time budget (tpe and random; grid runs its grid).",
+    )
+    halving: bool | None = Field(
+        default=None,
+        description="Successive halving over rows and folds: a trial fits fold 0 on samples "
+        "of its rows first, then all of fold 0, then the other folds, and stops at a rung "
+        "where it is not in the top 1/halving_eta. Default: on with a time budget when "
+        "early_stopping is none.",
+    )
+    halving_eta: int = Field(
+        default=3, ge=2, le=10,
+        description="Successive halving's reduction factor: each rung keeps the top 1/eta "
+        "and has eta times the rows of the one before.",
+    )
+    halving_min_rows: int = Field(
+        default=2000, ge=100,
+        description="Fewest training rows of a sample rung (smaller data starts on all of "
+        "fold 0).",
+    )
+
+    @model_validator(mode="after")
+    def _check_strategies(self) -> SearchSpec:
+        if self.halving and self.early_stopping != "none":
+            raise ValueError("search.halving and search.early_stopping both stop trials "
+                             "early; set early_stopping: none, or halving: false")
+        if self.cost_aware and self.algorithm == "grid":
+            raise ValueError("search.cost_aware chooses the next family and its sizes, which "
+                             "a grid fixes; use algorithm tpe or random, or cost_aware: false")
+        return self
+
+    @property
+    def uses_halving(self) -> bool:
+        """Whether trials climb successive-halving rungs (explicit, or by the default)."""
+        if self.halving is not None:
+            return self.halving
+        return self.time_budget_s is not None and self.early_stopping == "none"
+
+    @property
+    def uses_cost_aware(self) -> bool:
+        """Whether the cost-aware planner picks families and caps (explicit, or by default)."""
+        if self.cost_aware is not None:
+            return self.cost_aware
+        return self.time_budget_s is not None and self.algorithm != "grid"
 
 
 # ---------------------------------------------------------------------------------------

@@ -15,11 +15,14 @@ its cost dimensions. It imports neither Ray nor Optuna: the driver loop in
   and the log of each cost dimension (trees, leaves, depth). Below ``MIN_OBSERVATIONS`` fits
   it assumes seconds proportional to rows and to each cost dimension.
 - **Family choice**: each family not yet tried goes first (spec order). Then a family is
-  drawn with probability proportional to ``1 / ECI``, where ``ECI = cost x exp(gap / spread)``:
+  drawn with probability proportional to ``1 / ECI``, where
+  ``ECI = max(waiting, cost x exp(gap / spread))``: ``waiting`` is FLAML's time to the next
+  improvement (the longer of the family's trial seconds since its last improvement and
+  between its last two), so a leader that stalls gives the others turns;
   ``cost`` is the mean seconds its recent trials took (all their fits), ``gap`` how far its
-  best CV objective is behind the best of all, ``spread`` the standard deviation of all
-  complete objectives. A family whose trials cost 50x another's is drawn 50x less often at
-  equal quality; one that is one spread behind, e^1 = 2.7x less often.
+  best CV objective is behind the best of all, ``spread`` the standard deviation of the
+  other families' complete objectives. A family whose trials cost 50x another's is drawn
+  50x less often at equal quality; one that is one spread behind, e^1 = 2.7x less often.
 - **Expansion**: a cost dimension's upper bound starts at ``EXPANSION`` x its low-cost value
   and doubles (up to the space's own bound) when the family's best complete trial uses more
   than half of it and a trial at the doubled bound is predicted to fit in the time left.
@@ -38,11 +41,14 @@ import numpy as np
 
 from dripml.core.spec import Dimension, IntRange, LogUniform, Uniform
 
-EXPANSION = 4.0
+EXPANSION = 8.0
 """Initial upper bound of a cost dimension, in multiples of its low-cost value."""
 MIN_OBSERVATIONS = 6
 """Fits of a family before its cost model is fitted rather than assumed."""
 RECENT_TRIALS = 5
+EXPLORE_TRIALS = 3
+"""Trials of a family drawn on cost alone before its quality counts (its first, low-cost
+trial is weak by design, and halving stops weak trials at the first rung)."""
 """Trials of a family whose cost its ECI averages."""
 _RIDGE = 1e-3
 
@@ -58,6 +64,13 @@ class _Family:
     best_params: dict[str, Any] = field(default_factory=dict)
     failed_only: bool = True
     trial_costs: deque[float] = field(default_factory=lambda: deque(maxlen=RECENT_TRIALS))
+    rung_best: dict[int, float] = field(default_factory=dict)
+    spent_s: float = 0.0
+    """K0 in FLAML's terms: seconds of all this family's trials so far."""
+    improved_at_s: float = 0.0
+    """K1: ``spent_s`` when its best so far was found."""
+    previously_improved_at_s: float = 0.0
+    """K2: ``spent_s`` when the best before that was found."""
     fits: list[tuple[dict[str, Any], int, float]] = field(default_factory=list)
 
 
@@ -77,7 +90,8 @@ class Planner:
         self.sign = 1.0 if direction == "maximize" else -1.0
         self.rng = random.Random(seed)
         self.families: dict[str, _Family] = {}
-        self.objectives: list[float] = []
+        self.objectives: list[tuple[str, float]] = []
+        self.rung_values: dict[int, list[tuple[str, float]]] = {}
         for key, space in self.spaces.items():
             point = {name: _clip(space[name], value)
                      for name, value in (low_cost.get(key) or {}).items() if name in space}
@@ -117,22 +131,48 @@ class Planner:
         """Estimated cost for improvement of ``key``, seconds (see the module docstring)."""
         family = self.families[key]
         cost = max(self._cost(key), 1e-3)
-        if family.best is None:
-            return cost * math.exp(5.0 if family.failed_only and family.trial_costs else 2.0)
-        leader = max(self.objectives) if self.objectives else family.best
-        spread = float(np.std(self.objectives)) if len(self.objectives) > 1 else 0.0
-        gap = max(0.0, leader - family.best)
-        return cost * math.exp(min(10.0, gap / spread) if spread > 0 else 0.0)
+        if len(family.trial_costs) < EXPLORE_TRIALS and not (family.failed_only
+                                                              and family.trial_costs):
+            return cost
+        # FLAML's first term: the time its next improvement may take, judged by how long
+        # the last ones took and how long it has gone without one.
+        waiting = max(family.spent_s - family.improved_at_s,
+                      family.improved_at_s - family.previously_improved_at_s)
+        if family.best is not None:
+            behind = _behind(key, family.best, self.objectives)
+        elif family.rung_best:
+            # Never complete (halving stopped every trial): judged where it got furthest,
+            # against every trial at that rung, and one spread more for not completing.
+            rung = max(family.rung_best)
+            behind = 1.0 + _behind(key, family.rung_best[rung], self.rung_values[rung])
+        else:
+            behind = 5.0 if family.failed_only and family.trial_costs else 2.0
+        return max(waiting, cost * math.exp(behind))
 
     def _cost(self, key: str) -> float:
-        costs = self.families[key].trial_costs
-        return float(np.mean(costs)) if costs else 0.0
+        # A family with no trial ended yet costs what an average trial of the others did.
+        costs = self.families[key].trial_costs or [
+            c for f in self.families.values() for c in f.trial_costs]
+        return float(np.mean(costs)) if costs else 1.0
 
     # -- learning ------------------------------------------------------------------------
 
     def observe_fit(self, key: str, params: Mapping[str, Any], rows: int, seconds: float) -> None:
         """One fit of ``key`` (a fold or a sample of one) on ``rows`` training rows."""
         self.families[key].fits.append((dict(params), max(1, rows), max(seconds, 1e-4)))
+
+    def observe_rung(self, key: str, rung: int, value: float) -> None:
+        """A trial of ``key`` reported ``value`` (the objective) at successive halving's
+        rung ``rung``."""
+        if math.isnan(value):
+            return
+        signed = self.sign * value
+        self.rung_values.setdefault(rung, []).append((key, signed))
+        family = self.families[key]
+        if family.best is None and rung >= max(family.rung_best, default=rung) and (
+                signed > family.rung_best.get(rung, -math.inf)):
+            self._improved(family)
+        family.rung_best[rung] = max(family.rung_best.get(rung, -math.inf), signed)
 
     def observe_trial(self, key: str, params: Mapping[str, Any], seconds: float,
                       objective: float | None, failed: bool,
@@ -141,14 +181,21 @@ class Planner:
         COMPLETE; expands the family's caps where its best trial presses on them."""
         family = self.families[key]
         family.trial_costs.append(seconds)
+        family.spent_s += seconds
         family.failed_only = family.failed_only and failed
         if objective is None or math.isnan(objective):
             return
         value = self.sign * objective
-        self.objectives.append(value)
+        self.objectives.append((key, value))
         if family.best is None or value > family.best:
             family.best, family.best_params = value, dict(params)
+            self._improved(family)
         self._expand(key, time_left_s, rows)
+
+    @staticmethod
+    def _improved(family: _Family) -> None:
+        family.previously_improved_at_s = family.improved_at_s
+        family.improved_at_s = family.spent_s
 
     def _expand(self, key: str, time_left_s: float, rows: int) -> None:
         family = self.families[key]
@@ -181,6 +228,20 @@ class Planner:
         y = np.log([s for _, _, s in fits])
         coef = np.linalg.solve(X.T @ X + _RIDGE * np.eye(X.shape[1]), X.T @ y)
         return float(math.exp(x @ coef))
+
+
+def _behind(key: str, value: float, values: Sequence[tuple[str, float]]) -> float:
+    """How far ``value`` (family ``key``'s best) trails the best of ``values`` (family,
+    value), in standard deviations of the other families' values (so that many poor trials
+    of one family do not widen the yardstick it is measured with); 0 to 10."""
+    everyone = [v for _, v in values]
+    others = [v for k, v in values if k != key]
+    yardstick = others if len(others) > 1 else everyone
+    if len(yardstick) < 2:
+        return 0.0
+    spread = float(np.std(yardstick))
+    gap = max(0.0, max(everyone) - value)
+    return min(10.0, gap / spread) if spread > 0 else 0.0
 
 
 def _features(params: Mapping[str, Any], rows: int, names: Sequence[str],

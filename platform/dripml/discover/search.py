@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,19 +39,31 @@ class Config:
         return {k: v for k, v in self.params.items() if k not in self.algorithm.params}
 
 
-def spaces(spec: Spec) -> dict[str, Mapping[str, Dimension]]:
-    """Tuned dimensions per algorithm key."""
-    return {a.key: algorithms.search_space(a, spec.task) for a in spec.algorithms}
+MAX_BUDGET_TRIALS = 10_000
+"""Trials a search with a time budget and no ``num_trials`` may start (the budget ends it)."""
+
+SpaceOf = Callable[[AlgorithmSpec], Mapping[str, Dimension]]
+"""The tuned dimensions of one algorithm of the spec."""
 
 
-def suggest(trial: optuna.trial.BaseTrial, spec: Spec) -> Config:
-    """Ask ``trial`` for one configuration (define-by-run, so spaces may differ per algorithm)."""
+def spaces(spec: Spec, n_rows: int | None = None) -> dict[str, Mapping[str, Dimension]]:
+    """Tuned dimensions per algorithm key, default sizes scaled to ``n_rows`` when given."""
+    return {a.key: algorithms.search_space(a, spec.task, n_rows) for a in spec.algorithms}
+
+
+def suggest(trial: optuna.trial.BaseTrial, spec: Spec, space_of: SpaceOf | None = None) -> Config:
+    """Ask ``trial`` for one configuration (define-by-run, so spaces may differ per algorithm).
+
+    ``space_of`` gives each algorithm's dimensions (default: its search space, unscaled);
+    the cost-aware planner passes spaces whose cost dimensions it has capped.
+    """
     by_key = {a.key: a for a in spec.algorithms}
     key = (trial.suggest_categorical("algorithm", list(by_key)) if len(by_key) > 1
            else next(iter(by_key)))
     algorithm = by_key[key]
-    tuned = {name: _suggest_one(trial, f"{key}.{name}", dim)
-             for name, dim in algorithms.search_space(algorithm, spec.task).items()}
+    space = (space_of(algorithm) if space_of is not None
+             else algorithms.search_space(algorithm, spec.task))
+    tuned = {name: _suggest_one(trial, f"{key}.{name}", dim) for name, dim in space.items()}
     return Config(algorithm, {**algorithm.params, **tuned})
 
 
@@ -108,7 +120,13 @@ def _startup(spec: Spec) -> int:
 
 
 def pruner(spec: Spec) -> optuna.pruners.BasePruner:
-    """Fold-level early stopping; a trial's step is the number of folds done so far."""
+    """Successive halving over rungs of rows and folds (a rung ``r`` reports at step
+    ``eta ** r``, see :mod:`dripml.discover.halving`), else fold-level early stopping (a
+    trial's step is the number of folds done so far)."""
+    if spec.search.uses_halving:
+        return optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=1, reduction_factor=spec.search.halving_eta,
+            min_early_stopping_rate=0)
     if spec.search.early_stopping == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=_startup(spec), n_warmup_steps=0)
     if spec.search.early_stopping == "asha":
@@ -119,9 +137,17 @@ def pruner(spec: Spec) -> optuna.pruners.BasePruner:
 def trial_count(spec: Spec) -> int:
     """Trials the search will run: ``num_trials``, or the grid's size (capped by it)."""
     if spec.search.algorithm != "grid":
+        if spec.search.num_trials is None and spec.search.time_budget_s is not None:
+            return MAX_BUDGET_TRIALS
         return spec.num_trials or 20
     size = len(grid(spec))
     return size if spec.num_trials is None else min(spec.num_trials, size)
+
+
+def shown_trial_count(spec: Spec) -> int | None:
+    """:func:`trial_count` for progress output: None when the time budget alone ends it."""
+    total = trial_count(spec)
+    return None if total >= MAX_BUDGET_TRIALS else total
 
 
 def create_study(spec: Spec, direction: str) -> tuple[optuna.Study, int]:

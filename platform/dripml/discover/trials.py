@@ -32,7 +32,7 @@ import math
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -47,13 +47,15 @@ from dripml.core.data import Dataset
 from dripml.core.objective import Objective, resolve_objective
 from dripml.core.results import FoldScore, SearchResult, TrialResult, TrialState, aggregate
 from dripml.core.spec import MetricSpec, Spec
-from dripml.discover import search
+from dripml.discover import halving, search
 from dripml.discover.folds import (
     make_folds,
     run_fold,
     transform_fold,
     warm_up,
 )
+from dripml.discover.halving import Fit, Ladder
+from dripml.discover.planner import Planner
 from dripml.errors import ConstraintError, SearchError
 
 __all__ = ["Objective", "SearchResult", "TrialResult", "discover", "resolve_objective"]
@@ -73,11 +75,16 @@ log = logging.getLogger(__name__)
 class _Running:
     trial: optuna.trial.Trial
     config: search.Config
-    pending: dict[ray.ObjectRef, int]
+    pending: dict[ray.ObjectRef, Fit] = field(default_factory=dict)
     folds: list[FoldScore] = field(default_factory=list)
+    rungs: list[FoldScore] = field(default_factory=list)
+    rung: int = 0
 
 
-ProgressCallback = Callable[[TrialResult, "TrialResult | None", int, int], None]
+_ADVANCE = "advance"
+"""What :func:`_collect` returns when a trial climbs to its next successive-halving rung."""
+
+ProgressCallback = Callable[[TrialResult, "TrialResult | None", int, "int | None"], None]
 
 
 def is_distributed(spec: Spec, algorithm_name: str | None) -> bool:
@@ -149,13 +156,21 @@ def discover(
     train_bound = metrics.resolve_all(spec.metrics.train, spec.task)
     validation_bound = metrics.resolve_all(validation_metric_specs(spec, objective), spec.task)
     folds = make_folds(dataset.y_train, spec)
+    fold_rows = int(np.mean([len(t) for t, _ in folds]))
+    planner = _planner(spec, objective, fold_rows)
+    ladder = (halving.ladder(folds, eta=spec.search.halving_eta,
+                             min_rows=spec.search.halving_min_rows, seed=spec.search.seed)
+              if spec.search.uses_halving else None)
     encoded_ref = ray.put(dataset.encoder.transform(dataset.X_train))
     frame_ref = (ray.put(dataset.X_train)
                  if any(a.is_custom for a in spec.algorithms) else None)
     y_ref = ray.put(dataset.y_train)
     splits_ref = ray.put(folds)
+    samples_ref = ray.put(list(ladder.samples)) if ladder is not None and ladder.samples else None
     task_options = fit_task_options(spec, None)
-    limit = spec.search.max_concurrent or _default_concurrency(spec, len(folds))
+    # Halving runs one fit per trial until the last rung: more trials in flight fill the CPUs.
+    limit = spec.search.max_concurrent or _default_concurrency(
+        spec, 1 if ladder is not None else len(folds))
     probe_calls = spec.search.cost_probe_calls if spec.constraints.probed else 0
     # Under a run's time budget, fold 0 times a few single-row predictions (no probe needed)
     # so that the reserve for Refine knows what measuring each model's latency will cost.
@@ -175,7 +190,7 @@ def discover(
             if len(shared) >= MAX_SHARED_FOLDS:
                 return None
             shared[(key, fold)] = _transform_fold_remote.options(**task_options).remote(
-                encoded_ref, splits_ref, fold, config.algorithm.name, config.params, ctx)
+                encoded_ref, y_ref, splits_ref, fold, config.algorithm.name, config.params, ctx)
         return shared[(key, fold)]
 
     running: dict[int, _Running] = {}
@@ -183,20 +198,51 @@ def discover(
     best: TrialResult | None = None
     asked = 0
 
+    by_key = {a.key: a for a in spec.algorithms}
+    encodings: dict[str, str] = {}
+
+    def encoding(key: str) -> str:
+        # How the algorithm encodes the columns, said once per key with every trial.
+        if key not in encodings:
+            algorithm = by_key[key]
+            encodings[key] = ("" if algorithm.is_custom
+                              else algorithms.encoding_summary(algorithm.name, ctx))
+        return encodings[key]
+
+    def space_of(algorithm: Any) -> Any:
+        if planner is not None:
+            return planner.space(algorithm.key)
+        return algorithms.search_space(algorithm, spec.task, fold_rows)
+
     def submit() -> None:
         nonlocal asked
+        if planner is not None:
+            _enqueue_planned(study, spec, planner, search_deadline().left_s())
         trial = study.ask()
         asked += 1
-        config = search.suggest(trial, spec)
-        X_ref = frame_ref if config.algorithm.is_custom else encoded_ref
-        pending = {
-            _run_fold_remote.options(**fit_task_options(spec, config.algorithm.name)).remote(
-                X_ref, y_ref, splits_ref, i, config.algorithm.name, config.params, ctx,
-                n_classes, train_bound, validation_bound, transformed(config, i),
-                probe_calls if i == 0 else 0, row_calls if i == 0 else 0): i
-            for i in range(len(folds))
-        }
-        running[trial.number] = _Running(trial, config, pending)
+        config = search.suggest(trial, spec, space_of)
+        running[trial.number] = _Running(trial, config)
+        first = (ladder.rungs[0] if ladder is not None
+                 else tuple(Fit(i, len(t)) for i, (t, _) in enumerate(folds)))
+        submit_fits(trial.number, first)
+
+    def submit_fits(number: int, fits: tuple[Fit, ...]) -> None:
+        state = running[number]
+        name, params = state.config.algorithm.name, state.config.params
+        X_ref = frame_ref if state.config.algorithm.is_custom else encoded_ref
+        options = fit_task_options(spec, name)
+        for fit in fits:
+            if fit.sample is not None:
+                ref = _run_fold_remote.options(**options).remote(
+                    X_ref, y_ref, samples_ref, fit.sample, name, params, ctx, n_classes,
+                    train_bound, validation_bound)
+            else:
+                i = fit.fold
+                ref = _run_fold_remote.options(**options).remote(
+                    X_ref, y_ref, splits_ref, i, name, params, ctx, n_classes, train_bound,
+                    validation_bound, transformed(state.config, i),
+                    probe_calls if i == 0 else 0, row_calls if i == 0 else 0)
+            state.pending[ref] = fit
 
     row_scale = len(dataset.y_train) / float(np.mean([len(t) for t, _ in folds]))
 
@@ -212,9 +258,18 @@ def discover(
             measured, row_scale=row_scale, latency_calls=spec.refine.latency_calls,
             budget_s=whole.budget_s))
 
+    slots = max(1, int(ray.cluster_resources().get("CPU", 1.0) // spec.resources.cpus_per_trial))
+
     def record(result: TrialResult) -> None:
         nonlocal best
+        result = replace(result, encoding=encoding(result.algorithm))
         results.append(result)
+        if planner is not None:
+            # What one fit may cost and still leave time to finish a trial of all folds.
+            per_fit = search_deadline().left_s() * slots / len(folds)
+            planner.observe_trial(result.algorithm, result.params, result.search_time_s,
+                                  result.objective if result.state == "COMPLETE" else None,
+                                  result.state == "FAILED", per_fit, fold_rows)
         if result.state == "COMPLETE" and objective.better(
                 result.objective, best.objective if best else None):
             best = result
@@ -226,8 +281,11 @@ def discover(
             number = next((n for n, r in running.items() if ref in r.pending), None)
             if number is None:  # its trial ended on an earlier fold of this batch
                 continue
-            result = _collect(running, number, ref, study, objective, spec)
-            if result is not None:
+            result = _collect(running, number, ref, study, objective, spec, ladder, planner)
+            if result == _ADVANCE:
+                state = running[number]
+                submit_fits(number, ladder.rungs[state.rung])  # type: ignore[union-attr]
+            elif result is not None:
                 record(result)
 
     def cancel_running() -> list[int]:
@@ -282,7 +340,7 @@ def discover(
     if cancelled:
         skipped.append(f"{len(cancelled)} trial(s) cancelled in flight at Discover's deadline "
                        f"(trials {', '.join(map(str, cancelled))})")
-    if whole.bounded and asked < total:
+    if whole.bounded and asked < total and spec.search.num_trials is not None:
         skipped.append(f"{total - asked} of {total} trial(s) not started")
     if waited_since is not None:
         skipped.append(f"Discover ran {time.monotonic() - waited_since:.1f} s past its deadline "
@@ -307,19 +365,28 @@ def _budget_error(deadline: Deadline, results: list[TrialResult], cancelled: lis
 
 
 def _collect(running: dict[int, _Running], number: int, ref: ray.ObjectRef,
-             study: optuna.Study, objective: Objective, spec: Spec) -> TrialResult | None:
-    """Take one finished fold; return the trial's result once the trial has ended."""
+             study: optuna.Study, objective: Objective, spec: Spec,
+             ladder: Ladder | None = None,
+             planner: Planner | None = None) -> TrialResult | str | None:
+    """Take one finished fit; return the trial's result once the trial has ended, or
+    ``_ADVANCE`` when it climbs to its next halving rung (the caller submits that rung)."""
     state = running[number]
-    state.pending.pop(ref)
+    fit = state.pending.pop(ref)
     try:
-        fold = ray.get(ref)
+        score = ray.get(ref)
     except (ray.exceptions.RayTaskError, ray.exceptions.WorkerCrashedError) as error:
         return _finish(running, number, study, objective, "FAILED", _short_error(error))
-    state.folds.append(fold)
-    over = probe_violations(fold.probe, spec)
+    if planner is not None:
+        planner.observe_fit(state.config.algorithm.key, state.config.params, fit.rows,
+                            score.fit_time_s)
+    (state.rungs if fit.sample is not None else state.folds).append(score)
+    over = probe_violations(score.probe, spec)
     if over:
         reason = "cost probe: " + "; ".join(_probe_text(v, spec) for v in over)
         return _finish(running, number, study, objective, "PRUNED", reason=reason)
+    if ladder is not None:
+        return (None if state.pending
+                else _climb(running, number, study, objective, ladder, planner))
     if not state.pending:
         return _finish(running, number, study, objective, "COMPLETE")
     running_mean = _mean_objective(state.folds, objective)
@@ -328,6 +395,54 @@ def _collect(running: dict[int, _Running], number: int, ref: ray.ObjectRef,
         if state.trial.should_prune():
             return _finish(running, number, study, objective, "PRUNED")
     return None
+
+
+def _climb(running: dict[int, _Running], number: int, study: optuna.Study,
+           objective: Objective, ladder: Ladder,
+           planner: Planner | None = None) -> TrialResult | str:
+    """A trial finished rung ``state.rung``: complete it at the last rung, else report the
+    rung's score to the SuccessiveHalvingPruner and prune it or climb."""
+    state = running[number]
+    if state.rung == ladder.last:
+        return _finish(running, number, study, objective, "COMPLETE")
+    fits = ladder.rungs[state.rung]
+    scores = state.rungs[-1:] if fits[0].sample is not None else state.folds
+    value = _mean_objective(list(scores), objective)
+    where = f"rung {state.rung} ({ladder.describe(state.rung)})"
+    if value is None or math.isnan(value):
+        return _finish(running, number, study, objective, "PRUNED",
+                       reason=f"successive halving: {objective.key} is NaN at {where}")
+    if planner is not None:
+        planner.observe_rung(state.config.algorithm.key, state.rung, value)
+    state.trial.report(value, step=ladder.step(state.rung))
+    if state.trial.should_prune():
+        return _finish(running, number, study, objective, "PRUNED",
+                       reason=f"successive halving: {objective.key} {value:.4g} at {where} "
+                              f"is not in the top 1/{ladder.eta} of the trials there")
+    state.rung += 1
+    return _ADVANCE
+
+
+def _planner(spec: Spec, objective: Objective, fold_rows: int) -> Planner | None:
+    """The cost-aware planner when the spec uses one (built-ins' low-cost points; custom
+    algorithms start anywhere)."""
+    if not spec.search.uses_cost_aware or spec.search.algorithm == "grid":
+        return None
+    spaces = search.spaces(spec, fold_rows)
+    low_cost = {a.key: ({} if a.is_custom else algorithms.low_cost(a)) for a in spec.algorithms}
+    return Planner(spaces, low_cost, objective.direction, seed=spec.search.seed)
+
+
+def _enqueue_planned(study: optuna.Study, spec: Spec, planner: Planner,
+                     time_left_s: float) -> None:
+    """Fix the next trial's family (and, for its first trial, its low-cost point) by
+    enqueueing them as partial parameters; Optuna's sampler fills in the rest."""
+    key = planner.next_family(time_left_s)
+    fixed: dict[str, Any] = {"algorithm": key} if len(spec.algorithms) > 1 else {}
+    point = planner.first_point(key) or {}
+    fixed |= {f"{key}.{name}": value for name, value in point.items()}
+    if fixed:
+        study.enqueue_trial(fixed, skip_if_exists=False)
 
 
 def probe_judged(probe: dict[str, float]) -> dict[str, float]:
@@ -404,7 +519,8 @@ def _finish(running: dict[int, _Running], number: int, study: optuna.Study,
         number=number, algorithm=state.config.algorithm.key,
         algorithm_name=state.config.algorithm.name, params=dict(state.config.params),
         state=outcome, folds=folds, mean=mean, std=std, objective=objective_value,
-        fit_time_s=sum(f.fit_time_s for f in folds), error=error, reason=reason)
+        fit_time_s=sum(f.fit_time_s for f in folds), error=error, reason=reason,
+        rungs=tuple(state.rungs))
 
 
 def _mean_objective(folds: list[FoldScore], objective: Objective) -> float | None:

@@ -119,6 +119,8 @@ def log_trial(parent_run_id: str, trial: TrialResult) -> str:
     now = int(time.time() * 1000)
     params = [Param("algorithm", trial.algorithm_name)] + [
         Param(safe_key(k), _param_value(v)) for k, v in sorted(trial.params.items())]
+    if trial.encoding:
+        params.append(Param("encoding", trial.encoding[:6000]))
     values = [Metric(f"fold_{safe_key(k)}", v, now, f.fold)
               for f in trial.folds for k, v in f.metrics.items() if _finite(v)]
     values += [Metric(f"{safe_key(k)}_mean", v, now, 0) for k, v in trial.mean.items()
@@ -126,6 +128,9 @@ def log_trial(parent_run_id: str, trial: TrialResult) -> str:
     values += [Metric(f"{safe_key(k)}_std", v, now, 0) for k, v in trial.std.items()
                if _finite(v)]
     values.append(Metric("fit_time_s", trial.fit_time_s, now, 0))
+    # Successive halving's sample fits, stepped by their training rows.
+    values += [Metric(f"halving_{safe_key(k)}", v, now, i) for i, f in enumerate(trial.rungs)
+               for k, v in f.metrics.items() if k.startswith("validation_") and _finite(v)]
     values += [Metric(f"probe_{k}", v, now, 0) for k, v in trial.probe.items() if _finite(v)]
     tags = [RunTag("dripml.error", trial.error[-4000:])] if trial.error else []
     if trial.reason:

@@ -24,7 +24,8 @@ from dripml.refine import frontier
 
 def leaderboard(result: SearchResult) -> pd.DataFrame:
     """One row per trial, best first: rank, trial, algorithm, state, CV mean and std of the
-    objective, fit time (seconds, summed over folds) and params (JSON).
+    objective, fit time (seconds, summed over folds), why a PRUNED trial stopped (the cost
+    probe, successive halving or the time budget) and params (JSON, with the encoding).
 
     Pruned and failed trials come last, unranked.
     """
@@ -37,7 +38,9 @@ def leaderboard(result: SearchResult) -> pd.DataFrame:
         f"{key}_std": t.std.get(key),
         "folds": len(t.folds),
         "fit_time_s": round(t.fit_time_s, 3),
-        "params": json.dumps(t.params, sort_keys=True, default=str),
+        "reason": t.reason or "",
+        "params": json.dumps({**t.params, **({"encoding": t.encoding} if t.encoding else {})},
+                             sort_keys=True, default=str),
     } for t in result.trials]
     frame = pd.DataFrame(rows)
     complete = frame["state"] == "COMPLETE"

@@ -166,9 +166,11 @@ def measure_candidates(dataset: Dataset, spec: Spec, candidates: list[TrialResul
                 budget.TrialCost(trial.fit_time_s / max(1, len(trial.folds))), k / (k - 1))
             scaled = estimate * (spent / estimated if estimated > 0 else 1.0)
             done = [t for t in candidates if t.number in refits]
-            if refits and scaled + least_after([*done, trial]) > deadline.left_s():
+            after = least_after([*done, trial])
+            if refits and scaled + after > deadline.left_s():
                 skipped.append(f"trial {trial.number} ({trial.algorithm}) not refit "
-                               f"(~{scaled:.1f} s; {deadline.left_s():.1f} s left)")
+                               f"(~{scaled:.1f} s to refit, then ~{after:.1f} s to measure "
+                               f"and register all refits; {deadline.left_s():.1f} s left)")
                 continue
             with report.step(f"refit trial {trial.number} ({trial.algorithm}) on "
                              f"{len(dataset.y_train)} rows"):
