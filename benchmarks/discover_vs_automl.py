@@ -33,8 +33,9 @@ dripml's final refit, plus AutoGluon's weighted ensemble of them.
 
 dripml's spec (the issue's typical one): algorithms lightgbm, xgboost, logistic_regression
 (ridge for regression), random_forest, hist_gradient_boosting with their default search
-spaces; ``search: {algorithm: tpe, time_budget_s: B, num_trials: 1000, seed: 0}`` (the trial
-cap only so high that the budget ends the search, as in FLAML and AutoGluon); 5 folds;
+spaces; ``search: {algorithm: tpe, time_budget_s: B, seed: 0}`` (no ``num_trials``: the
+budget ends the search, as in FLAML and AutoGluon; halving and the cost-aware planner are on
+by default under a budget); 5 folds;
 ``resources.cpus_per_trial: 1`` on an embedded 2-CPU Ray cluster; MLflow into a temporary
 folder, a registry model name per run.
 
@@ -248,7 +249,7 @@ def prepare_data(name: str, workdir: Path) -> tuple[Path, Path]:
     return train_path, test_path
 
 
-def dripml_spec(name: str, budget: float, train: Path, test: Path, num_trials: int,
+def dripml_spec(name: str, budget: float, train: Path, test: Path, num_trials: int | None,
                 stamp: str) -> dict[str, Any]:
     info = DATASETS[name]
     linear = "logistic_regression" if info.task == "binary" else "ridge"
@@ -259,8 +260,8 @@ def dripml_spec(name: str, budget: float, train: Path, test: Path, num_trials: i
         "k_fold": 5,
         "algorithms": ["lightgbm", "xgboost", linear, "random_forest",
                        "hist_gradient_boosting"],
-        "search": {"algorithm": "tpe", "time_budget_s": budget, "num_trials": num_trials,
-                   "seed": 0},
+        "search": {"algorithm": "tpe", "time_budget_s": budget, "seed": 0,
+                   **({"num_trials": num_trials} if num_trials else {})},
         "metrics": {"objective": info.metric},
         "resources": {"cpus_per_trial": 1},
         "registry": {"model_name": f"automl-bench-{name}-{budget:g}s-{stamp}"},
@@ -510,9 +511,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "Ray cluster takes this machine's CPUs); default 2")
     parser.add_argument("--latency-calls", type=int, default=200,
                         help="timed single-row predictions per model (default: 200)")
-    parser.add_argument("--dripml-num-trials", type=int, default=1000,
-                        help="dripml's search.num_trials, a cap the budget should reach "
-                             "first (default: 1000)")
+    parser.add_argument("--dripml-num-trials", type=int, default=None,
+                        help="dripml's search.num_trials (default: none, the budget ends "
+                             "the search)")
     parser.add_argument("--max-foreign-load", type=float, default=0.2, metavar="CORES",
                         help="before each fit, wait until other processes use fewer cores "
                              "than this (default: 0.2)")

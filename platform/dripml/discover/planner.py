@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from dripml.core.objective import sort_key
 from dripml.core.spec import Dimension, IntRange, LogUniform, Uniform
 
 EXPANSION = 8.0
@@ -87,7 +88,8 @@ class Planner:
     def __init__(self, spaces: Mapping[str, Mapping[str, Dimension]],
                  low_cost: Mapping[str, Mapping[str, Any]], direction: str, seed: int = 0) -> None:
         self.spaces = {key: dict(space) for key, space in spaces.items()}
-        self.sign = 1.0 if direction == "maximize" else -1.0
+        # +1 when larger is better: values are kept signed so that "better" is ">" here.
+        self.sign = -sort_key(1.0, direction)
         self.rng = random.Random(seed)
         self.families: dict[str, _Family] = {}
         self.objectives: list[tuple[str, float]] = []
