@@ -46,20 +46,22 @@ def test_iso_strings_become_datetime_parts_equal_on_both_paths() -> None:
     encoder = TabularEncoder().fit(frame, infer_kinds(frame, {"when": "datetime"}))
     assert [f.kind for f in encoder.features] == ["datetime", "numeric"]
     assert encoder.names == ["when", "x"]  # what a request must hold
-    assert encoder.encoded_names == ["when.year", "when.month", "when.day", "when.dayofweek",
-                                     "when.hour", "x"]
-    assert encoder.layout.numeric == (0, 1, 2, 3, 4, 5)
+    assert encoder.encoded_names == ["when.epoch_days", "when.year", "when.month", "when.day",
+                                     "when.dayofweek", "when.hour", "x"]
+    assert encoder.layout.numeric == (0, 1, 2, 3, 4, 5, 6)
     assert encoder.layout.datetime_features == ("when",)
     matrix = encoder.transform(frame)
-    assert matrix.shape == (240, 6)
+    assert matrix.shape == (240, 7)
+    # 2013-01-01 is day 15,706 after 1970-01-01; 10:00 UTC adds 10/24 of a day.
+    assert matrix[0, 0] == pytest.approx(15_706 + 10 / 24)
     # -02:00 at 23:30 is 01:30 UTC the next day, a Monday; +05:30 at 05:00 is 23:30 UTC.
-    nan_equal(matrix[:6, :5], [[2013, 1, 1, 1, 10], [2013, 7, 1, 0, 1], [2013, 3, 4, 0, 0],
+    nan_equal(matrix[:6, 1:6], [[2013, 1, 1, 1, 10], [2013, 7, 1, 0, 1], [2013, 3, 4, 0, 0],
                                [math.nan] * 5, [math.nan] * 5, [2013, 12, 30, 0, 23]])
     records = [{"when": w, "x": float(i)} for i, w in enumerate(STAMPS)]
     nan_equal(encoder.transform_records(records), matrix[:6])
-    assert encoder.notes == ("column 'when' holds dates; encoded as year, month, day, "
-                             "dayofweek, hour (UTC); values that do not read as dates (1 "
-                             "distinct) count as missing",)
+    assert encoder.notes == ("column 'when' holds dates; encoded as epoch_days, year, "
+                             "month, day, dayofweek, hour (UTC); values that do not read as "
+                             "dates (1 distinct) count as missing",)
 
 
 @pytest.mark.parametrize(("bad", "kind"), [(50, "datetime"), (51, "categorical")])
@@ -76,7 +78,7 @@ def test_datetime64_column_and_its_iso_strings_encode_alike() -> None:
     encoder = TabularEncoder().fit(frame, infer_kinds(frame, {}))
     records = [{"t": None if pd.isna(v) else v.isoformat()} for v in stamps]
     nan_equal(encoder.transform_records(records), encoder.transform(frame))
-    nan_equal(encoder.transform(frame)[0], [2013, 1, 2, 2, 3])  # 22:00 EST = 03:00 UTC
+    nan_equal(encoder.transform(frame)[0, 1:], [2013, 1, 2, 2, 3])  # 22:00 EST = 03:00 UTC
 
 
 def test_dates_without_times_get_no_hour_and_numbers_are_never_dates() -> None:
@@ -86,7 +88,7 @@ def test_dates_without_times_get_no_hour_and_numbers_are_never_dates() -> None:
     kinds = infer_kinds(frame, {})
     assert kinds == {"day": "datetime", "code": "numeric", "compact": "categorical"}
     encoder = TabularEncoder().fit(frame, kinds)
-    assert encoder.features[0].parts == ("year", "month", "day", "dayofweek")
+    assert encoder.features[0].parts == ("epoch_days", "year", "month", "day", "dayofweek")
 
 
 def test_declared_datetime_that_holds_no_date_fails_naming_the_column() -> None:

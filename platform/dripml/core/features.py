@@ -13,8 +13,9 @@ matrix, column for column:
   lowercase); the matrix is then of dtype object. The rules live in the fitted encoder, so
   serving cleans records exactly as training cleaned rows;
 - datetime feature (datetime64 columns, ISO-8601 strings such as ``2013-01-01T10:00:00Z`` or
-  ``2013-01-01``) -> several numeric columns named ``<name>.<part>``: year, month, day, day
-  of week (Monday = 0) and, when training holds times other than midnight, hour. Aware
+  ``2013-01-01``) -> several numeric columns named ``<name>.<part>``: days since 1970-01-01
+  (``epoch_days``, fractional), year, month, day, day of week (Monday = 0) and, when
+  training holds times other than midnight, hour. Aware
   values are converted to UTC first, naive ones are read as they are; missing or
   unparseable values give NaN in every part. Strings are parsed with
   :meth:`datetime.datetime.fromisoformat` on both paths, so they agree to the bit.
@@ -57,7 +58,7 @@ MAX_CATEGORIES = 10_000
 (NaN code), and the fit says so. Columns this large reach every algorithm target encoded
 (see :mod:`dripml.algorithms.preprocessing`), so the bound is on memory, not on a model."""
 
-DATE_PARTS = ("year", "month", "day", "dayofweek")
+DATE_PARTS = ("epoch_days", "year", "month", "day", "dayofweek")
 """Parts every datetime feature gets; ``hour`` follows when training holds non-midnight times."""
 
 ISO_SAMPLE_ROWS = 1_000
@@ -417,12 +418,19 @@ def _instant(value: Any) -> datetime | None:
     return value
 
 
+_EPOCH = datetime(1970, 1, 1)
+
+
 def _parts(instant: datetime | None, parts: Sequence[str]) -> list[float]:
     """The named parts of ``instant`` as floats; NaN for each when it is None."""
     if instant is None:
         return [math.nan] * len(parts)
-    values = {"year": instant.year, "month": instant.month, "day": instant.day,
-              "dayofweek": instant.weekday(), "hour": instant.hour}
+    # epoch_days keeps the instant itself (days since 1970-01-01, fractional): a tree can
+    # then split on a stretch of time (a storm, an outage), which the calendar parts alone
+    # spread over month x day x hour. AutoGluon keeps datetimes as numbers for the same reason.
+    epoch_days = (instant - _EPOCH).total_seconds() / 86_400
+    values = {"epoch_days": epoch_days, "year": instant.year, "month": instant.month,
+              "day": instant.day, "dayofweek": instant.weekday(), "hour": instant.hour}
     return [float(values[p]) for p in parts]
 
 
