@@ -29,6 +29,8 @@ _legacy.install()
 
 _PUBLIC = {
     "train": "dripml.api",
+    "fit": "dripml.api",
+    "FitResult": "dripml.api",
     "validate": "dripml.api",
     "models": "dripml.api",
     "load_model": "dripml.api",
@@ -68,10 +70,12 @@ __all__ = sorted([*_PUBLIC, "__version__"])
 if TYPE_CHECKING:
     from dripml.api import (  # noqa: F401
         Deployment,
+        FitResult,
         TrainResult,
         build_image,
         deploy,
         fetch_dataset,
+        fit,
         frontier_table,
         list_algorithms,
         list_datasets,

@@ -2,6 +2,8 @@
 
 - :func:`validate`: check a spec completely without starting anything.
 - :func:`train`: the DRiP loop on one machine or a Ray cluster: Discover, Refine, register.
+- :func:`fit`: :func:`train` from a DataFrame (or a file) and a label, with defaults from the
+  data and a preset; the result predicts in this process.
 - :func:`connect`: Ray connected and the data loaded (what :func:`train` searches on).
 - :func:`models`: the registered model versions.
 - :func:`load_model`: a registered model, ready to predict.
@@ -99,6 +101,9 @@ class TrainResult:
     versions: dict[int, str] = field(default_factory=dict)
     skipped: tuple[str, ...] = ()
     wall_time_s: float = 0.0
+    trained_model: TrainedModel | None = None
+    """The chosen model as refit in this process (what the registry holds), ready to
+    predict; None for results built elsewhere."""
 
     def frontier_table(self) -> pd.DataFrame | None:
         """The measured candidates as the table :func:`frontier_table` reads back (one row
@@ -227,7 +232,196 @@ def train(
         model=refined.registered, best=result.best, leaderboard=board,
         test_metrics=refined.refit.test_metrics, search_time_s=result.wall_time_s,
         frontier=refined.frontier, chosen=refined.chosen, versions=refined.versions,
-        skipped=skipped, wall_time_s=time.monotonic() - started)
+        skipped=skipped, wall_time_s=time.monotonic() - started,
+        trained_model=refined.refit.model)
+
+
+_train_verb = train
+"""``train`` under a name :func:`fit`'s ``train`` argument (AutoGluon's name) does not hide."""
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """What :func:`fit` produced: the run and its chosen model, ready to predict here.
+
+    Attributes:
+        result: the :class:`TrainResult` of the run (spec, MLflow run, frontier, ...).
+        model: the chosen model, refit on every training row (the registered version).
+        notes: what :func:`fit` decided for the user (task, algorithms, preset, text
+            columns), one line each; also printed by the reporter.
+    """
+
+    result: TrainResult
+    model: TrainedModel
+    notes: tuple[str, ...] = ()
+
+    @property
+    def model_ref(self) -> str:
+        """``models:/<name>@<alias>``: what ``drip serve`` and :func:`load_model` take."""
+        return self.result.model.alias_uri
+
+    @property
+    def test_metrics(self) -> dict[str, float]:
+        """The chosen model on the test split, ``test_<metric>`` -> value."""
+        return dict(self.result.test_metrics)
+
+    def leaderboard(self) -> pd.DataFrame:
+        """One row per trial, best CV objective first (a copy)."""
+        return self.result.leaderboard.copy()
+
+    def frontier(self) -> pd.DataFrame | None:
+        """The measured candidates on the quality-cost trade-off, one row each."""
+        return self.result.frontier_table()
+
+    def predict(self, data: pd.DataFrame) -> Any:
+        """Predicted labels (classes as in the training label, or numbers), shape (n,)."""
+        return self.model.predict(data)
+
+    def predict_proba(self, data: pd.DataFrame) -> pd.DataFrame:
+        """Class probabilities, shape (n, K), one column per class (classification only)."""
+        return self.model.predict_proba(data)
+
+    def evaluate(self, data: pd.DataFrame) -> dict[str, float]:
+        """The spec's test metrics on ``data`` (which holds the label column).
+
+        Raises:
+            DataError: the label column is missing, or holds a class never seen in training.
+        """
+        from dripml.refine.candidates import test_metric_specs
+
+        spec = self.result.spec
+        bound = metrics.resolve_all(test_metric_specs(spec), spec.task)
+        return self.model.score(data, bound)
+
+
+def fit(
+    train: pd.DataFrame | str | Path,
+    label: str,
+    *,
+    test: pd.DataFrame | str | Path | None = None,
+    task: str | None = None,
+    presets: str | None = None,
+    time_limit_s: float | None = None,
+    algorithms: list[Any] | None = None,
+    metrics: list[str] | Mapping[str, Any] | None = None,
+    tracking_uri: str | None = None,
+    ray_address: str | None = None,
+    reporter: Reporter | None = None,
+    **spec_fields: Any,
+) -> FitResult:
+    """Train from a DataFrame and a label, as AutoGluon's ``TabularPredictor(label).fit(df)``.
+
+    It builds a :class:`~dripml.core.spec.Spec` and runs :func:`train`, the one code path of
+    every run. What is not given comes from the data and the preset, and is said (``notes``):
+
+    - ``task``: from the label (:func:`dripml.core.data.infer_task`);
+    - ``algorithms``: the portfolio for the columns
+      (:func:`dripml.algorithms.portfolio.default_algorithms`), narrowed by the preset;
+    - text columns: string columns of several words that are mostly unique
+      (:func:`dripml.core.data.infer_text_columns`), unless ``data={"text_columns": ...}``
+      says;
+    - ``presets`` (:mod:`dripml.core.presets`): ``fast``, ``balanced`` (default),
+      ``best_quality`` or ``cheapest_to_serve``; its values yield to explicit ones;
+    - ``time_limit_s``: the whole run's limit (``search.time_budget_s``), the preset's unless
+      given.
+
+    Args:
+        train, test: a DataFrame, or a path/URI :func:`train` reads (CSV, Parquet, s3://,
+            dataset://). A DataFrame is written once as Parquet under ``.dripml/data/``
+            (named by its content's hash), so the run reads, and can be rerun from, a file.
+            Without ``test``, 20 % of ``train`` is held out (``data.test_fraction``).
+        label: the label column.
+        metrics: metric names (the first is the objective) or a spec ``metrics`` section.
+        spec_fields: any other spec field (``name=``, ``k_fold=``, ``refine=``,
+            ``constraints=``, ``data={...}`` extras...), as in a YAML spec.
+
+    Returns:
+        A :class:`FitResult`: ``predict``, ``predict_proba``, ``evaluate``, ``leaderboard``,
+        ``frontier``, ``model_ref``.
+
+    Raises:
+        SpecError: an unknown preset or a malformed field (before anything starts).
+        DataError: the label is missing or cannot be learned, as :func:`train`.
+    """
+    from dripml.algorithms import portfolio
+    from dripml.core import data as data_module
+    from dripml.core import presets as presets_module
+
+    report = reporter or Reporter()
+    preset = presets_module.get(presets)
+    train_source, train_frame = _fit_source(train, "train")
+    test_source = _fit_source(test, "test")[0] if test is not None else None
+    if label not in train_frame.columns:
+        from dripml.errors import DataError
+
+        raise DataError(f"label {label!r} is not a column of the training data; columns: "
+                        f"{list(train_frame.columns)}")
+    notes = [f"preset: {preset.name} ({preset.description})"]
+    extra_data = dict(spec_fields.pop("data", None) or {})
+    if task is None:
+        task, said = data_module.infer_task(train_frame[label], label)
+        notes.append(said)
+    if "text_columns" not in extra_data and "column_types" not in extra_data:
+        text_columns = data_module.infer_text_columns(train_frame.drop(columns=[label]))
+        if text_columns:
+            extra_data["text_columns"] = text_columns
+            notes.append(f"text columns: {', '.join(text_columns)} (several words, mostly "
+                         "unique; pass data={'text_columns': [...]} to choose)")
+    if algorithms is None:
+        text = set(extra_data.get("text_columns") or ())
+        features = [c for c in train_frame.columns if c != label]
+        algorithms = portfolio.default_algorithms(
+            task, tabular=any(c not in text for c in features), text=bool(text),
+            keep=preset.families)
+        notes.append(f"algorithms: {', '.join(algorithms)}")
+    limit = time_limit_s if time_limit_s is not None else preset.time_limit_s
+    notes.append(f"time limit: {limit:g} s for the whole run")
+    given: dict[str, Any] = {
+        "name": spec_fields.pop("name", None) or _fit_name(label),
+        "task": task,
+        "data": {"train": train_source, "label": label,
+                 **({"test": test_source} if test_source is not None else {}), **extra_data},
+        "algorithms": algorithms,
+        "search": {"time_budget_s": limit},
+    }
+    if metrics is not None:
+        given["metrics"] = (dict(metrics) if isinstance(metrics, Mapping) else
+                            {"objective": metrics[0], "validation": list(metrics),
+                             "test": list(metrics)})
+    spec = presets_module.merged(presets_module.merged(dict(preset.fields), given), spec_fields)
+    for note in notes:
+        report.message(note)
+    result = _train_verb(spec, ray_address=ray_address, tracking_uri=tracking_uri,
+                         reporter=report)
+    if result.trained_model is None:  # train refits the chosen model on every path it returns
+        raise RuntimeError(f"run {result.run_id} ended without a chosen model")
+    return FitResult(result, result.trained_model, tuple(notes))
+
+
+def _fit_source(data: pd.DataFrame | str | Path | None,
+                split: str) -> tuple[str, pd.DataFrame]:
+    """(what a spec names, the rows) for a DataFrame or a path given to :func:`fit`."""
+    import pandas as pd
+
+    from dripml import settings
+    from dripml.core import data as data_module
+
+    if isinstance(data, pd.DataFrame):
+        return data_module.stage_frame(data, settings.state_dir() / "data"), data
+    if isinstance(data, (str, Path)):
+        source = str(data)
+        return source, data_module.read_table(source)
+    from dripml.errors import DataError
+
+    raise DataError(f"{split}: expected a pandas DataFrame or a path, got "
+                    f"{type(data).__name__}")
+
+
+def _fit_name(label: str) -> str:
+    """A model name from the label (``fit-income``): letters, digits, ``-``, ``_``."""
+    import re
+
+    return "fit-" + (re.sub(r"[^A-Za-z0-9_-]+", "-", label).strip("-") or "label")
 
 
 @contextmanager

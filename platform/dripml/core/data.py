@@ -243,6 +243,89 @@ def _encode_labels(
             test_text.map(codes).to_numpy(dtype=np.int64), classes)
 
 
+TEXT_MIN_WORDS = 3.0
+"""Mean words per value from which a mostly-unique string column is free text."""
+
+
+def infer_text_columns(frame: pd.DataFrame, sample: int = 1000) -> list[str]:
+    """String columns that hold free text: on a sample of up to ``sample`` non-null values,
+    at least ``TEXT_MIN_WORDS`` words per value on average and at least half of them
+    distinct (a categorical repeats a few short values; an identifier has one word)."""
+    found = []
+    for name in frame.columns:
+        column = frame[name]
+        if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+            continue
+        values = column.dropna().astype(str).head(sample)
+        if len(values) == 0:
+            continue
+        words = values.str.split().str.len().mean()
+        if words >= TEXT_MIN_WORDS and values.nunique() >= 0.5 * len(values):
+            found.append(str(name))
+    return found
+
+
+def stage_frame(frame: pd.DataFrame, folder: Path) -> str:
+    """Write ``frame`` once as Parquet under ``folder``, named by its content's SHA-256
+    (the same rows give the same file, which a rerun reads); returns the absolute path.
+
+    Raises:
+        DataError: the frame is empty or cannot be written as Parquet (the message says
+            which column).
+    """
+    import hashlib
+
+    if frame.empty:
+        raise DataError("the DataFrame holds no rows")
+    buffer = io.BytesIO()
+    try:
+        frame.to_parquet(buffer, index=False)
+    except (ValueError, TypeError, ImportError) as error:
+        raise DataError(f"the DataFrame cannot be written as Parquet: {error}") from error
+    payload = buffer.getvalue()
+    path = folder / f"{hashlib.sha256(payload).hexdigest()[:16]}.parquet"
+    if not path.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        partial.write_bytes(payload)
+        partial.replace(path)  # atomic: a killed write leaves no half file
+    return str(path.resolve())
+
+
+MULTICLASS_MAX_INTEGERS = 20
+"""A numeric label of whole numbers with at most this many values is a class label."""
+
+
+def infer_task(y: pd.Series, label: str) -> tuple[Task, str]:
+    """The task a label column asks for, and one line saying why (AutoGluon's rule).
+
+    Two distinct values: binary. Text, booleans and categories with more: multiclass.
+    Numbers: multiclass when they are whole numbers with at most
+    ``MULTICLASS_MAX_INTEGERS`` values, else regression.
+
+    Raises:
+        DataError: the label has fewer than two distinct values.
+    """
+    values = y.dropna()
+    distinct = values.unique()
+    n = len(distinct)
+    shown = ", ".join(map(str, sorted(map(str, distinct))[:5])) + (", ..." if n > 5 else "")
+    if n < 2:
+        raise DataError(f"label {label!r} has {n} distinct value(s) ({shown}); a model needs "
+                        "at least two")
+    if n == 2:
+        return "binary", f"task: binary (label {label!r} has 2 values: {shown})"
+    numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+    if not numeric:
+        return "multiclass", f"task: multiclass (label {label!r} has {n} classes: {shown})"
+    whole = bool(np.all(np.mod(values.to_numpy(dtype=np.float64), 1) == 0))
+    if whole and n <= MULTICLASS_MAX_INTEGERS:
+        return "multiclass", (f"task: multiclass (label {label!r} has {n} whole-number "
+                              f"values: {shown}; pass task='regression' to predict a number)")
+    return "regression", (f"task: regression (label {label!r} is numeric with {n:,} distinct "
+                          "values)")
+
+
 def _check_label_fits_task(y: pd.Series, spec: Spec) -> None:
     """Fail on a label that does not fit the task, before any split or sample."""
     label = spec.data.label

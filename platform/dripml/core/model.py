@@ -20,6 +20,7 @@ import pandas as pd
 
 from dripml.core.features import TabularEncoder
 from dripml.core.spec import Task
+from dripml.errors import DataError
 
 
 @dataclass
@@ -141,8 +142,60 @@ class TrainedModel:
             return self._decode(*self.fitted.predict(frame[self.feature_names]))
         return self._decode(*self.fitted.predict(self.encoder.transform(frame)))
 
-    def predict_records(self, records: Sequence[Mapping[str, Any]]) -> Prediction:
-        """Predict for JSON-like records; no pandas unless the model is custom code."""
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        """Predicted labels for a DataFrame holding the feature columns: shape (n,), the
+        training label's classes (strings) or, for regression, floats."""
+        return np.asarray(self.predict_frame(frame).labels)
+
+    def predict_proba(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Class probabilities for a DataFrame: shape (n, K), one column per class, rows in
+        ``frame``'s order and index.
+
+        Raises:
+            ValueError: a regression model (it predicts numbers, not classes).
+        """
+        prediction = self.predict_frame(frame)
+        if prediction.probabilities is None:
+            raise ValueError("predict_proba needs a classification model; this one predicts "
+                             f"{self.label!r} as a number (use predict)")
+        return pd.DataFrame(prediction.probabilities, columns=list(self.classes),
+                            index=frame.index)
+
+    def score(self, frame: pd.DataFrame, bound: Sequence[Any]) -> dict[str, float]:
+        """Metrics ``bound`` (:func:`dripml.core.metrics.resolve_all`) on ``frame``, which
+        holds the feature columns and the label; keys ``test_<metric>``.
+
+        Raises:
+            DataError: no label column, or a class never seen in training.
+        """
+        from dripml.core import metrics
+
+        if self.label not in frame.columns:
+            raise DataError(f"column {self.label!r} (the label) is missing; evaluate needs "
+                            "it to score the predictions")
+        X = (frame[self.feature_names] if self.fitted.recipe.input_kind == "frame"
+             else self.encoder.transform(frame))
+        y_pred, proba = self.fitted.predict(X)
+        y = frame[self.label]
+        if self.task == "regression":
+            y_true = pd.to_numeric(y, errors="raise").to_numpy(dtype=np.float64)
+        else:
+            codes = {c: i for i, c in enumerate(self.classes)}
+            text = y.astype(str)
+            unseen = sorted(set(text) - set(codes))
+            if unseen:
+                raise DataError(f"label {self.label!r} holds classes never seen in training: "
+                                f"{unseen[:10]}")
+            y_true = text.map(codes).to_numpy(dtype=np.int64)
+        scores = metrics.score_all(list(bound), y_true, y_pred, proba)
+        return {f"test_{k}": v for k, v in scores.items()}
+
+    def predict_records(self, records: Sequence[Mapping[str, Any]] | pd.DataFrame
+                        ) -> Prediction:
+        """Predict for JSON-like records (or a DataFrame, then as :meth:`predict_frame`); no
+        pandas unless the model is custom code."""
+        if isinstance(records, pd.DataFrame):
+            return self.predict_frame(records)
         if self.fitted.recipe.input_kind == "frame":
             return self.predict_frame(pd.DataFrame(list(records), columns=self.feature_names))
         return self._decode(*self.fitted.predict(self.encoder.transform_records(records)))
