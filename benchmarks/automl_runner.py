@@ -13,7 +13,8 @@ untimed calls; ``predict_proba`` for binary, ``predict`` for regression) and pri
   n_jobs=CPUS, seed=0)``, default estimator list; trials = every configuration it evaluated
   (``AutoML._iter_per_learner`` summed; ``config_history`` holds only the improvements).
 - AutoGluon: ``TabularPredictor(label, eval_metric=..., problem_type=...).fit(train,
-  time_limit=BUDGET, presets="medium_quality", num_cpus=CPUS, num_gpus=0)`` without its
+  time_limit=BUDGET, presets=PRESETS, num_cpus=CPUS, num_gpus=0)`` (``--presets``, default
+  ``medium_quality``) without its
   torch models (the env has no torch, see ``discover_vs_automl.py``), in a temporary folder;
   the predictor is persisted in memory (``predictor.persist()``, AutoGluon's advice for
   online inference) before the latency is timed; trials = models trained (the weighted
@@ -119,7 +120,7 @@ def _autogluon(train: pd.DataFrame, test: pd.DataFrame,
             label=args.label, eval_metric="roc_auc" if args.task == "binary" else "r2",
             problem_type=args.task, path=f"{folder}/predictor", verbosity=1)
         started = time.perf_counter()
-        predictor.fit(train, time_limit=args.budget, presets=AUTOGLUON_PRESETS,
+        predictor.fit(train, time_limit=args.budget, presets=args.presets.split(","),
                       num_cpus=args.cpus, num_gpus=0,
                       excluded_model_types=list(AUTOGLUON_TORCH_MODELS))
         fit_s = time.perf_counter() - started
@@ -163,6 +164,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--budget", type=float, required=True, help="time budget, seconds")
     parser.add_argument("--cpus", type=int, default=2)
     parser.add_argument("--latency-calls", type=int, default=200)
+    parser.add_argument("--presets", default=AUTOGLUON_PRESETS,
+                        help="AutoGluon presets, comma-separated (default: medium_quality)")
     args = parser.parse_args(argv)
     if args.task == "binary" and args.positive is None:
         parser.error("--positive is required for --task binary")
