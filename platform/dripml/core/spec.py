@@ -737,6 +737,58 @@ def load_spec(
     """
     if isinstance(source, Spec) and not fields:
         return source
+    try:
+        return Spec.model_validate(_raw(source, fields))
+    except ValidationError as error:
+        count = error.error_count()
+        raise SpecError(
+            f"the spec has {count} invalid field{'s' if count > 1 else ''}:\n"
+            f"{_format_errors(error)}\nRun `drip spec schema` for every field and its type."
+        ) from None
+
+
+_REQUIRED_SECTIONS = frozenset({"task", "data", "algorithms", "algorithm"})
+
+
+def check_fields(
+    source: str | Path | Mapping[str, Any] | Spec | None = None, /, **fields: Any
+) -> tuple[Spec | None, tuple[str, ...]]:
+    """Validate as :func:`load_spec` does, but return the field errors instead of raising
+    them, with a spec on which the checks beyond the fields can still run.
+
+    Returns:
+        ``(spec, ())`` for a valid spec. Otherwise ``(partial, lines)``: one
+        ``path: message (got value)`` line per invalid field, and ``partial``, the spec with
+        every invalid optional section (``k_fold``, ``search``, ``metrics``...) at its
+        default and an invalid ``name`` replaced, so that the valid sections can be checked
+        too; ``partial`` is None when ``task``, ``data`` or ``algorithms`` is invalid or a
+        rule across sections fails.
+
+    Raises:
+        SpecError: the spec file is missing, not YAML or not a mapping.
+    """
+    if isinstance(source, Spec) and not fields:
+        return source, ()
+    raw = _raw(source, fields)
+    try:
+        return Spec.model_validate(raw), ()
+    except ValidationError as error:
+        lines = tuple(_format_errors(error).splitlines())
+        failed = {str(item["loc"][0]) for item in error.errors() if item["loc"]}
+        across = any(not item["loc"] for item in error.errors())
+    if across or failed & _REQUIRED_SECTIONS:
+        return None, lines
+    patched = {k: v for k, v in raw.items() if k not in failed}
+    if "name" in failed:
+        patched["name"] = "spec"
+    try:
+        return Spec.model_validate(patched), lines
+    except ValidationError:
+        return None, lines
+
+
+def _raw(source: str | Path | Mapping[str, Any] | Spec | None,
+         fields: Mapping[str, Any]) -> dict[str, Any]:
     raw: dict[str, Any]
     if source is None:
         raw = {}
@@ -747,14 +799,7 @@ def load_spec(
     else:
         raw = _read_file(Path(source))
     raw.update(fields)
-    try:
-        return Spec.model_validate(raw)
-    except ValidationError as error:
-        count = error.error_count()
-        raise SpecError(
-            f"the spec has {count} invalid field{'s' if count > 1 else ''}:\n"
-            f"{_format_errors(error)}\nRun `drip spec schema` for every field and its type."
-        ) from None
+    return raw
 
 
 def _read_file(path: Path) -> dict[str, Any]:
