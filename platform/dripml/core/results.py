@@ -25,6 +25,9 @@ class FoldScore:
     single-row predictions of this fold's model (encoded rows, milliseconds), which fold 0
     times under a time budget when there is no probe (the budget's estimate of what
     measuring its latency will cost); None otherwise.
+
+    ``started_ms``, ``ended_ms``: wall-clock start and end of the fold's task (Unix epoch,
+    milliseconds, the worker's clock), scoring and probe included; None when not recorded.
     """
 
     fold: int
@@ -34,6 +37,8 @@ class FoldScore:
     probe_latency_p99_ms: float | None = None
     probe_model_mb: float | None = None
     predict_row_ms: float | None = None
+    started_ms: int | None = None
+    ended_ms: int | None = None
 
     @property
     def probe(self) -> dict[str, float]:
@@ -85,6 +90,9 @@ class TrialResult:
             ``fit_time_s``.
         encoding: how the algorithm encoded the columns, e.g. ``"native: carrier, dest"``
             (shown with the params in the leaderboard; "" when nothing to say).
+        start_time_ms, end_time_ms: when the trial really ran (Unix epoch, milliseconds):
+            from its first fit's start to its last fit's end (a COMPLETE trial) or to when
+            the driver ended it (pruned, failed); None when not recorded.
     """
 
     number: int
@@ -101,6 +109,8 @@ class TrialResult:
     reason: str | None = None
     rungs: tuple[FoldScore, ...] = ()
     encoding: str = ""
+    start_time_ms: int | None = None
+    end_time_ms: int | None = None
 
     @property
     def search_time_s(self) -> float:

@@ -103,6 +103,7 @@ def run_fold(
     """
     from threadpoolctl import threadpool_limits
 
+    started_ms = int(time.time() * 1000)
     train_idx, val_idx = splits[fold]
     y_train, y_val = y[train_idx], y[val_idx]
     recipe = algorithms.build(algorithm_name, ctx, params)
@@ -131,14 +132,16 @@ def run_fold(
                   if row_calls > 0 and probe_calls <= 0 else None)
     if probe_calls <= 0:
         return FoldScore(fold=fold, metrics=scores, fit_time_s=fit_time_s,
-                         predict_row_ms=row_ms)
+                         predict_row_ms=row_ms, started_ms=started_ms,
+                         ended_ms=int(time.time() * 1000))
     if transformed is not None:
         fitted.recipe.preprocessor = transformed.preprocessor
     rows = X.iloc[val_idx] if hasattr(X, "iloc") else X[val_idx]
     latency, size_mb = probe(fitted, rows, probe_calls)
     return FoldScore(fold=fold, metrics=scores, fit_time_s=fit_time_s,
                      probe_latency_p50_ms=latency.p50_ms, probe_latency_p99_ms=latency.p99_ms,
-                     probe_model_mb=size_mb)
+                     probe_model_mb=size_mb, started_ms=started_ms,
+                     ended_ms=int(time.time() * 1000))
 
 
 def probe(fitted: FittedRecipe, rows: Any, calls: int) -> tuple[costs.Latency, float]:

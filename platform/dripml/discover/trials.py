@@ -79,6 +79,7 @@ class _Running:
     folds: list[FoldScore] = field(default_factory=list)
     rungs: list[FoldScore] = field(default_factory=list)
     rung: int = 0
+    submitted_ms: int = field(default_factory=lambda: int(time.time() * 1000))
 
 
 _ADVANCE = "advance"
@@ -515,12 +516,25 @@ def _finish(running: dict[int, _Running], number: int, study: optuna.Study,
                     "FAILED": optuna.trial.TrialState.FAIL}[outcome]
     study.tell(state.trial, objective_value if outcome == "COMPLETE" else None,
                state=optuna_state)
+    start_ms, end_ms = _wall_clock(state, outcome)
     return TrialResult(
         number=number, algorithm=state.config.algorithm.key,
         algorithm_name=state.config.algorithm.name, params=dict(state.config.params),
         state=outcome, folds=folds, mean=mean, std=std, objective=objective_value,
         fit_time_s=sum(f.fit_time_s for f in folds), error=error, reason=reason,
-        rungs=tuple(state.rungs))
+        rungs=tuple(state.rungs), start_time_ms=start_ms, end_time_ms=end_ms)
+
+
+def _wall_clock(state: _Running, outcome: TrialState) -> tuple[int, int]:
+    """When a trial really ran (Unix epoch ms): from its first fit's start (else its
+    submission) to its last fit's end if COMPLETE, else to now (when the driver ended it)."""
+    now = int(time.time() * 1000)
+    fits = [*state.folds, *state.rungs]
+    starts = [f.started_ms for f in fits if f.started_ms is not None]
+    ends = [f.ended_ms for f in fits if f.ended_ms is not None]
+    start = min(starts) if starts else state.submitted_ms
+    end = max(ends) if outcome == "COMPLETE" and ends else now
+    return start, max(start, end)
 
 
 def _mean_objective(folds: list[FoldScore], objective: Objective) -> float | None:

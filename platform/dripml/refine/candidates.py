@@ -6,6 +6,7 @@ import json
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import ray
 from threadpoolctl import threadpool_limits
@@ -93,11 +94,18 @@ def candidates(result: SearchResult, refine: RefineSpec,
 
 @dataclass(frozen=True)
 class Refit:
-    """The refit model, its test metrics (``test_<metric>``) and refit time in seconds."""
+    """The refit model, its test metrics (``test_<metric>``) and refit time in seconds.
+
+    ``test_pred``, ``test_proba``: its predictions on the test split, what the metrics
+    were computed from: class codes (int64, shape (n_test,)) and probabilities (float64,
+    (n_test, K)) for classification, or values and None for regression.
+    """
 
     model: TrainedModel
     test_metrics: dict[str, float]
     fit_time_s: float
+    test_pred: np.ndarray | None = None
+    test_proba: np.ndarray | None = None
 
 
 def refit(dataset: Dataset, spec: Spec, trial: TrialResult) -> Refit:
@@ -138,7 +146,9 @@ def _refit_here(dataset: Dataset, spec: Spec, trial: TrialResult) -> Refit:
                          classes=dataset.classes, label=dataset.label,
                          algorithm=trial.algorithm, params=dict(trial.params),
                          example=example_record(dataset.X_test))
-    return Refit(model, evaluate(model, dataset, spec), fit_time_s)
+    y_pred, proba = test_predictions(model, dataset)
+    return Refit(model, evaluate(model, dataset, spec, (y_pred, proba)), fit_time_s,
+                 y_pred, proba)
 
 
 def test_metric_specs(spec: Spec) -> list:
@@ -151,11 +161,21 @@ def test_metric_specs(spec: Spec) -> list:
     return chosen
 
 
-def evaluate(model: TrainedModel, dataset: Dataset, spec: Spec) -> dict[str, float]:
-    """Every test metric of the spec on the test split, keyed ``test_<metric>``."""
-    bound = metrics.resolve_all(test_metric_specs(spec), spec.task)
+def test_predictions(model: TrainedModel, dataset: Dataset
+                     ) -> tuple[np.ndarray, np.ndarray | None]:
+    """``model``'s predictions on the test split: class codes and probabilities, or values
+    and None (see :class:`Refit`)."""
     X = (dataset.X_test if model.fitted.recipe.input_kind == "frame"
          else dataset.encoder.transform(dataset.X_test))
-    y_pred, proba = model.fitted.predict(X)
+    return model.fitted.predict(X)
+
+
+def evaluate(model: TrainedModel, dataset: Dataset, spec: Spec,
+             predictions: tuple[np.ndarray, np.ndarray | None] | None = None
+             ) -> dict[str, float]:
+    """Every test metric of the spec on the test split, keyed ``test_<metric>``, from
+    ``predictions`` (:func:`test_predictions`) when given."""
+    bound = metrics.resolve_all(test_metric_specs(spec), spec.task)
+    y_pred, proba = predictions if predictions is not None else test_predictions(model, dataset)
     return {f"test_{k}": v for k, v in metrics.score_all(bound, dataset.y_test, y_pred,
                                                           proba).items()}

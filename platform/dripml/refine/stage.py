@@ -16,7 +16,12 @@ The step after Discover, in the active (parent) MLflow run:
 4. the chosen point is registered first and gets the alias (``champion``), then every other
    frontier point is registered as a version; each version carries its costs as tags
    (``latency_p99_ms``, ``model_mb``...) and ``dripml.frontier=true``;
-5. ``frontier.csv`` (the table) and ``frontier.png`` (the plot) are logged to the run.
+5. ``frontier.csv`` (the table) and ``frontier.png`` (the plot) are logged to the run;
+6. the chosen model's evaluation plots and reports (confusion matrix, ROC, PR and
+   calibration curves, classification report or residual plots, feature importance) are
+   logged under ``evaluation/`` (:mod:`dripml.productionize.evaluation`), from the test
+   predictions of its refit. Every version's description is its model card
+   (:mod:`dripml.productionize.model_card`) and its tags hold its own test metrics.
 
 Under a time budget (a bounded :class:`~dripml.core.budget.Deadline`) each step fits what
 is left: a candidate is refit only when its estimate (mean fold fit time x k / (k - 1),
@@ -30,6 +35,8 @@ fits. :attr:`Refined.skipped` says what was cut.
 
 from __future__ import annotations
 
+import logging
+import math
 import tempfile
 import time
 from contextlib import ExitStack
@@ -39,6 +46,7 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
+import dripml
 from dripml.algorithms import registry as algorithms
 from dripml.core import budget, costs
 from dripml.core.budget import Deadline
@@ -48,11 +56,12 @@ from dripml.core.progress import Reporter
 from dripml.core.results import SearchResult, TrialResult
 from dripml.core.spec import Spec
 from dripml.errors import ConstraintError, TrackingError
-from dripml.productionize import tracking
+from dripml.productionize import evaluation, model_card, tracking
 from dripml.refine import candidates as selection
 from dripml.refine import frontier
 from dripml.refine.candidates import Refit
 
+log = logging.getLogger(__name__)
 TABLE_ARTIFACT = "frontier.csv"
 PLOT_ARTIFACT = "frontier.png"
 
@@ -118,7 +127,28 @@ def run(dataset: Dataset, spec: Spec, result: SearchResult, objective: Objective
                 "registered" for p in placed.frontier_points if p.candidate.trial not in versions]
     placed = placed.with_versions(versions)
     log_frontier(placed)
+    skipped += log_evaluation(refit, dataset, deadline)
     return Refined(placed, chosen, refit, registered, versions, tuple(skipped))
+
+
+def log_evaluation(refit: Refit, dataset: Dataset, deadline: Deadline) -> list[str]:
+    """Log the chosen model's evaluation plots and reports (:mod:`dripml.productionize.
+    evaluation`) from its test predictions to the active run, unless the time budget has
+    less than their allowance and what must follow left; returns what was skipped."""
+    if refit.test_pred is None:
+        return ["evaluation plots not made: the refit kept no test predictions"]
+    needed = evaluation.EVALUATION_S + budget.FINISH_S
+    if deadline.left_s() < needed:
+        return [f"evaluation plots not made ({deadline.left_s():.1f} s left of the time "
+                f"budget, {needed:.1f} s needed)"]
+    limit = min(1.0, max(0.1, deadline.left_s() - needed))
+    try:
+        evaluation.log(refit.model, dataset.X_test, dataset.y_test, refit.test_pred,
+                       refit.test_proba, time_limit_s=limit)
+    except Exception as error:  # the versions are registered: a plot must not undo the run
+        log.warning("evaluation plots failed: %s", error, exc_info=True)
+        return [f"evaluation plots failed: {type(error).__name__}: {str(error)[:300]}"]
+    return []
 
 
 def needs_memory(spec: Spec) -> bool:
@@ -235,7 +265,24 @@ def version_tags(point: frontier.FrontierPoint, objective_key: str) -> dict[str,
             "dripml.chosen": str(point.chosen).lower(),
             "latency_calls": str(c.cost.latency_calls)}
     tags |= {k: f"{v:.6g}" for k, v in frontier.measured(c.cost).items() if v is not None}
+    # Its own test metrics, so that `drip models` reads each version's (not the run's).
+    tags |= {k: f"{v:.10g}" for k, v in c.test_metrics.items() if math.isfinite(v)}
     return tags
+
+
+def card(point: frontier.FrontierPoint, refit: Refit, dataset: Dataset, spec: Spec,
+         objective_key: str) -> str:
+    """The model card (:mod:`dripml.productionize.model_card`) of a frontier point's
+    version: its data, folds, params, CV score, test metrics, costs, versions and spec."""
+    c = point.candidate
+    facts = model_card.CardFacts(
+        algorithm=c.algorithm, trial=c.trial, params=c.params, cv_metric=objective_key,
+        cv_score=c.objective, test_metrics=dict(refit.test_metrics),
+        costs=frontier.measured(c.cost), train_rows=len(dataset.y_train),
+        test_rows=len(dataset.y_test), chosen=point.chosen,
+        requirements=tracking.pip_requirements(refit.model))
+    return model_card.render(spec, facts, dripml_version=dripml.__version__,
+                             mlflow_version=mlflow.__version__)
 
 
 def register(placed: frontier.Frontier, refits: dict[int, Refit], dataset: Dataset,
@@ -250,7 +297,9 @@ def register(placed: frontier.Frontier, refits: dict[int, Refit], dataset: Datas
     started = time.monotonic()
     registered = tracking.log_and_register(
         refits[chosen.candidate.trial].model, dataset.X_test, spec,
-        tags=version_tags(chosen, placed.objective_key), set_alias=set_alias)
+        tags=version_tags(chosen, placed.objective_key), set_alias=set_alias,
+        description=card(chosen, refits[chosen.candidate.trial], dataset, spec,
+                         placed.objective_key))
     per_version = time.monotonic() - started
     versions = {chosen.candidate.trial: registered.version}
     for point in placed.frontier_points:
@@ -261,7 +310,8 @@ def register(placed: frontier.Frontier, refits: dict[int, Refit], dataset: Datas
             continue
         versions[trial] = tracking.log_version(
             refits[trial].model, dataset.X_test, spec,
-            tags=version_tags(point, placed.objective_key), name=f"trial-{trial:03d}")
+            tags=version_tags(point, placed.objective_key), name=f"trial-{trial:03d}",
+            description=card(point, refits[trial], dataset, spec, placed.objective_key))
     return registered, versions
 
 
