@@ -22,9 +22,8 @@ import psutil
 import pytest
 from pydantic import ValidationError
 
-from conftest import free_port
-from dripml import api
-from dripml.core.features import Feature
+from conftest import Trained, free_port
+from dripml.core.features import Feature, TabularEncoder, join_issues, split_issues
 from dripml.core.model import TrainedModel
 from dripml.errors import ModelNotFoundError
 from dripml.productionize import serving, tracking
@@ -193,36 +192,6 @@ def test_absolute_tracking_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
 # --------------------------------------------------------------------------- real server
 
-TINY_SPEC = {
-    "name": "tiny", "task": "binary",
-    "data": {"train": "dataset://adult/train", "test": "dataset://adult/test",
-             "label": "income", "sample_rows": 2000},
-    "algorithms": [{"name": "lightgbm", "params": {"n_estimators": 30}}],
-    "search": {"num_trials": 1}, "k_fold": 2,
-}
-
-
-@dataclass(frozen=True)
-class Trained:
-    root: Path
-    tracking_uri: str
-    ref: str
-    model: TrainedModel
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Trained:
-    """A tiny LightGBM on 2,000 Adult rows, trained and registered once, in a tmp dir."""
-    root = tmp_path_factory.mktemp("serving")
-    uri = f"sqlite:///{root}/mlflow.db"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(root)
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        result = api.train(TINY_SPEC, tracking_uri=uri)
-        model = api.load_model(result.model.alias_uri, tracking_uri=uri)
-    return Trained(root, uri, "tiny", model)
-
-
 @pytest.fixture(scope="module")
 def server(tiny_model: Trained) -> Iterator[serving.ServerHandle]:
     with pytest.MonkeyPatch.context() as mp:
@@ -257,6 +226,63 @@ def test_server_predicts_like_the_model_in_process(
     assert body["model"] == server.version_label == "tiny/1"
     got = np.array([[p[c] for c in body["classes"]] for p in body["probabilities"]])
     np.testing.assert_allclose(got, expected.probabilities, atol=1e-6)
+    assert body["warnings"] == []  # known categories and a missing value are no issue
+
+
+def _unseen_total(metrics: str, feature: str) -> float | None:
+    """The value of ``dripml_unseen_categories_total{feature=...}`` in a /metrics page."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(metrics):
+        for sample in family.samples:
+            if (sample.name == "dripml_unseen_categories_total"
+                    and sample.labels.get("feature") == feature):
+                return sample.value
+    return None
+
+
+@pytest.mark.slow
+def test_unseen_category_is_a_warning_and_a_metric(
+        server: serving.ServerHandle, tiny_model: Trained) -> None:
+    with httpx.Client(base_url=server.url, timeout=30, trust_env=False) as client:
+        before = client.get("/metrics").text
+        assert _unseen_total(before, "race") == 0  # every categorical feature is listed
+        records = [server.example, {**server.example, "workclass": "Space-agency"}]
+        response = client.post("/predict", json={"records": records})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["warnings"] == ["workclass: 1 unseen category ('Space-agency') read as "
+                                    "missing"]
+        # Read as missing: the prediction is the model's for a null workclass.
+        missing = {**server.example, "workclass": None}
+        expected = tiny_model.model.predict_records([server.example, missing])
+        assert body["predictions"] == expected.labels
+        after = client.get("/metrics").text
+    assert _unseen_total(after, "workclass") == (_unseen_total(before, "workclass") or 0) + 1
+    assert _unseen_total(after, "race") == 0
+
+
+def test_encoder_reports_values_read_as_missing() -> None:
+    frame = pd.DataFrame({"c": ["a", "b", "a", None], "n": [1.0, 2.0, 3.0, 4.0],
+                          "d": ["2013-01-01", "2013-01-02", None, "2013-01-03"]})
+    encoder = TabularEncoder().fit(frame, {"c": "categorical", "n": "numeric",
+                                           "d": "datetime"})
+    records = [{"c": "z", "n": 1.0, "d": "soon"}, {"c": None, "n": None, "d": None},
+               {"c": "y", "n": 2.0, "d": "2013-01-01"}, {"c": "z", "n": 3.0, "d": "later"},
+               {"c": "w", "n": 3.0, "d": "2013-01-01"}, {"c": "v", "n": 3.0, "d": None}]
+    encoded = encoder.encode_records(records)
+    assert [i.message() for i in encoded.issues] == [
+        "c: 5 unseen categories ('z', 'y', 'w', 1 more) read as missing",
+        "d: 2 unreadable dates ('soon', 'later') read as missing"]
+    assert encoded.issues[0].rows == (0, 2, 3, 4, 5)
+    from_frame = encoder.encode(pd.DataFrame(records))
+    assert from_frame.issues == encoded.issues
+    np.testing.assert_array_equal(from_frame.matrix, encoded.matrix)
+    assert encoder.encode_records(records[1:2]).issues == ()
+    # Batching splits a call's issues per record and joins a request's records back.
+    per_record = split_issues(encoded.issues, len(records))
+    assert per_record[1] == () and len(per_record[0]) == 2
+    assert join_issues(per_record, [1] * len(records)) == encoded.issues
 
 
 @pytest.mark.slow
@@ -269,6 +295,11 @@ def test_server_probes_and_docs(server: serving.ServerHandle) -> None:
         spec_json = spec.json()
         assert "/predict" in spec_json["paths"]
         assert spec_json["components"]["schemas"]["Record"]["example"] == server.example
+        info = spec_json["info"]
+        assert info["title"] == "tiny v1" and info["version"] == "1"
+        assert "lightgbm (binary)" in info["description"]
+        assert "Test metrics: accuracy 0." in info["description"]  # the version's, from MLflow
+        assert "warnings" in spec_json["components"]["schemas"]["PredictResponse"]["properties"]
         docs = client.get("/docs", follow_redirects=True)
         assert docs.status_code == 200 and "<html" in docs.text.lower()
         assert client.get("/metrics").status_code == 200
@@ -297,10 +328,15 @@ def test_batching_is_on_for_text_models_by_default(tiny_model: Trained) -> None:
 def test_adaptive_batching_answers_each_request_with_its_own_records(
         tiny_model: Trained, adult_files: dict[str, Path]) -> None:
     rows = _adult_rows(adult_files["test"], tiny_model.model, n=5) * 30  # 150 records
-    expected = tiny_model.model.predict_records(rows)
     # Sizes around MAX_BATCH_SIZE: BentoML merges small requests and splits the big one.
     sizes = [1, 2, 3, 5, 1, 70, 4, 1, 63]
     starts = np.cumsum([0, *sizes[:-1]])
+    # Unseen categories in the big request (across its split) and one small one.
+    for row, value in ((starts[5] + 1, "Guild"), (starts[5] + 68, "Guild"), (starts[7], "Elf")):
+        rows[row] = {**rows[row], "race": value}
+    warned = {5: ["race: 2 unseen categories ('Guild') read as missing"],
+              7: ["race: 1 unseen category ('Elf') read as missing"]}
+    expected = tiny_model.model.predict_records(rows)
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(tiny_model.root)
         handle = serving.serve(tiny_model.ref, port=free_port(),
@@ -320,6 +356,7 @@ def test_adaptive_batching_answers_each_request_with_its_own_records(
                 assert body["classes"] == ["<=50K", ">50K"] and body["model"] == "tiny/1"
                 got = np.array([[p[c] for c in body["classes"]] for p in body["probabilities"]])
                 np.testing.assert_allclose(got, expected.probabilities[want], atol=1e-6)
+                assert body["warnings"] == warned.get(i, []), i
         bad = client.post("/predict", json={"records": [{**rows[0], "age": "old"}]})
         assert bad.status_code == 400 and "records.0.age" in bad.json()["error"]
         schemas = client.get("/docs.json").json()["components"]["schemas"]

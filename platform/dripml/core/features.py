@@ -7,7 +7,7 @@ matrix, column for column:
 
 - numeric feature -> float, NaN when missing;
 - categorical feature -> its code (0..n-1, categories sorted by frequency then name), NaN when
-  missing or unseen in training;
+  missing or unseen in training (an unseen value is reported, see below);
 - text feature -> the string itself ("" when missing), cleaned by the column's
   :class:`~dripml.core.text.TextRules` (``data.text`` in the spec: strip URLs, @handles, #tags,
   lowercase); the matrix is then of dtype object. The rules live in the fitted encoder, so
@@ -19,6 +19,15 @@ matrix, column for column:
   values are converted to UTC first, naive ones are read as they are; missing or
   unparseable values give NaN in every part. Strings are parsed with
   :meth:`datetime.datetime.fromisoformat` on both paths, so they agree to the bit.
+
+Values that are given but read as missing (a category unseen in training, a datetime string
+that does not read as one) are legal input, yet a caller should hear about them:
+:meth:`TabularEncoder.encode` and :meth:`TabularEncoder.encode_records` return the matrix with
+one :class:`InputIssue` per feature that had such values (``workclass: 1 unseen category
+('Space-agency') read as missing``); :meth:`~TabularEncoder.transform` and
+:meth:`~TabularEncoder.transform_records` return the matrix alone. Numeric values never become
+missing silently: the frame path raises :class:`~dripml.errors.DataError` on non-numbers and
+records are validated as numbers before they get here.
 
 A datetime feature makes the matrix wider than the input: :attr:`TabularEncoder.names` are the
 input columns (what a request must hold), :attr:`TabularEncoder.encoded_names` the matrix's.
@@ -136,6 +145,93 @@ class ColumnLayout:
             ValueError: ``position`` is not a categorical position.
         """
         return self.cardinalities[self.categorical.index(position)]
+
+
+IssueReason = Literal["unseen category", "unreadable date"]
+
+MAX_ISSUE_EXAMPLES = 3
+"""Distinct values an :class:`InputIssue` message quotes."""
+
+_NOUNS: dict[str, tuple[str, str]] = {
+    "unseen category": ("unseen category", "unseen categories"),
+    "unreadable date": ("unreadable date", "unreadable dates"),
+}
+
+
+@dataclass(frozen=True)
+class InputIssue:
+    """Values of one feature that were given but read as missing, in one encoding call.
+
+    Attributes:
+        feature: the input column.
+        reason: ``"unseen category"`` (a categorical value not among the training levels) or
+            ``"unreadable date"`` (a datetime value that does not read as ISO-8601).
+        rows: positions of the affected rows in the call's input, ascending.
+        values: the value each affected row gave, as text, parallel to ``rows``.
+    """
+
+    feature: str
+    reason: IssueReason
+    rows: tuple[int, ...]
+    values: tuple[str, ...]
+
+    @property
+    def count(self) -> int:
+        """Values read as missing (one per affected row)."""
+        return len(self.rows)
+
+    @property
+    def examples(self) -> tuple[str, ...]:
+        """The first :data:`MAX_ISSUE_EXAMPLES` distinct values, in row order."""
+        return tuple(dict.fromkeys(self.values))[:MAX_ISSUE_EXAMPLES]
+
+    def message(self) -> str:
+        """One line: ``workclass: 1 unseen category ('Space-agency') read as missing``;
+        ``... 5 unseen categories ('a', 'b', 'c', 2 more) ...`` past the examples."""
+        noun = _NOUNS[self.reason][self.count != 1]
+        shown = self.examples
+        rest = len(set(self.values)) - len(shown)
+        quoted = ", ".join(repr(v) for v in shown) + (f", {rest} more" if rest else "")
+        return f"{self.feature}: {self.count} {noun} ({quoted}) read as missing"
+
+
+def split_issues(issues: Sequence[InputIssue], n_rows: int) -> list[tuple[InputIssue, ...]]:
+    """Per row of the call (``n_rows`` of them), that row's issues (``rows`` renumbered 0)."""
+    per_row: list[list[InputIssue]] = [[] for _ in range(n_rows)]
+    for issue in issues:
+        for row, value in zip(issue.rows, issue.values, strict=True):
+            per_row[row].append(InputIssue(issue.feature, issue.reason, (0,), (value,)))
+    return [tuple(r) for r in per_row]
+
+
+def join_issues(parts: Sequence[Sequence[InputIssue]], sizes: Sequence[int]
+                ) -> tuple[InputIssue, ...]:
+    """Issues of consecutive calls (``sizes[k]`` rows each) as the issues of one call over all
+    their rows: one issue per (feature, reason), in order of first appearance."""
+    grouped: dict[tuple[str, IssueReason], tuple[list[int], list[str]]] = {}
+    offset = 0
+    for issues, size in zip(parts, sizes, strict=True):
+        for issue in issues:
+            rows, values = grouped.setdefault((issue.feature, issue.reason), ([], []))
+            rows.extend(offset + r for r in issue.rows)
+            values.extend(issue.values)
+        offset += size
+    return tuple(InputIssue(feature, reason, tuple(rows), tuple(values))
+                 for (feature, reason), (rows, values) in grouped.items())
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """An encoded matrix and what the encoding read as missing.
+
+    Attributes:
+        matrix: shape (n_rows, len(encoded_names)); float64, object when there is text.
+        issues: one per (feature, reason) that had values read as missing, in feature order;
+            () when none.
+    """
+
+    matrix: np.ndarray
+    issues: tuple[InputIssue, ...] = ()
 
 
 def infer_kinds(frame: pd.DataFrame, overrides: Mapping[str, Kind]) -> dict[str, Kind]:
@@ -283,10 +379,18 @@ class TabularEncoder:
         return object if self.layout.text else np.float64
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
-        """Encode a DataFrame holding (at least) the feature columns.
+        """Encode a DataFrame holding (at least) the feature columns: :meth:`encode`'s
+        matrix, shape (n_rows, len(encoded_names)); float64, object when there is text.
 
-        Returns:
-            shape (n_rows, len(encoded_names)); float64, object when there is text.
+        Raises:
+            DataError: a feature column is missing, or a numeric one holds non-numbers.
+        """
+        return self.encode(frame).matrix
+
+    def encode(self, frame: pd.DataFrame) -> Encoded:
+        """Encode a DataFrame holding (at least) the feature columns, and say which given
+        values were read as missing (vectorised checks, one per categorical or datetime
+        column).
 
         Raises:
             DataError: a feature column is missing, or a numeric one holds non-numbers.
@@ -295,6 +399,7 @@ class TabularEncoder:
         if missing:
             raise DataError(f"columns {missing} are missing; expected features: {self.names}")
         out = np.empty((len(frame), len(self.encoded_names)), dtype=self.dtype)
+        issues: list[InputIssue] = []
         j = 0
         for feature, codes in zip(self.features, self._codes, strict=True):
             column = frame[feature.name]
@@ -302,40 +407,83 @@ class TabularEncoder:
                 _check_numeric(column, feature.name)
                 out[:, j] = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64)
             elif feature.kind == "categorical":
-                as_text = column.astype(object).where(column.notna(), None)
-                out[:, j] = [codes.get(str(v), math.nan) if v is not None else math.nan
-                             for v in as_text]
+                given = column.notna().to_numpy()
+                as_text = column.astype(object).where(given, None)
+                encoded = np.array([codes.get(str(v), math.nan) if v is not None else math.nan
+                                    for v in as_text], dtype=np.float64)
+                out[:, j] = encoded
+                unseen = np.flatnonzero(np.isnan(encoded) & given)
+                if len(unseen):
+                    issues.append(InputIssue(
+                        feature.name, "unseen category", tuple(unseen.tolist()),
+                        tuple(str(v) for v in as_text.iloc[unseen])))
             elif feature.kind == "datetime":
-                out[:, j:j + feature.width] = _parts_of_column(column, feature.parts)
+                parts, unreadable = _parts_of_column(column, feature.parts)
+                out[:, j:j + feature.width] = parts
+                if len(unreadable):
+                    issues.append(InputIssue(
+                        feature.name, "unreadable date", tuple(unreadable.tolist()),
+                        tuple(str(v) for v in column.iloc[unreadable])))
             else:
                 rules = self._rules(feature.name)
                 values = column.fillna("").astype(str).to_numpy(dtype=object)
                 out[:, j] = [rules.apply(v) for v in values] if rules.active else values
             j += feature.width
-        return out
+        return Encoded(out, tuple(issues))
 
     def transform_records(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
-        """Encode JSON-like records (already validated) without pandas; same output as
-        :meth:`transform`, shape (n_records, len(encoded_names)).
+        """Encode JSON-like records (already validated) without pandas: :meth:`encode_records`'
+        matrix, the same as :meth:`transform`'s, shape (n_records, len(encoded_names))."""
+        return self.encode_records(records).matrix
 
-        Missing keys and None are missing values.
+    def encode_records(self, records: Sequence[Mapping[str, Any]]) -> Encoded:
+        """Encode JSON-like records (already validated) without pandas, and say which given
+        values were read as missing; the same matrix and issues as :meth:`encode`.
+
+        Missing keys and None are missing values (not issues). The check costs one
+        comparison per categorical value (the code lookup already happens).
         """
         rows = []
-        for record in records:
+        misses: list[tuple[str, IssueReason, int, str]] = []
+        for i, record in enumerate(records):
             row: list[Any] = []
             for feature, codes in zip(self.features, self._codes, strict=True):
                 value = record.get(feature.name)
                 if feature.kind == "numeric":
                     row.append(math.nan if value is None else float(value))
                 elif feature.kind == "categorical":
-                    row.append(math.nan if value is None else codes.get(str(value), math.nan))
+                    if value is None:
+                        row.append(math.nan)
+                        continue
+                    code = codes.get(str(value))
+                    if code is None:
+                        misses.append((feature.name, "unseen category", i, str(value)))
+                        code = math.nan
+                    row.append(code)
                 elif feature.kind == "datetime":
-                    row.extend(_parts(_instant(value), feature.parts))
+                    instant = _instant(value)
+                    if instant is None and value is not None:
+                        misses.append((feature.name, "unreadable date", i, str(value)))
+                    row.extend(_parts(instant, feature.parts))
                 else:
                     row.append(self._rules(feature.name).apply(
                         "" if value is None else str(value)))
             rows.append(row)
-        return np.array(rows, dtype=self.dtype).reshape(len(rows), len(self.encoded_names))
+        matrix = np.array(rows, dtype=self.dtype).reshape(len(rows), len(self.encoded_names))
+        return Encoded(matrix, self._issues(misses) if misses else ())
+
+    def _issues(self, misses: Sequence[tuple[str, IssueReason, int, str]]
+                ) -> tuple[InputIssue, ...]:
+        """(feature, reason, row, value) per value read as missing -> issues in feature order."""
+        grouped: dict[tuple[str, IssueReason], tuple[list[int], list[str]]] = {}
+        for name, reason, row, value in misses:
+            rows, values = grouped.setdefault((name, reason), ([], []))
+            rows.append(row)
+            values.append(value)
+        order = {name: k for k, name in enumerate(self.names)}
+        return tuple(InputIssue(name, reason, tuple(rows), tuple(values))
+                     for (name, reason), (rows, values)
+                     in sorted(grouped.items(), key=lambda item: order[item[0][0]]))
 
 
 def _layout(features: Sequence[Feature]) -> ColumnLayout:
@@ -434,14 +582,18 @@ def _parts(instant: datetime | None, parts: Sequence[str]) -> list[float]:
     return [float(values[p]) for p in parts]
 
 
-def _parts_of_column(column: pd.Series, parts: Sequence[str]) -> np.ndarray:
-    """:func:`_parts` of every value, shape (n_rows, len(parts)); each distinct value is
-    parsed once."""
+def _parts_of_column(column: pd.Series, parts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_parts` of every value, shape (n_rows, len(parts)), and the positions of the
+    rows whose (non-missing) value does not read as a date; each distinct value is parsed
+    once."""
     codes, uniques = pd.factorize(column.astype(object))
+    instants = [_instant(v) for v in uniques]
     # One NaN row last: the code of a missing value (-1) picks it.
-    table = np.array([*(_parts(_instant(v), parts) for v in uniques),
+    table = np.array([*(_parts(i, parts) for i in instants),
                       [math.nan] * len(parts)], dtype=np.float64)
-    return table[codes]
+    unreadable = [k for k, i in enumerate(instants) if i is None]
+    rows = np.flatnonzero(np.isin(codes, unreadable)) if unreadable else np.empty(0, np.int64)
+    return table[codes], rows
 
 
 def _is_number(column: pd.Series) -> bool:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dripml.core.features import TabularEncoder
+from dripml.core.features import InputIssue, TabularEncoder
 from dripml.core.spec import Task
 from dripml.errors import DataError
 
@@ -111,11 +111,17 @@ class FittedRecipe:
 
 @dataclass(frozen=True)
 class Prediction:
-    """Labels (shape (n,)) and, for classification, probabilities (n, K) in ``classes`` order."""
+    """Labels (shape (n,)) and, for classification, probabilities (n, K) in ``classes`` order.
+
+    ``issues``: the input values the encoder read as missing (categories unseen in training,
+    unreadable dates), one :class:`~dripml.core.features.InputIssue` per feature; () when none
+    (and always for custom models, which get the raw frame).
+    """
 
     labels: list[Any]
     probabilities: np.ndarray | None
     classes: tuple[str, ...]
+    issues: tuple[InputIssue, ...] = ()
 
 
 @dataclass
@@ -140,7 +146,8 @@ class TrainedModel:
         """Predict for a DataFrame holding the feature columns."""
         if self.fitted.recipe.input_kind == "frame":
             return self._decode(*self.fitted.predict(frame[self.feature_names]))
-        return self._decode(*self.fitted.predict(self.encoder.transform(frame)))
+        encoded = self.encoder.encode(frame)
+        return self._decode(*self.fitted.predict(encoded.matrix), encoded.issues)
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         """Predicted labels for a DataFrame holding the feature columns: shape (n,), the
@@ -193,18 +200,21 @@ class TrainedModel:
     def predict_records(self, records: Sequence[Mapping[str, Any]] | pd.DataFrame
                         ) -> Prediction:
         """Predict for JSON-like records (or a DataFrame, then as :meth:`predict_frame`); no
-        pandas unless the model is custom code."""
+        pandas unless the model is custom code. ``issues`` of the result say which given
+        values were read as missing (see :class:`Prediction`)."""
         if isinstance(records, pd.DataFrame):
             return self.predict_frame(records)
         if self.fitted.recipe.input_kind == "frame":
             return self.predict_frame(pd.DataFrame(list(records), columns=self.feature_names))
-        return self._decode(*self.fitted.predict(self.encoder.transform_records(records)))
+        encoded = self.encoder.encode_records(records)
+        return self._decode(*self.fitted.predict(encoded.matrix), encoded.issues)
 
-    def _decode(self, y_pred: np.ndarray, proba: np.ndarray | None) -> Prediction:
+    def _decode(self, y_pred: np.ndarray, proba: np.ndarray | None,
+                issues: tuple[InputIssue, ...] = ()) -> Prediction:
         if self.task == "regression":
-            return Prediction(y_pred.tolist(), None, ())
+            return Prediction(y_pred.tolist(), None, (), issues)
         labels = [self.classes[i] for i in y_pred.tolist()]
-        return Prediction(labels, proba, self.classes)
+        return Prediction(labels, proba, self.classes, issues)
 
 
 def example_record(frame: pd.DataFrame) -> dict[str, Any]:

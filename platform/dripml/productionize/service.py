@@ -39,6 +39,7 @@ MODEL_URI = CONFIG.model_uri or ""
 if MODEL_PATH:
     model, _bundle = serving.read_bundle(MODEL_PATH)
     MODEL_URI, VERSION_LABEL = _bundle.model_uri, _bundle.version_label
+    _metrics = _bundle.metrics
     _source = CONFIG.model_ref or f"{MODEL_URI} (exported model bundle)"
 else:
     if not MODEL_URI:
@@ -56,6 +57,7 @@ else:
     else:
         VERSION_LABEL = MODEL_URI
     model = tracking.load_trained_model(MODEL_URI)
+    _metrics = tracking.version_test_metrics(MODEL_URI)
     _source = CONFIG.model_ref or MODEL_URI
 
 DripmlService = serving.build_service(
@@ -64,4 +66,5 @@ DripmlService = serving.build_service(
     VERSION_LABEL,
     workers=CONFIG.workers,
     batching=serving.batching_enabled(model, CONFIG.batching),
+    metrics=_metrics,
 )

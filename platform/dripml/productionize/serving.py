@@ -9,8 +9,18 @@ Three layers:
   ``POST /predict``: ``{"records": [record, ...]}`` (1 to 10,000 records) in,
   :class:`PredictResponse` out, plus BentoML's ``/healthz``, ``/livez``, ``/readyz``,
   ``/metrics``, Swagger UI (``/``; ``/docs`` redirects there) and OpenAPI document
-  (``/docs.json``). :mod:`dripml.productionize.service` is the module ``bentoml serve``
-  imports; it calls this once at import.
+  (``/docs.json``), titled with the model and version (``adult v3``, :func:`docs_title`) and
+  described with its algorithm and test metrics (:func:`docs_description`).
+  :mod:`dripml.productionize.service` is the module ``bentoml serve`` imports; it calls this
+  once at import.
+
+Input values read as missing (a category unseen in training, a date that does not read as
+one; see :class:`~dripml.core.features.InputIssue`) are never silent: each response's
+``warnings`` lists them per feature (``workclass: 1 unseen category ('Space-agency') read as
+missing``; ``[]`` when none), and ``/metrics`` counts them in the Prometheus counters
+``dripml_unseen_categories_total{feature=...}`` and ``dripml_unreadable_dates_total{feature=...}``
+(:func:`count_issues`; a 0 series per feature from the start). Finding them costs one
+comparison per categorical value on the request path.
 - :func:`serve`: resolves the model in the registry (fails fast, before any process starts),
   runs ``bentoml serve dripml.productionize.service:DripmlService`` in its own process group
   and waits until ``/readyz`` answers; returns a :class:`ServerHandle` that stops it.
@@ -38,6 +48,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import json
 import os
 import re
@@ -48,7 +59,7 @@ import subprocess
 import sys
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -62,8 +73,8 @@ import dripml
 from dripml import settings
 from dripml.core import refs
 from dripml.core.costs import SINGLE_THREAD_ENV
-from dripml.core.features import Feature
-from dripml.core.model import TrainedModel
+from dripml.core.features import Feature, InputIssue, join_issues, split_issues
+from dripml.core.model import Prediction, TrainedModel
 from dripml.errors import ModelNotFoundError, ServeError
 
 MAX_RECORDS = 10_000
@@ -183,11 +194,19 @@ class PredictResponse(BaseModel):
     model: str = Field(description="registered model served, as NAME/VERSION")
     classes: list[str] | None = Field(
         default=None, description="class labels (classification); null for regression")
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="input values of this request read as missing, one line per feature, "
+                    "e.g. \"workclass: 1 unseen category ('Space-agency') read as missing\" "
+                    "(categories unseen in training, dates that do not read as ISO-8601); "
+                    "empty when none")
 
 
-def _response(model: TrainedModel, records: list[dict[str, Any]],
-              version_label: str) -> PredictResponse:
-    prediction = model.predict_records(records)
+def _warnings(issues: Sequence[InputIssue]) -> list[str]:
+    return [issue.message() for issue in issues]
+
+
+def _response(prediction: Prediction, version_label: str) -> PredictResponse:
     probabilities = None
     classes = list(prediction.classes) or None
     if prediction.probabilities is not None:
@@ -196,24 +215,79 @@ def _response(model: TrainedModel, records: list[dict[str, Any]],
     # Built without re-validation: the values come from the model, already of the right types.
     return PredictResponse.model_construct(
         predictions=prediction.labels, probabilities=probabilities,
-        model=version_label, classes=classes)
+        model=version_label, classes=classes, warnings=_warnings(prediction.issues))
 
 
-RecordPrediction = tuple[str | float, dict[str, float] | None]
-"""One record's prediction and class probabilities: the unit adaptive batching splits."""
+RecordPrediction = tuple[str | float, dict[str, float] | None, tuple[InputIssue, ...]]
+"""One record's prediction, class probabilities and input issues: the unit adaptive batching
+splits."""
 
 
-def _per_record(response: PredictResponse) -> list[RecordPrediction]:
-    probabilities = response.probabilities or [None] * len(response.predictions)
-    return list(zip(response.predictions, probabilities, strict=True))
+def _per_record(prediction: Prediction, response: PredictResponse) -> list[RecordPrediction]:
+    n = len(response.predictions)
+    probabilities = response.probabilities or [None] * n
+    issues = split_issues(prediction.issues, n) if prediction.issues else [()] * n
+    return list(zip(response.predictions, probabilities, issues, strict=True))
 
 
 def _joined(parts: list[RecordPrediction], version_label: str,
             classes: list[str] | None) -> PredictResponse:
+    issues = [i for _, _, i in parts]
+    warnings = (_warnings(join_issues(issues, [1] * len(parts))) if any(issues) else [])
     return PredictResponse.model_construct(
-        predictions=[label for label, _ in parts],
-        probabilities=[p for _, p in parts] if classes else None,
-        model=version_label, classes=classes)
+        predictions=[label for label, _, _ in parts],
+        probabilities=[p for _, p, _ in parts] if classes else None,
+        model=version_label, classes=classes, warnings=warnings)
+
+
+# --------------------------------------------------------------------------- metrics
+
+UNSEEN_CATEGORIES_METRIC = "dripml_unseen_categories"
+"""Prometheus counter (exposed as ``dripml_unseen_categories_total{feature="..."}``): values
+of a categorical feature unseen in training, read as missing, since the worker started."""
+
+UNREADABLE_DATES_METRIC = "dripml_unreadable_dates"
+"""Prometheus counter (``dripml_unreadable_dates_total{feature="..."}``): values of a
+datetime feature that did not read as ISO-8601, read as missing."""
+
+
+@functools.cache
+def _issue_counters() -> dict[str, Any]:
+    """The counters per :class:`~dripml.core.features.InputIssue` reason, created once per
+    process. ``prometheus_client`` is imported here, in a worker, where BentoML has set
+    ``PROMETHEUS_MULTIPROC_DIR`` (imported earlier it would count in single-process mode,
+    invisible to BentoML's ``/metrics``)."""
+    import prometheus_client  # a BentoML dependency
+
+    return {
+        "unseen category": prometheus_client.Counter(
+            UNSEEN_CATEGORIES_METRIC, "Categorical values unseen in training, read as missing",
+            ["feature"]),
+        "unreadable date": prometheus_client.Counter(
+            UNREADABLE_DATES_METRIC, "Datetime values that do not read as ISO-8601, read as "
+            "missing", ["feature"]),
+    }
+
+
+def start_issue_counters(features: Sequence[Feature]) -> None:
+    """Create the counters with a 0 series per categorical and datetime feature, so that
+    ``/metrics`` lists them (and ``rate()`` has a start) before the first issue."""
+    counters = _issue_counters()
+    for feature in features:
+        if feature.kind == "categorical":
+            counters["unseen category"].labels(feature=feature.name)
+        elif feature.kind == "datetime":
+            counters["unreadable date"].labels(feature=feature.name)
+
+
+def count_issues(issues: Sequence[InputIssue]) -> None:
+    """Add each issue's count to its feature's counter (nothing to do, and no cost, when
+    there are none)."""
+    if not issues:
+        return
+    counters = _issue_counters()
+    for issue in issues:
+        counters[issue.reason].labels(feature=issue.feature).inc(issue.count)
 
 
 def batching_enabled(model: TrainedModel, batching: str = "auto") -> bool:
@@ -347,15 +421,43 @@ class DocsRedirectMiddleware:
 # --------------------------------------------------------------------------- service
 
 
+def docs_title(version_label: str) -> str:
+    """The OpenAPI (and Swagger page) title: ``adult v3`` for ``adult/3``; a label that is no
+    ``NAME/VERSION`` (a ``runs:/`` URI) as it is."""
+    name, slash, version = version_label.rpartition("/")
+    return f"{name} v{version}" if slash and name and version.isdigit() else version_label
+
+
+def docs_description(model: TrainedModel, model_ref: str, version_label: str,
+                     metrics: Mapping[str, float] | None = None) -> str:
+    """The OpenAPI ``info.description`` (Markdown): algorithm, task, label, test metrics
+    (``test_<metric>`` keys of ``metrics``, shown without the prefix, 4 significant digits),
+    where the model came from, its features and what ``warnings`` and ``/metrics`` report."""
+    tested = {k.removeprefix("test_"): v for k, v in sorted((metrics or {}).items())
+              if k.startswith("test_")}
+    scores = (", ".join(f"{k} {v:.4g}" for k, v in tested.items()) if tested
+              else "not recorded")
+    kinds = ", ".join(f"{f.name} ({f.kind})" for f in model.encoder.features)
+    return (f"dripml model **{version_label}**: {model.algorithm} ({model.task}) predicting "
+            f"{model.label!r}.\n\nTest metrics: {scores}.\n\nLoaded from {model_ref}.\n\n"
+            f"Features: {kinds}.\n\nA category unseen in training (or a date that does not "
+            f"read as one) is read as missing: the response's `warnings` says so, and "
+            f"`/metrics` counts it in `{UNSEEN_CATEGORIES_METRIC}_total` "
+            f"(`{UNREADABLE_DATES_METRIC}_total`) per feature.")
+
+
 def build_service(model: TrainedModel, model_ref: str, version_label: str, *,
-                  workers: int = 1, timeout_s: float = 60.0, batching: bool = False) -> Any:
+                  workers: int = 1, timeout_s: float = 60.0, batching: bool = False,
+                  metrics: Mapping[str, float] | None = None) -> Any:
     """A BentoML 1.4 service class serving ``model``.
 
     Routes: ``POST /predict`` with JSON ``{"records": [record, ...]}`` (1 to
     :data:`MAX_RECORDS` records, each as :func:`request_model` describes) returning
-    :class:`PredictResponse` as JSON; BentoML's ``GET /healthz``, ``/livez``, ``/readyz``,
-    ``/metrics``, Swagger UI at ``/`` (``/docs`` redirects there) and the OpenAPI document at
-    ``/docs.json``. Invalid requests get a 400 whose ``error`` names each bad field
+    :class:`PredictResponse` as JSON (with ``warnings`` naming input values read as
+    missing); BentoML's ``GET /healthz``, ``/livez``, ``/readyz``, ``/metrics`` (plus the
+    counters of :func:`count_issues`), Swagger UI at ``/`` (``/docs`` redirects there) and the
+    OpenAPI document at ``/docs.json``, titled :func:`docs_title` and described by
+    :func:`docs_description`. Invalid requests get a 400 whose ``error`` names each bad field
     (``records.0.age: Input should be a valid number``), see :func:`readable_error`.
 
     Args:
@@ -369,11 +471,14 @@ def build_service(model: TrainedModel, model_ref: str, version_label: str, *,
             predicted in one model call of at most :data:`MAX_BATCH_SIZE` records (a
             transformer's throughput under concurrent single-row traffic), and each request
             gets its own records' predictions back in the same response shape.
+        metrics: the model version's test metrics (``test_<metric>`` -> value), shown in
+            the OpenAPI description; None or {} when unknown.
 
     Returns:
         The class decorated with ``@bentoml.service`` (named :data:`SERVICE_NAME`); bind it to a
         module attribute of that name for ``bentoml serve module:DripmlService``.
     """
+    import attrs  # a BentoML dependency
     import bentoml
 
     record = request_model(model)
@@ -413,16 +518,28 @@ def build_service(model: TrainedModel, model_ref: str, version_label: str, *,
     if batching:
         api_options.update(batchable=True, batch_dim=0, max_batch_size=MAX_BATCH_SIZE,
                            max_latency_ms=MAX_BATCH_LATENCY_MS)
-    kinds = ", ".join(f"{f.name} ({f.kind})" for f in model.encoder.features)
-    description = (
-        f"dripml model {version_label} ({model.algorithm}, {model.task}) predicting "
-        f"{model.label!r}, loaded from {model_ref}.\n\nFeatures: {kinds}.")
+    description = docs_description(model, model_ref, version_label, metrics)
+    title = docs_title(version_label)
+
+    class _DocumentedService(bentoml.Service):  # type: ignore[misc]
+        # BentoML 1.4 titles the OpenAPI document with the service name (an identifier it
+        # also uses for configuration) and describes it with its own README; there is no
+        # option for either (bentoml/BentoML#2975), so the service_class hook fills them in.
+        @property
+        def openapi_spec(self) -> Any:
+            spec = super().openapi_spec
+            return attrs.evolve(spec, info=attrs.evolve(
+                spec.info, title=title, description=description,
+                version=version_label.rpartition("/")[2], contact=None))
 
     @bentoml.service(name=SERVICE_NAME, description=description, workers=workers,
-                     traffic={"timeout": timeout_s})
+                     traffic={"timeout": timeout_s}, service_class=_DocumentedService)
     class DripmlService:
         served = model
         label = version_label
+
+        def __init__(self) -> None:
+            start_issue_counters(model.encoder.features)
 
         # Sync on purpose: BentoML runs it in its thread pool (1 thread per worker), so the
         # event loop stays free for health probes while a 10,000-record batch predicts; an
@@ -434,8 +551,10 @@ def build_service(model: TrainedModel, model_ref: str, version_label: str, *,
             """Predict one label (or value) per record, with class probabilities."""
             rows = ([r.model_dump(by_alias=True) for r in records] if aliased
                     else [r.__dict__ for r in records])
-            response = _response(self.served, rows, self.label)
-            return _per_record(response) if batching else response
+            prediction = self.served.predict_records(rows)
+            count_issues(prediction.issues)
+            response = _response(prediction, self.label)
+            return _per_record(prediction, response) if batching else response
 
     DripmlService.add_asgi_middleware(ClientErrorMiddleware, route=PREDICT_ROUTE)
     DripmlService.add_asgi_middleware(DocsRedirectMiddleware)
@@ -461,6 +580,8 @@ class ModelBundle:
         model_uri: the registered version it was exported from, ``models:/NAME/VERSION``.
         version_label: ``NAME/VERSION``, returned as ``model`` in every response.
         algorithm, task: of the model.
+        metrics: the version's test metrics (``test_<metric>`` -> value); {} when unknown
+            (or in a bundle written before they were kept).
     """
 
     path: Path
@@ -468,13 +589,16 @@ class ModelBundle:
     version_label: str
     algorithm: str
     task: str
+    metrics: dict[str, float] = field(default_factory=dict)
 
 
 def write_bundle(model: TrainedModel, folder: str | Path, *, model_uri: str,
-                 version_label: str) -> ModelBundle:
+                 version_label: str, metrics: Mapping[str, float] | None = None
+                 ) -> ModelBundle:
     """Export ``model`` to ``folder`` (created): the model pickled with cloudpickle plus a JSON
-    file of provenance. Loading it needs dripml and the model's runtime requirements only (not
-    MLflow, Ray or Optuna): see :func:`read_bundle`."""
+    file of provenance (with ``metrics``, the version's test metrics, for the served docs).
+    Loading it needs dripml and the model's runtime requirements only (not MLflow, Ray or
+    Optuna): see :func:`read_bundle`."""
     import cloudpickle
 
     path = Path(folder)
@@ -482,11 +606,13 @@ def write_bundle(model: TrainedModel, folder: str | Path, *, model_uri: str,
     (path / BUNDLE_MODEL_FILE).write_bytes(cloudpickle.dumps(model))
     info = {"model_uri": model_uri, "version_label": version_label,
             "algorithm": model.algorithm, "task": model.task,
+            "metrics": dict(metrics or {}),
             "dripml_version": dripml.__version__,
             "python": ".".join(map(str, sys.version_info[:3]))}
     (path / BUNDLE_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
     return ModelBundle(path=path, model_uri=model_uri, version_label=version_label,
-                       algorithm=model.algorithm, task=model.task)
+                       algorithm=model.algorithm, task=model.task,
+                       metrics=dict(metrics or {}))
 
 
 def read_bundle(folder: str | Path) -> tuple[TrainedModel, ModelBundle]:
@@ -516,7 +642,9 @@ def read_bundle(folder: str | Path) -> tuple[TrainedModel, ModelBundle]:
     bundle = ModelBundle(path=path, model_uri=str(info["model_uri"]),
                          version_label=str(info["version_label"]),
                          algorithm=str(info.get("algorithm", model.algorithm)),
-                         task=str(info.get("task", model.task)))
+                         task=str(info.get("task", model.task)),
+                         metrics={str(k): float(v)
+                                  for k, v in (info.get("metrics") or {}).items()})
     return model, bundle
 
 
@@ -705,13 +833,15 @@ def export_for_serving(model_uri: str, version_label: str, tracking_uri: str) ->
 
     from dripml.productionize import tracking
 
-    key = hashlib.sha256(f"{tracking_uri}\n{model_uri}".encode()).hexdigest()[:16]
+    # "v2": bundles written since they hold the version's test metrics.
+    key = hashlib.sha256(f"v2\n{tracking_uri}\n{model_uri}".encode()).hexdigest()[:16]
     root = settings.state_dir() / "serving"
     folder = root / key
     if (folder / BUNDLE_INFO_FILE).is_file():
         return folder
     try:
         model = tracking.load_trained_model(model_uri)
+        metrics = tracking.version_test_metrics(model_uri)
     except (ModelNotFoundError, ServeError):
         raise
     except Exception as error:  # an unpickling error names the package the model needs
@@ -720,7 +850,8 @@ def export_for_serving(model_uri: str, version_label: str, tracking_uri: str) ->
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=root))
     try:
-        write_bundle(model, staging, model_uri=model_uri, version_label=version_label)
+        write_bundle(model, staging, model_uri=model_uri, version_label=version_label,
+                     metrics=metrics)
         staging.rename(folder)
     except OSError:
         if not (folder / BUNDLE_INFO_FILE).is_file():  # not a concurrent export of the same
