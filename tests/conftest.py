@@ -1,4 +1,5 @@
-"""Shared fixtures: isolated working directories, small real data, free ports."""
+"""Shared fixtures: isolated working directories, small real data, free ports, a tiny
+registered model."""
 
 from __future__ import annotations
 
@@ -6,12 +7,14 @@ import os
 import signal
 import socket
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from dripml.core import datasets
+from dripml.core.model import TrainedModel
 
 
 @pytest.fixture(scope="session")
@@ -38,7 +41,42 @@ def in_tmp_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Run the test with a fresh working directory and no inherited MLflow settings."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("DRIPML_TRACKING_URI", raising=False)
     return tmp_path
+
+
+TINY_SPEC = {  # a few seconds of training: used by serving and batch prediction tests
+    "name": "tiny", "task": "binary",
+    "data": {"train": "dataset://adult/train", "test": "dataset://adult/test",
+             "label": "income", "sample_rows": 2000},
+    "algorithms": [{"name": "lightgbm", "params": {"n_estimators": 30}}],
+    "search": {"num_trials": 1}, "k_fold": 2,
+}
+
+
+@dataclass(frozen=True)
+class Trained:
+    """The registered tiny model: its working folder, store, reference and loaded model."""
+
+    root: Path
+    tracking_uri: str
+    ref: str
+    model: TrainedModel
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    """A tiny LightGBM on 2,000 Adult rows, trained and registered once, in a tmp dir."""
+    root = tmp_path_factory.mktemp("serving")
+    uri = f"sqlite:///{root}/mlflow.db"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        from dripml import api
+
+        result = api.train(TINY_SPEC, tracking_uri=uri)
+        model = api.load_model(result.model.alias_uri, tracking_uri=uri)
+    return Trained(root, uri, "tiny", model)
 
 
 def free_port() -> int:
