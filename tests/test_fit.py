@@ -83,14 +83,15 @@ def test_fit_a_dataframe_with_defaults_then_predict_evaluate_and_load(
         adult_small_csv: dict[str, Path], in_tmp_dir: Path) -> None:
     train = pd.read_csv(adult_small_csv["train"])
     test = pd.read_csv(adult_small_csv["test"])
-    result = dripml.fit(train, label="income", presets="fast", time_limit_s=30)
+    result = dripml.fit(train, label="income", presets="fast", time_limit_s=15)
 
     assert "task: binary (label 'income' has 2 values: <=50K, >50K)" in result.notes
     assert "algorithms: lightgbm, logistic_regression" in result.notes
     spec = result.result.spec
     assert spec.task == "binary" and spec.k_fold.n_splits == 3  # the preset's folds
-    assert spec.search.time_budget_s == 30 and Path(spec.data.train).parent.name == "data"
-    assert result.result.wall_time_s <= 1.1 * 30
+    assert spec.search.time_budget_s == 15 and Path(spec.data.train).parent.name == "data"
+    # The limit holds (1.1x, tests/test_time_budget.py); here only that the preset passed it on.
+    assert result.result.wall_time_s <= 1.5 * 15
 
     labels = result.predict(test)
     assert labels.shape == (len(test),) and set(labels) <= {"<=50K", ">50K"}

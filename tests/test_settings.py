@@ -63,7 +63,10 @@ def test_reading_creates_nothing(clean: Path) -> None:
 
 def test_environment_overrides(monkeypatch: pytest.MonkeyPatch, clean: Path) -> None:
     values = {
+        "DRIPML_TRACKING_URI": "http://dripml-mlflow.example.com:5000",
         "MLFLOW_TRACKING_URI": "http://mlflow.example.com:5000",
+        "DRIPML_RAY_ADDRESS": "ray://head.example.com:10001",
+        "RAY_ADDRESS": "head.example.com:6379",
         "DRIPML_CACHE_DIR": str(clean / "cache"),
         "DRIPML_BASE_IMAGE": "registry.example.com/base/python:3.11",
         "DRIPML_GPU_BASE_IMAGE": "registry.example.com/base/cuda:12",
@@ -80,6 +83,9 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch, clean: Path) -> 
     assert set(values) == {v.name for v in settings.VARIABLES}  # every one is covered here
     for name, value in values.items():
         monkeypatch.setenv(name, value)
+    assert settings.resolve_tracking_uri() == settings.tracking_uri() == values[
+        "DRIPML_TRACKING_URI"]  # dripml's own variable wins over MLflow's
+    monkeypatch.delenv("DRIPML_TRACKING_URI")
     assert settings.resolve_tracking_uri() == settings.tracking_uri() == values[
         "MLFLOW_TRACKING_URI"]
     assert settings.cache_dir() == clean / "cache"

@@ -7,19 +7,21 @@
 - :func:`connect`: Ray connected and the data loaded (what :func:`train` searches on).
 - :func:`models`: the registered model versions.
 - :func:`load_model`: a registered model, ready to predict.
+- :func:`predict_batch`: a registered model over a CSV or Parquet file (in process or on Ray
+  Data).
 - :func:`frontier_table`: the quality-cost frontier a :func:`train` run measured.
 - :func:`serve`, :func:`build_image`, :func:`deploy`: a registered model as an HTTP endpoint,
   a serving image, a deployment (on this machine or Kubernetes).
 - :func:`list_datasets`, :func:`fetch_dataset`, :func:`list_algorithms`, :func:`spec_schema`:
-  what a spec can name.
+  what a spec can name; :func:`versions`: dripml's and its stack's (``drip --version``).
 - :func:`validate_for_cluster`, :func:`create_cluster`, :func:`wait_for_cluster`,
   :func:`search_on_cluster`, :func:`register_chosen`, :func:`delete_clusters`: cluster mode's
   steps, one per component of the Kubeflow pipeline (:mod:`dripml.kfp`, which compiles,
   submits and runs it locally; this module never imports it).
 
-Importing this module is cheap (pydantic, scikit-learn): Ray, Optuna, MLflow, BentoML and the
-Kubernetes client are imported inside the verbs that use them, so ``drip spec validate``,
-``drip algorithms`` and ``drip data list`` start no more than they need.
+Importing this module is cheap (pydantic, rich): scikit-learn (the algorithms and metrics),
+Ray, Optuna, MLflow, BentoML and the Kubernetes client are imported inside the verbs that use
+them, so ``drip --help``, ``drip models`` and ``drip data list`` start no more than they need.
 """
 
 from __future__ import annotations
@@ -33,20 +35,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dripml.algorithms import registry as algorithms
-from dripml.core import metrics
-from dripml.core.budget import Deadline
-from dripml.core.objective import resolve_objective
+from dripml.core.links import RunLink, run_link
+from dripml.core.logs import library_logs_to
 from dripml.core.progress import Reporter
-from dripml.core.spec import Spec, load_spec
+from dripml.core.spec import Spec, check_fields
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from dripml.algorithms.registry import Algorithm
     from dripml.core.data import Dataset
     from dripml.core.datasets import DatasetInfo
     from dripml.core.model import TrainedModel
+    from dripml.core.preview import DataSummary
+    from dripml.core.problems import Problems
     from dripml.core.results import TrialResult
+    from dripml.productionize.batch import BatchReport
     from dripml.productionize.deploy import DeployPlan, LocalPlan
     from dripml.productionize.images import BuildResult
     from dripml.productionize.serving import ServerHandle
@@ -112,25 +116,115 @@ class TrainResult:
 
         return None if self.frontier is None else table(self.frontier)
 
+    def run_link(self) -> RunLink:
+        """The search run's page in the MLflow UI (for a local store, with the ``mlflow ui``
+        command that serves it)."""
+        return run_link(self.tracking_uri, self.experiment_id, self.run_id)
 
-def validate(spec: SpecSource = None, /, **fields: Any) -> Spec:
-    """Check the spec completely (fields, algorithm names and tasks, metrics, grid size)
-    without reading data or starting anything.
+    def summary(self) -> dict[str, Any]:
+        """The run as plain JSON-ready data (what ``drip run --json`` prints): ``run_id``,
+        ``experiment_id``, ``run_url``, ``open_ui`` (the ``mlflow ui`` command for a local
+        store, else None), ``tracking_uri``, ``model`` (name, version, alias, ``model_uri``,
+        ``alias_uri``), ``test_metrics``, ``best`` and ``chosen`` trials (trial, algorithm,
+        CV objective, params), ``leaderboard`` (one object per trial, best first; ``params``
+        decoded), ``skipped``, ``search_time_s`` and ``wall_time_s`` (seconds)."""
+        link = self.run_link()
+        board = json.loads(self.leaderboard.to_json(orient="records"))
+        for row in board:
+            if isinstance(row.get("params"), str):
+                row["params"] = json.loads(row["params"])
+        model = self.model
+        return {
+            "run_id": self.run_id, "experiment_id": self.experiment_id, "run_url": link.url,
+            "open_ui": link.open_command, "tracking_uri": self.tracking_uri,
+            "model": {"name": model.name, "version": model.version, "alias": model.alias,
+                      "model_uri": model.model_uri, "alias_uri": model.alias_uri},
+            "test_metrics": dict(self.test_metrics),
+            "best": _trial_summary(self.best),
+            "chosen": _trial_summary(self.chosen or self.best),
+            "leaderboard": board, "skipped": list(self.skipped),
+            "search_time_s": round(self.search_time_s, 3),
+            "wall_time_s": round(self.wall_time_s, 3),
+        }
+
+
+def _trial_summary(trial: TrialResult) -> dict[str, Any]:
+    return {"trial": trial.number, "algorithm": trial.algorithm,
+            "objective": trial.objective, "params": json.loads(json.dumps(
+                trial.params, default=str))}
+
+
+def validate(spec: SpecSource = None, /, *, read_data: bool = True,
+             on_data: Callable[[DataSummary], None] | None = None, **fields: Any) -> Spec:
+    """Check the spec completely and report every problem at once: its fields, algorithm
+    names and tasks, hyperparameter names, metrics, grid size and, with ``read_data``, its
+    data's headers (:mod:`dripml.core.preview`). Starts nothing.
+
+    Args:
+        spec, fields: as :func:`train`.
+        read_data: read the sources' columns and dtypes (a Parquet file's footer, a CSV's
+            first 1,000 rows; ``dataset://`` names are fetched when not cached) and check the
+            label and every column the spec names. False checks the spec alone (where the
+            data cannot be reached).
+        on_data: called with the :class:`~dripml.core.preview.DataSummary` (rows read,
+            columns, the label's dtype and values, the task) when the spec is valid and
+            ``read_data`` is on; ``drip spec validate`` prints it.
 
     Raises:
-        SpecError: naming the field and the valid choices.
+        SpecError: one message, one line per problem, each naming its field
+            (``algorithms[1].name``, ``metrics.objective``, ``data.label``), what was got,
+            the closest valid name ("did you mean 'xgboost'?") and the valid choices. Field
+            errors (types, bounds, unknown fields) come first; the other checks still run
+            on the sections that are valid (none when task, data or algorithms is not).
     """
-    checked = load_spec(spec, **fields)
+    from dripml.core import preview
+    from dripml.core.problems import Problems
+
+    problems = Problems()
+    checked, field_errors = check_fields(spec, **fields)
+    problems.extend(field_errors)
+    footer = "Run `drip spec schema` for every field and its type." if field_errors else ""
+    summary = None
+    if checked is not None:
+        _check_choices(checked, problems)
+        summary = preview.check(checked, problems) if read_data else None
+        if any(line.startswith("algorithms") for line in problems.lines):
+            footer = " ".join([footer, "Run `drip algorithms` for the algorithms and their "
+                               "hyperparameters."]).strip()
+    problems.raise_if_any(footer)
+    if checked is None:  # field errors always reach raise_if_any; this satisfies the types
+        raise AssertionError("no spec and no problem")
+    if summary is not None and on_data is not None:
+        on_data(summary)
+    return checked
+
+
+def _check_choices(checked: Spec, problems: Problems) -> None:
+    """Algorithms, metrics and the grid, each problem under its field."""
+    from dripml.algorithms import registry as algorithms
+    from dripml.core import metrics
+    from dripml.core.objective import resolve_objective
+
+    before = len(problems)
     for i, algorithm in enumerate(checked.algorithms):
-        algorithms.check(algorithm, checked.task, where=f"algorithms[{i}]")
-    resolve_objective(checked)
-    for specs in (checked.metrics.train, checked.metrics.validation, checked.metrics.test):
-        metrics.resolve_all(list(specs or []), checked.task)
-    if checked.search.algorithm == "grid":
+        with problems.catch(f"algorithms[{i}].name"):
+            algorithms.check(algorithm, checked.task, where=f"algorithms[{i}]")
+    with problems.catch("metrics.objective"):
+        resolve_objective(checked)
+    for split in ("train", "validation", "test"):
+        specs = list(getattr(checked.metrics, split) or [])
+        known = len(problems)
+        for i, metric in enumerate(specs):
+            with problems.catch(f"metrics.{split}[{i}]"):
+                metrics.resolve(metric, checked.task)
+        if len(problems) == known:
+            with problems.catch(f"metrics.{split}"):
+                metrics.resolve_all(specs, checked.task)
+    if checked.search.algorithm == "grid" and len(problems) == before:
         from dripml.discover import search
 
-        search.grid(checked)
-    return checked
+        with problems.catch("search.algorithm"):
+            search.grid(checked)
 
 
 def train(
@@ -142,6 +236,7 @@ def train(
     reporter: Reporter | None = None,
     tags: Mapping[str, str] | None = None,
     set_alias: bool = True,
+    log_file: str | Path | None = None,
     **fields: Any,
 ) -> TrainResult:
     """Run the DRiP loop: search with K-fold CV on Ray; refit the top candidates, measure
@@ -152,13 +247,17 @@ def train(
             (``data=``, ``task=``, ``algorithm=[...]``, ``metrics=``, ``resources=``...)
             add to or override it.
         ray_address: join this Ray cluster; None starts an embedded one on 127.0.0.1.
-        tracking_uri: MLflow tracking URI; default ``MLFLOW_TRACKING_URI``, else the
-            embedded SQLite store under ``.dripml/``.
-        reporter: progress output (the CLI passes a rich one); default silent.
+        tracking_uri: MLflow tracking URI; default ``DRIPML_TRACKING_URI``, else
+            ``MLFLOW_TRACKING_URI``, else the embedded SQLite store under ``.dripml/``.
+        reporter: progress output (the CLI passes a rich one); default silent. Its
+            ``run_started`` gets the MLflow run's link as soon as the run exists.
         tags: MLflow tags added to the search run (a pipeline finds its run by them).
         set_alias: move the registry alias to the chosen version; without it the versions
             are registered and a later step moves the alias (see
             :mod:`dripml.orchestration.pipeline`).
+        log_file: send what MLflow, Ray, Optuna and Python warnings log below ERROR to this
+            file (appended; its folder created) instead of the screen while the call runs;
+            errors still reach stderr (see :mod:`dripml.core.logs`). None: as configured.
 
     Time budget: ``search.time_budget_s`` bounds this whole call, from its start (Ray's
     start, data loading, Discover, the refits, the cost measurements, registration); one
@@ -172,14 +271,20 @@ def train(
         and every other frontier point as a version (see :mod:`dripml.refine.stage`).
 
     Raises:
-        SpecError: malformed spec (before anything starts).
-        DataError: missing column, empty file, label that does not fit the task.
+        SpecError: malformed spec, or data whose headers do not fit it (a missing file,
+            label or column; a label whose first rows already contradict the task): every
+            problem at once, before Ray or MLflow starts (see :func:`validate`).
+        DataError: what only the full data shows: an empty label, a label that does not
+            fit the task, too few rows per class for the folds.
         ResourceError: GPUs asked for where there are none (before any trial starts).
         SearchError: no trial completed (under a time budget: none within twice it).
         ConstraintError: (a SearchError) no trial or candidate meets the spec's
             ``constraints``; the message names each constraint and the best value measured.
     """
     started = time.monotonic()
+    from dripml.core.budget import Deadline
+    from dripml.core.objective import resolve_objective
+
     report = reporter or Reporter()
     checked = validate(spec, **fields)
     deadline = Deadline(checked.search.time_budget_s, started)
@@ -194,10 +299,14 @@ def train(
     if ray_address is None:
         ray_cluster.check_local_resources(checked.resources)
     with ExitStack() as stack:
+        if log_file is not None:  # after the imports above: MLflow, Ray, Optuna are loaded
+            stack.enter_context(library_logs_to(Path(log_file)))
         dataset = stack.enter_context(connect(checked, ray_address=ray_address, reporter=report))
         uri = tracking.configure(tracking_uri)
         run = stack.enter_context(tracking.search_run(checked, checked.to_yaml(), tags))
         run_id = run.info.run_id
+        report.run_started(run_link(uri, run.info.experiment_id, run_id))
+        tracking.log_datasets(dataset, checked)  # inputs "training" and "testing"
 
         def on_trial(result: TrialResult, best: TrialResult | None,
                      done: int, total: int | None) -> None:
@@ -287,6 +396,7 @@ class FitResult:
         Raises:
             DataError: the label column is missing, or holds a class never seen in training.
         """
+        from dripml.core import metrics
         from dripml.refine.candidates import test_metric_specs
 
         spec = self.result.spec
@@ -437,6 +547,7 @@ def connect(spec: Spec, *, ray_address: str | None = None,
     Raises:
         ResourceError, DataError, SpecError: as :func:`train`.
     """
+    from dripml.algorithms import registry as algorithms
     from dripml.core import data
     from dripml.discover import trials
     from dripml.orchestration import ray_cluster
@@ -471,6 +582,11 @@ def _has_tabulate() -> bool:
 
 def models(tracking_uri: str | None = None) -> list[ModelSummary]:
     """Every registered model version in the tracking store, newest first per model."""
+    from dripml import settings
+
+    uri = settings.resolve_tracking_uri(tracking_uri)
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        return []  # an embedded store not made yet holds no model (MLflow would make one)
     from dripml.productionize import tracking
 
     tracking.configure(tracking_uri)
@@ -489,6 +605,48 @@ def load_model(ref: str, tracking_uri: str | None = None) -> TrainedModel:
 
     tracking.configure(tracking_uri)
     return tracking.load_trained_model(tracking.parse_model_ref(ref))
+
+
+def predict_batch(model: str, *, input: str | Path, output: str | Path,
+                  batch_size: int = 10_000, engine: str = "auto", ray_address: str | None = None,
+                  tracking_uri: str | None = None,
+                  progress: Callable[[int, int | None], None] | None = None) -> BatchReport:
+    """Score a CSV or Parquet file with a registered model and write the predictions.
+
+    The output holds the input's columns, then ``prediction`` and, for classifiers, one
+    ``probability_<class>`` column a class (:mod:`dripml.productionize.batch`). A bad row (a
+    numeric feature holding text, a malformed CSV line) is left out and listed in the report
+    by line; the rest are written.
+
+    Args:
+        model: ``NAME``, ``NAME@alias``, ``NAME/version``, a ``models:/`` URI or ``runs:/``.
+        input: ``.csv``, ``.csv.gz``, ``.parquet`` or ``.pq``; a local path or ``s3://...``.
+        output: the same suffixes; a file locally, a folder of part files with Ray.
+        batch_size: most rows per model call.
+        engine: ``local`` (this process), ``ray`` (Ray Data ``map_batches``) or ``auto``:
+            Ray when ``ray_address`` is given or the input has at least
+            :data:`~dripml.productionize.batch.RAY_MIN_ROWS` rows.
+        ray_address: a Ray cluster to join (its workers read ``input`` and write ``output``).
+        progress: called with (rows done, total or None) after each batch.
+
+    Raises:
+        ModelRefError, ModelNotFoundError: see :func:`load_model`.
+        DataError: an unusable input or output (unknown suffix, missing file, a feature column
+            missing), before anything is written; ``batch_size`` below 1; no data rows.
+        ResourceError: the Ray cluster at ``ray_address`` cannot be joined.
+    """
+    from dripml.productionize import batch
+
+    source = batch.open_source(str(input))  # a bad file fails before the model loads
+    chosen = batch.choose_engine(engine, ray_address, source.rows)
+    loaded = load_model(model, tracking_uri)
+    if chosen == "local":
+        return batch.predict_file(loaded, input, output, batch_size=batch_size,
+                                  progress=progress)
+    from dripml.orchestration import batch_ray
+
+    return batch_ray.predict_file(loaded, input, output, batch_size=batch_size,
+                                  ray_address=ray_address, progress=progress)
 
 
 def frontier_table(run_id: str, tracking_uri: str | None = None) -> pd.DataFrame:
@@ -683,10 +841,34 @@ def fetch_dataset(name: str) -> dict[str, Path]:
     return datasets.fetch(name)
 
 
-def list_algorithms() -> dict[str, algorithms.Algorithm]:
+def list_algorithms() -> dict[str, Algorithm]:
     """dripml's built-in algorithms by name, in listing order: the tasks each supports, a
     description and its default search space."""
+    from dripml.algorithms import registry as algorithms
+
     return dict(algorithms.BUILTINS)
+
+
+VERSIONED = ("mlflow", "ray", "bentoml", "optuna", "scikit-learn", "lightgbm", "torch",
+             "pandas", "numpy", "pydantic", "kfp")
+"""The libraries :func:`versions` reports, in its order."""
+
+
+def versions() -> dict[str, str]:
+    """dripml's version, Python's and those of :data:`VERSIONED` (``"not installed"`` for a
+    missing one), read from the installed packages' metadata: nothing is imported."""
+    import platform
+    from importlib import metadata
+
+    import dripml
+
+    found = {"dripml": dripml.__version__, "python": platform.python_version()}
+    for package in VERSIONED:
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = "not installed"
+    return found
 
 
 def spec_schema() -> dict[str, Any]:

@@ -7,6 +7,7 @@ The verbs are those of :mod:`dripml.api`; the Kubeflow pipeline's (``drip pipeli
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -14,7 +15,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext, redirect_stdout
 from functools import wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -23,40 +24,79 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from dripml import settings
 from dripml.errors import DripmlError, SpecError
 
 if TYPE_CHECKING:
     from dripml.productionize.serving import ServerHandle
 
+CONTEXT = {"help_option_names": ["-h", "--help"]}
+"""Every command takes ``-h`` as well as ``--help`` (subcommands inherit it)."""
+
 app = typer.Typer(help="dripml: spec in, tuned, registered and served model out.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-spec_app = typer.Typer(help="Inspect and check specs.", no_args_is_help=True)
+                  no_args_is_help=True, add_completion=True, context_settings=CONTEXT,
+                  pretty_exceptions_enable=False)
+spec_app = typer.Typer(help="Inspect and check specs.", no_args_is_help=True,
+                       context_settings=CONTEXT)
 data_app = typer.Typer(help="Real data sets, fetched offline from the package registry.",
-                       no_args_is_help=True)
+                       no_args_is_help=True, context_settings=CONTEXT)
 pipeline_app = typer.Typer(help="Kubeflow Pipelines: the DRiP loop on a KubeRay cluster.",
-                           no_args_is_help=True)
+                           no_args_is_help=True, context_settings=CONTEXT)
 app.add_typer(spec_app, name="spec")
 app.add_typer(data_app, name="data")
 app.add_typer(pipeline_app, name="pipeline")
 
 out = Console()
 err = Console(stderr=True)
+PIPED_WIDTH = 1000
+"""Columns of a console whose stream is not a terminal (a file, a pipe, a CI log): tables
+are as wide as their cells, so a row stays one line instead of folding at 80 columns."""
+
+
+def _fit_consoles() -> None:
+    """Widen ``out`` and ``err`` where their stream is not a terminal (a terminal keeps its
+    own width)."""
+    for console in (out, err):
+        if not console.is_terminal:
+            console.width = PIPED_WIDTH
+
+
+def _print_json(data: Any) -> None:
+    """``data`` as JSON on stdout, alone (``--json``): no markup, no wrapping."""
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    sys.stdout.flush()
 
 
 def _terminate(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # unwinds like Ctrl-C: finally blocks and atexit handlers run
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        from dripml import api
+
+        for name, version in api.versions().items():
+            print(f"{name} {version}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _process() -> None:
+def _process(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_show_version, is_eager=True,
+        help="Print the versions of dripml, Python and the key libraries, and exit.")] = False,
+) -> None:
     """dripml: spec in, tuned, registered and served model out."""
+    _fit_consoles()
     # SIGTERM (what process managers, CI runners and `kill` send) would end Python at once,
     # leaving the servers, Ray clusters and MLflow runs a command started behind it.
     signal.signal(signal.SIGTERM, _terminate)
 
 TrackingUri = Annotated[str | None, typer.Option(
-    "--tracking-uri", envvar="MLFLOW_TRACKING_URI",
+    "--tracking-uri", envvar=[settings.DRIPML_TRACKING_URI.name, settings.TRACKING_URI.name],
     help="MLflow tracking URI (default: SQLite under ./.dripml).")]
+Json = Annotated[bool, typer.Option(
+    "--json", help="Print JSON on stdout and nothing else (messages go to stderr).")]
 
 
 def _friendly(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -85,6 +125,7 @@ def _quiet_libraries() -> None:
 def run(
     spec: Annotated[Path, typer.Argument(help="Spec file (YAML).")],
     ray_address: Annotated[str | None, typer.Option(
+        envvar=[settings.DRIPML_RAY_ADDRESS.name, settings.RAY_ADDRESS.name],
         help="Join this Ray cluster instead of starting one on 127.0.0.1.")] = None,
     tracking_uri: TrackingUri = None,
     serve: Annotated[bool, typer.Option(
@@ -98,8 +139,13 @@ def run(
     alias: Annotated[bool, typer.Option(
         help="Move the registry alias to the chosen version; --no-alias registers the "
              "versions and leaves the alias where it is.")] = True,
+    json_output: Json = False,
 ) -> None:
-    """Run the DRiP loop on SPEC: search, refit the best, test and register it."""
+    """Run the DRiP loop on SPEC: search, refit the best, test and register it.
+
+    Prints the MLflow run's address when the run starts; what MLflow, Ray, Optuna and Python
+    warnings say goes to .dripml/logs/run-*.log (errors still show). --json prints the run's
+    summary (run id and URL, model, test metrics, chosen trial, leaderboard, skipped steps)."""
     # Ray reads this once, at import: a cluster joined by address uses token authentication
     # (Ray 2.60's default for clusters it starts) unless the user says otherwise.
     os.environ.setdefault("RAY_AUTH_MODE", "token")
@@ -112,12 +158,25 @@ def run(
     if orchestrator == "kfp-local":
         if ray_address or tags or not alias:
             raise SpecError("--orchestrator kfp-local starts its own Ray cluster and moves the "
-                            "alias itself: drop --ray-address, --tag and --no-alias")
-        _run_kfp_local(spec, tracking_uri, serve, port)
+                            "alias itself: drop --ray-address (and unset DRIPML_RAY_ADDRESS "
+                            "and RAY_ADDRESS), --tag and --no-alias")
+        _run_kfp_local(spec, tracking_uri, serve, port, json_output)
         return
+    if json_output and serve:
+        raise SpecError("--json prints the run's summary and exits: drop --serve, and serve "
+                        "the model with `drip serve NAME@ALIAS` afterwards")
     _quiet_libraries()
-    result = api.train(spec, ray_address=ray_address, tracking_uri=tracking_uri,
-                       reporter=RichReporter(err), tags=tags, set_alias=alias)
+    log_file = settings.run_log_file()
+    err.print(f"library logs (MLflow, Ray, Optuna, warnings): {log_file}", highlight=False,
+              soft_wrap=True)
+    # --json: stdout carries the JSON alone; anything printed on the way goes to stderr.
+    with redirect_stdout(sys.stderr) if json_output else nullcontext():
+        result = api.train(spec, ray_address=ray_address, tracking_uri=tracking_uri,
+                           reporter=RichReporter(err), tags=tags, set_alias=alias,
+                           log_file=log_file)
+    if json_output:
+        _print_json({**result.summary(), "log_file": str(log_file)})
+        return
     _print_leaderboard(result.leaderboard, result.best.number)
     board = result.frontier_table()
     if board is not None:
@@ -154,10 +213,17 @@ def _parse_tags(pairs: list[str]) -> dict[str, str]:
     return tags
 
 
-def _run_kfp_local(spec: Path, tracking_uri: str | None, serve: bool, port: int) -> None:
+def _run_kfp_local(spec: Path, tracking_uri: str | None, serve: bool, port: int,
+                   json_output: bool = False) -> None:
     from dripml import kfp
 
-    result = kfp.run_local(spec, tracking_uri=tracking_uri)
+    if json_output and serve:
+        raise SpecError("--json prints the run's summary and exits: drop --serve")
+    with redirect_stdout(sys.stderr) if json_output else nullcontext():
+        result = kfp.run_local(spec, tracking_uri=tracking_uri)
+    if json_output:
+        _print_json(dataclasses.asdict(result))
+        return
     out.print(f"[bold]registered[/] {result.alias_uri} -> {result.model_uri} "
               f"(pipeline {result.wall_time_s:.0f} s, tracking {result.tracking_uri}, "
               f"task outputs {result.pipeline_root})")
@@ -254,8 +320,10 @@ def serve_command(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 3000,
     tracking_uri: TrackingUri = None,
-    workers: Annotated[int, typer.Option(min=1, help="BentoML worker processes.")] = 1,
+    workers: Annotated[int, typer.Option(
+        min=1, envvar=settings.SERVE_WORKERS.name, help="BentoML worker processes.")] = 1,
     batching: Annotated[str, typer.Option(
+        envvar=settings.SERVE_BATCHING.name,
         help="BentoML adaptive batching of /predict: auto (on for text models), on or off."
     )] = "auto",
 ) -> None:
@@ -284,23 +352,80 @@ def _serve_until_stopped(model: str, handle: ServerHandle) -> None:
 
 @app.command()
 @_friendly
-def models(tracking_uri: TrackingUri = None) -> None:
-    """List registered model versions, their aliases and test metrics."""
+def predict(
+    model: Annotated[str, typer.Argument(
+        help="NAME[@alias] (default alias champion), NAME/version, or a models:/ URI.")],
+    input_file: Annotated[str, typer.Option(
+        "--input", "-i", help="CSV or Parquet file (.csv, .csv.gz, .parquet, .pq), local or "
+                              "s3://...")],
+    output_file: Annotated[str, typer.Option(
+        "--output", "-o", help="Where to write: CSV or Parquet by its suffix (with Ray, a "
+                               "folder of part files).")],
+    batch_size: Annotated[int, typer.Option(min=1, help="Most rows per model call.")] = 10_000,
+    engine: Annotated[str, typer.Option(
+        help="local (this process), ray (Ray Data map_batches) or auto (Ray with "
+             "--ray-address or from 2,000,000 rows).")] = "auto",
+    ray_address: Annotated[str | None, typer.Option(
+        envvar=[settings.DRIPML_RAY_ADDRESS.name, settings.RAY_ADDRESS.name],
+        help="Ray cluster to score on (its workers read the input and write the output).")
+    ] = None,
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Predict every row of a CSV or Parquet file; bad rows are reported by line, not fatal.
+
+    Exits 1 when no row could be predicted (every row bad) or the file is unusable.
+    """
+    from dripml import api
+    from dripml.core.progress import RowsBar
+
+    if ray_address:
+        os.environ.setdefault("RAY_AUTH_MODE", "token")  # as `drip run`
+    _quiet_libraries()
+    with RowsBar(err) as bar:
+        report = api.predict_batch(model, input=input_file, output=output_file,
+                                   batch_size=batch_size, engine=engine,
+                                   ray_address=ray_address, tracking_uri=tracking_uri,
+                                   progress=bar)
+    out.print(f"[bold]predicted[/] {report.rows_predicted:,} of {report.rows_read:,} rows -> "
+              f"{report.output} in {report.seconds:.1f} s ({report.rows_per_s:,.0f} rows/s, "
+              f"{report.engine})", highlight=False)
+    if report.bad_row_count:
+        err.print(f"[yellow]{report.bad_row_count:,} bad rows left out[/] (first "
+                  f"{min(10, len(report.bad_rows))}):", highlight=False)
+        for bad in report.bad_rows[:10]:
+            err.print(f"  {bad.where}: {bad.reason}", highlight=False, markup=False)
+    if report.rows_predicted == 0:
+        err.print("[bold red]error:[/] no row could be predicted", highlight=False)
+        raise typer.Exit(1)
+
+
+@app.command()
+@_friendly
+def models(tracking_uri: TrackingUri = None, json_output: Json = False) -> None:
+    """List registered model versions, their aliases and test metrics (--json: one object
+    per version with every field dripml records)."""
     from dripml import api
 
     _quiet_libraries()
     rows = api.models(tracking_uri)
+    if json_output:
+        _print_json([dataclasses.asdict(row) for row in rows])
+        return
     if not rows:
         out.print("no registered models yet; run `drip run SPEC` first")
         return
     table = Table(title="registered models", title_justify="left")
-    for column in ("model", "version", "aliases", "algorithm", "created", "test metrics"):
+    for column in ("model", "version", "aliases", "algorithm", "CV score", "test metrics (own)",
+                   "p99 ms", "created"):
         table.add_column(column)
     for row in rows:
         shown = ", ".join(f"{k.removeprefix('test_')} {v:.4f}"
-                          for k, v in list(row.metrics.items())[:4])
-        table.add_row(row.name, row.version, ", ".join(row.aliases), row.algorithm,
-                      row.created, shown)
+                          for k, v in list(row.test_metrics.items())[:4])
+        cv = ("" if row.cv_score is None else
+              f"{(row.cv_metric or '').removeprefix('validation_')} {row.cv_score:.4f}")
+        p99 = row.costs.get("latency_p99_ms")
+        table.add_row(row.name, row.version, ", ".join(row.aliases), row.algorithm, cv, shown,
+                      "" if p99 is None else f"{p99:.3f}", row.created)
     out.print(table)
 
 
@@ -309,10 +434,16 @@ def algorithms(
     rows: Annotated[int | None, typer.Option(
         min=1, help="Show the default spaces scaled to this many training rows (a fold's).")
     ] = None,
+    json_output: Json = False,
 ) -> None:
     """List the built-in algorithms: tasks, default search spaces with their bounds, how the
     bounds scale with the rows, and where the cost-aware search starts each one."""
     from dripml import api
+
+    if json_output:
+        _print_json([_algorithm_json(name, algorithm, rows)
+                     for name, algorithm in api.list_algorithms().items()])
+        return
 
     title = "built-in algorithms" + (f" (spaces for {rows:,} training rows)" if rows else "")
     table = Table(title=title, title_justify="left")
@@ -329,6 +460,18 @@ def algorithms(
         table.add_row(name, ", ".join(sorted(algorithm.tasks)), algorithm.description,
                       "\n".join(lines))
     out.print(table)
+
+
+def _algorithm_json(name: str, algorithm: Any, rows: int | None) -> dict[str, Any]:
+    """One algorithm for ``drip algorithms --json``: its default space as the spec writes it
+    (``{"type": "int", "low": 16, "high": 2000, "log": true}``) for its first task."""
+    task = "regression" if algorithm.tasks == {"regression"} else "binary"
+    space = {key: dim.model_dump(mode="json", exclude_none=True)
+             for key, dim in algorithm.space_for(task, rows).items()}
+    return {"name": name, "tasks": sorted(algorithm.tasks), "description": algorithm.description,
+            "search_space": space, "space_for_task": task, "rows": rows,
+            "space_notes": algorithm.space_notes or None,
+            "low_cost": dict(algorithm.low_cost or {})}
 
 
 def _dimension_text(dim: Any) -> str:
@@ -349,14 +492,42 @@ def spec_schema() -> None:
 
 @spec_app.command("validate")
 @_friendly
-def spec_validate(spec: Annotated[Path, typer.Argument(help="Spec file (YAML).")]) -> None:
-    """Check SPEC completely without reading data or starting anything."""
+def spec_validate(spec: Annotated[Path, typer.Argument(help="Spec file (YAML).")],
+                  json_output: Json = False) -> None:
+    """Check SPEC completely, every problem at once, reading only the data's headers and
+    first rows; starts nothing. --json: {"valid": true, "spec": the spec with its defaults,
+    ...}, or {"valid": false, "errors": [one per problem]} and exit code 1."""
     from dripml import api
 
-    checked = api.validate(spec)
+    if json_output:
+        _validate_json(spec)
+        return
+    seen: list[Any] = []
+    checked = api.validate(spec, on_data=seen.append)
     out.print(f"[green]✓[/] {spec} is valid: task {checked.task}, "
               f"{len(checked.algorithms)} algorithm(s), {checked.k_fold.n_splits}-fold, "
               f"{checked.search.algorithm} search")
+    for summary in seen:
+        out.print(summary.line(), markup=False, highlight=False)
+
+
+def _validate_json(spec: Path) -> None:
+    from dripml import api
+
+    seen: list[Any] = []
+    try:
+        checked = api.validate(spec, on_data=seen.append)
+    except DripmlError as error:
+        message = str(error)
+        problems = [line.strip() for line in message.splitlines() if line.startswith("  ")]
+        _print_json({"valid": False, "path": str(spec), "error": type(error).__name__,
+                     "errors": problems or [message], "message": message})
+        raise typer.Exit(1) from None
+    _print_json({"valid": True, "path": str(spec), "task": checked.task,
+                 "algorithms": [a.name for a in checked.algorithms],
+                 "n_splits": checked.k_fold.n_splits, "search": checked.search.algorithm,
+                 "spec": checked.model_dump(mode="json"),
+                 "data": [dataclasses.asdict(summary) for summary in seen]})
 
 
 @data_app.command("fetch")
@@ -478,14 +649,24 @@ def frontier_command(
     run_id: Annotated[str, typer.Argument(
         help="MLflow run id of a search (`drip run` prints it).")],
     tracking_uri: TrackingUri = None,
+    json_output: Json = False,
 ) -> None:
     """Print the quality-cost frontier a run measured: every candidate's objective and
-    serving costs, which meet the constraints, the frontier points and their versions."""
+    serving costs, which meet the constraints, the frontier points and their versions
+    (--json: one object per candidate)."""
     from dripml import api
 
     _quiet_libraries()
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    _print_frontier(api.frontier_table(run_id, tracking_uri))
+    board = api.frontier_table(run_id, tracking_uri)
+    if json_output:
+        rows = json.loads(board.to_json(orient="records"))
+        for row in rows:  # the table keeps a candidate's params as JSON text
+            if isinstance(row.get("params"), str):
+                row["params"] = json.loads(row["params"])
+        _print_json(rows)
+        return
+    _print_frontier(board)
 
 
 def _print_frontier(board: Any) -> None:

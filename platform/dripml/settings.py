@@ -10,7 +10,8 @@ Precedence, wherever a value can also be passed in: the argument (a CLI option, 
 then the environment variable, then the default. The MLflow tracking store, for example::
 
     resolve_tracking_uri("http://mlflow:5000")  # the argument
-    resolve_tracking_uri()                      # else $MLFLOW_TRACKING_URI
+    resolve_tracking_uri()                      # else $DRIPML_TRACKING_URI
+                                                # else $MLFLOW_TRACKING_URI
                                                 # else sqlite:///$PWD/.dripml/mlflow.db
 
 An empty (or all-blank) variable counts as unset, except ``CUDA_VISIBLE_DEVICES``, where an
@@ -29,6 +30,7 @@ starts the process.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,9 +48,11 @@ __all__ = [
     "cache_dir",
     "cuda_visible_devices",
     "default_tracking_uri",
+    "logs_dir",
     "markdown_table",
     "ray_auth_mode",
     "resolve_tracking_uri",
+    "run_log_file",
     "serve_settings",
     "state_dir",
     "tracking_uri",
@@ -59,7 +63,8 @@ STATE_DIR = ".dripml"
 """The state folder, relative to the working directory (never created by a read):
 ``mlflow.db`` and ``artifacts/`` (the embedded tracking store), ``bentoml/`` (BentoML's home
 for ``drip serve``), ``deploy/`` (Helm values files, local endpoint logs), ``clusters/``
-(local Ray clusters of the pipeline) and ``kfp/`` (local pipeline runs)."""
+(local Ray clusters of the pipeline), ``kfp/`` (local pipeline runs) and ``logs/`` (what the
+libraries said during each ``drip run``)."""
 
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
 """CPU serving image base: any image with ``python3.11`` and ``useradd`` (Debian/Ubuntu)."""
@@ -89,12 +94,28 @@ class Variable:
     readers: tuple[str, ...]
 
 
+DRIPML_TRACKING_URI = Variable(
+    "DRIPML_TRACKING_URI", "`$MLFLOW_TRACKING_URI`",
+    "The MLflow tracking and registry store for dripml alone; wins over "
+    "`MLFLOW_TRACKING_URI`, and `--tracking-uri` wins over both.",
+    ("productionize.tracking", "productionize.deploy", "productionize.images",
+     "productionize.serving", "productionize.service", "kfp.pipeline", "api", "cli"))
 TRACKING_URI = Variable(
     "MLFLOW_TRACKING_URI", f"`sqlite:///$PWD/{STATE_DIR}/mlflow.db` (embedded store)",
     "The MLflow tracking and registry store (MLflow's own variable); `--tracking-uri` wins. "
     "`drip deploy --target kubernetes` has no embedded default: its pods need a server.",
     ("productionize.tracking", "productionize.deploy", "productionize.images",
      "productionize.serving", "productionize.service", "kfp.pipeline", "api", "cli"))
+DRIPML_RAY_ADDRESS = Variable(
+    "DRIPML_RAY_ADDRESS", "`$RAY_ADDRESS`",
+    "The Ray cluster `drip run` joins (`ray://HOST:10001` or `HOST:6379`); "
+    "`--ray-address` wins.",
+    ("cli",))
+RAY_ADDRESS = Variable(
+    "RAY_ADDRESS", "unset: `drip run` starts a Ray cluster on 127.0.0.1",
+    "Ray's own variable, the default of `drip run --ray-address` when "
+    "`DRIPML_RAY_ADDRESS` is unset.",
+    ("cli",))
 CACHE_DIR = Variable(
     "DRIPML_CACHE_DIR", "`~/.cache/dripml`",
     "Where `dataset://` data sets are downloaded and kept as Parquet.",
@@ -123,12 +144,14 @@ MODEL_REF = Variable(
     ("productionize.service",))
 SERVE_WORKERS = Variable(
     "DRIPML_SERVE_WORKERS", f"`{DEFAULT_SERVE_WORKERS}`",
-    "BentoML worker processes of the prediction server (each holds a copy of the model).",
-    ("productionize.service",))
+    "BentoML worker processes of the prediction server (each holds a copy of the model); "
+    "also the default of `drip serve --workers`.",
+    ("productionize.service", "cli"))
 SERVE_BATCHING = Variable(
     "DRIPML_SERVE_BATCHING", f"`{DEFAULT_SERVE_BATCHING}`",
-    "Adaptive batching of `/predict`: `on`, `off` or `auto` (on for text models).",
-    ("productionize.service",))
+    "Adaptive batching of `/predict`: `on`, `off` or `auto` (on for text models); also the "
+    "default of `drip serve --batching`.",
+    ("productionize.service", "cli"))
 TRAIN_STORAGE = Variable(
     "DRIPML_TRAIN_STORAGE", "a new temporary folder per fine-tune",
     "Ray Train storage (a path or URI every node can reach) for fine-tunes trained on "
@@ -149,7 +172,8 @@ RAY_AUTH_MODE = Variable(
     ("orchestration.ray_cluster",))
 
 VARIABLES: tuple[Variable, ...] = (
-    TRACKING_URI, CACHE_DIR, BASE_IMAGE, GPU_BASE_IMAGE, MODEL_PATH, MODEL_URI, MODEL_REF,
+    DRIPML_TRACKING_URI, TRACKING_URI, DRIPML_RAY_ADDRESS, RAY_ADDRESS, CACHE_DIR, BASE_IMAGE,
+    GPU_BASE_IMAGE, MODEL_PATH, MODEL_URI, MODEL_REF,
     SERVE_WORKERS, SERVE_BATCHING, TRAIN_STORAGE, BENTOML_HOME, CUDA_VISIBLE_DEVICES,
     RAY_AUTH_MODE)
 """Every environment variable dripml reads, in the README's order."""
@@ -170,6 +194,18 @@ def state_dir(workdir: Path | None = None) -> Path:
     return ((workdir or Path.cwd()) / STATE_DIR).resolve()
 
 
+def logs_dir(workdir: Path | None = None) -> Path:
+    """``.dripml/logs`` of ``workdir`` (absolute; not created here): one file per ``drip run``
+    with what MLflow, Ray, Optuna and Python warnings said."""
+    return state_dir(workdir) / "logs"
+
+
+def run_log_file(workdir: Path | None = None, *, now: float | None = None) -> Path:
+    """A new run's log file: ``.dripml/logs/run-YYYYMMDD-HHMMSS.log`` (local time of ``now``,
+    default the current time); not created here."""
+    return logs_dir(workdir) / time.strftime("run-%Y%m%d-%H%M%S.log", time.localtime(now))
+
+
 def default_tracking_uri(workdir: Path | None = None) -> str:
     """The embedded store: ``sqlite:///<absolute workdir>/.dripml/mlflow.db``."""
     return f"sqlite:///{state_dir(workdir) / 'mlflow.db'}"
@@ -177,19 +213,21 @@ def default_tracking_uri(workdir: Path | None = None) -> str:
 
 def tracking_uri(uri: str | None = None, *,
                  environ: Mapping[str, str] | None = None) -> str | None:
-    """The tracking URI given or set: ``uri``, else ``MLFLOW_TRACKING_URI``, else None.
+    """The tracking URI given or set: ``uri``, else ``DRIPML_TRACKING_URI``, else
+    ``MLFLOW_TRACKING_URI``, else None.
 
     For callers that need a server and have no use for the embedded store (a deployment's
     pods); everyone else calls :func:`resolve_tracking_uri`.
     """
-    return uri or _read(TRACKING_URI, environ)
+    return uri or _read(DRIPML_TRACKING_URI, environ) or _read(TRACKING_URI, environ)
 
 
 def resolve_tracking_uri(uri: str | None = None, *, absolute: bool = False,
                          workdir: Path | None = None,
                          environ: Mapping[str, str] | None = None) -> str:
-    """The MLflow store to use. Precedence: ``uri``, then ``MLFLOW_TRACKING_URI``, then the
-    embedded SQLite store of ``workdir`` (:func:`default_tracking_uri`).
+    """The MLflow store to use. Precedence: ``uri``, then ``DRIPML_TRACKING_URI``, then
+    ``MLFLOW_TRACKING_URI``, then the embedded SQLite store of ``workdir``
+    (:func:`default_tracking_uri`).
 
     Args:
         absolute: resolve a relative SQLite or file path against the working directory

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from dripml.core.results import TrialResult
+if TYPE_CHECKING:  # numpy and pandas stay out of the CLI's start
+    from dripml.core.links import RunLink
+    from dripml.core.results import TrialResult
 
 
 class Reporter:
@@ -31,6 +34,11 @@ class Reporter:
         return None
 
     def message(self, text: str) -> None:
+        return None
+
+    def run_started(self, link: RunLink) -> None:
+        """The MLflow search run exists (called once, before the first trial): where to
+        watch it."""
         return None
 
 
@@ -74,3 +82,31 @@ class RichReporter(Reporter):
 
     def message(self, text: str) -> None:
         self.console.print(text)
+
+    def run_started(self, link: RunLink) -> None:
+        self.console.print(f"[bold]MLflow run[/] {link.run_id}: {link.text()}", highlight=False,
+                           soft_wrap=True)
+
+
+class RowsBar:
+    """A bar of rows done (of the total, when known) with rows per second, on stderr; call it
+    with (done, total) as :func:`dripml.predict_batch`'s ``progress``."""
+
+    def __init__(self, console: Console | None = None, label: str = "rows") -> None:
+        self.console = console or Console(stderr=True)
+        self._progress = Progress(TextColumn(f"[bold]{label}"), BarColumn(),
+                                  MofNCompleteColumn(), TimeElapsedColumn(),
+                                  TextColumn("{task.fields[rate]}"), console=self.console)
+        self._task = self._progress.add_task(label, total=None, rate="")
+
+    def __enter__(self) -> RowsBar:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def __call__(self, done: int, total: int | None) -> None:
+        elapsed = self._progress.tasks[0].elapsed or 0.0
+        rate = f"{done / elapsed:,.0f} rows/s" if elapsed > 0 else ""
+        self._progress.update(self._task, completed=done, total=total, rate=rate)
