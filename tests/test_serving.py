@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import _thread
 import json
+import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -16,17 +18,20 @@ from types import SimpleNamespace
 from typing import Any
 
 import httpx
+import jsonschema
 import numpy as np
 import pandas as pd
 import psutil
 import pytest
 from pydantic import ValidationError
+from typer.testing import CliRunner
 
 from conftest import Trained, free_port
+from dripml import api, cli
 from dripml.core.features import Feature, TabularEncoder, join_issues, split_issues
 from dripml.core.model import TrainedModel
-from dripml.errors import ModelNotFoundError
-from dripml.productionize import serving, tracking
+from dripml.errors import ModelNotFoundError, ModelRefError
+from dripml.productionize import guard, serving, tracking
 
 # --------------------------------------------------------------------------- request_model
 
@@ -134,10 +139,56 @@ def test_readable_error_formats_bentoml_bodies() -> None:
     out = serving.readable_error(400, body)
     assert out["error"] == ("invalid request: records.2.age: Input should be a valid number; "
                             "body: Invalid JSON")
-    assert len(out["detail"]) == 2
-    # BentoML's own 4xx exceptions come as a one-element list.
-    assert serving.readable_error(415, b'[{"error": "no pickle"}]') == {"error": "no pickle"}
-    assert serving.readable_error(404, b"Not Found") == {"error": "Not Found"}
+    assert len(out["detail"]) == 2 and out["error_count"] == 2
+    # BentoML's own 4xx exceptions come as a one-element list; every body gets one shape.
+    assert serving.readable_error(415, b'[{"error": "no pickle"}]') == {
+        "error": "no pickle", "error_count": 1,
+        "detail": [{"loc": [], "msg": "no pickle", "type": "http_415"}]}
+    assert serving.readable_error(404, b"Not Found")["detail"][0]["type"] == "http_404"
+    for status, raw in ((400, body), (415, b'[{"error": "x"}]'), (404, b""), (400, b"[1, 2]")):
+        guard.ClientError.model_validate(serving.readable_error(status, raw))
+    done = guard.client_error("too big", kind="body_too_large")
+    assert serving.readable_error(413, json.dumps(done).encode()) == done  # kept as it is
+
+
+@pytest.mark.parametrize(("host", "warned"), [
+    ("127.0.0.1", False), ("localhost", False), ("::1", False), ("127.0.0.2", False),
+    ("0.0.0.0", True), ("::", True), ("", True), ("10.1.2.3", True), ("my-host", True)])
+def test_binding_beyond_loopback_is_warned(host: str, warned: bool) -> None:
+    open_line = guard.exposure_warning(host, 3000, token_required=False)
+    assert (open_line is not None) == warned
+    if warned:
+        assert open_line is not None and "anyone who can reach it can call the model" in open_line
+        assert "no token is required" in open_line and "DRIPML_SERVE_TOKEN" in open_line
+        shown = host if host not in ("", "0.0.0.0", "::") else ""
+        assert f"{shown}:3000" in open_line or "every interface" in open_line
+        closed = guard.exposure_warning(host, 3000, token_required=True)
+        assert closed is not None and "holds the token" in closed
+        assert "no token" not in closed
+
+
+def test_local_model_needs_the_flag(tiny_model: Trained, tmp_path: Path,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "bundle"
+    serving.write_bundle(tiny_model.model, folder, model_uri="models:/tiny/1",
+                         version_label="tiny/1")
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    for ref in (folder.as_uri(), str(folder), "./bundle"):
+        with pytest.raises(ModelRefError, match=r"unpickles it.*--allow-local-model"):
+            serving.serve(ref, port=free_port(), tracking_uri=tiny_model.tracking_uri)
+        with pytest.raises(ModelRefError, match="allow_local=True"):
+            api.load_model(ref)
+    result = CliRunner().invoke(cli.app, ["serve", folder.as_uri()])
+    assert result.exit_code != 0 and "--allow-local-model" in result.output
+    assert "Traceback" not in result.output
+    assert {p.pid for p in psutil.Process().children(recursive=True)} <= before
+    assert not (tmp_path / ".dripml").exists()  # nothing started, no store made
+    loaded = api.load_model(str(folder), allow_local=True)
+    assert loaded.predict_records([tiny_model.model.example]).labels == (
+        tiny_model.model.predict_records([tiny_model.model.example]).labels)
+    with pytest.raises(ModelNotFoundError, match="holds no model"):
+        api.load_model(str(tmp_path), allow_local=True)
 
 
 # --------------------------------------------------------------------------- process handling
@@ -455,3 +506,102 @@ def test_stop_ends_every_server_process(tiny_model: Trained,
     assert handle.process.returncode is not None
     assert not [p for p in pids if psutil.pid_exists(p)
                 and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+
+
+# --------------------------------------------------------------------------- endpoint limits
+
+TOKEN = "test-token-not-a-secret"
+SMALL_LIMIT_MIB = 0.05  # 52,428 bytes: about 200 Adult records
+
+
+@pytest.fixture(scope="module")
+def guarded(tiny_model: Trained, tmp_path_factory: pytest.TempPathFactory
+            ) -> Iterator[serving.ServerHandle]:
+    """A server with a token and a small body limit, serving a local bundle (allowed)."""
+    folder = tmp_path_factory.mktemp("guarded") / "bundle"
+    serving.write_bundle(tiny_model.model, folder, model_uri="models:/tiny/1",
+                         version_label="tiny/1")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tiny_model.root)
+        handle = serving.serve(folder.as_uri(), port=free_port(), allow_local=True,
+                               tracking_uri=tiny_model.tracking_uri, token=TOKEN,
+                               max_body_mib=SMALL_LIMIT_MIB)
+    with handle:
+        yield handle
+
+
+def _raw(url: str, request: bytes, timeout_s: float = 10.0) -> tuple[float, int, dict[str, Any]]:
+    """Send ``request`` on a fresh socket and read until the server closes it (the guard's
+    answers close the connection); (seconds to the answer, status, JSON body)."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    start = time.monotonic()
+    data = b""
+    with socket.create_connection((host, int(port)), timeout=timeout_s) as sock:
+        sock.sendall(request)
+        while chunk := sock.recv(65536):
+            data += chunk
+    elapsed = time.monotonic() - start
+    head, _, body = data.partition(b"\r\n\r\n")
+    return elapsed, int(head.split()[1]), json.loads(body)
+
+
+def _head(length: int | None, token: str = TOKEN) -> bytes:
+    size = (f"Content-Length: {length}" if length is not None
+            else "Transfer-Encoding: chunked")
+    return (f"POST /predict HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Type: application/json\r\n{size}\r\n\r\n").encode()
+
+
+@pytest.mark.slow
+def test_endpoint_limits(guarded: serving.ServerHandle) -> None:
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    records = {"records": [guarded.example]}
+    errors: dict[str, tuple[int, dict[str, Any]]] = {}
+    with httpx.Client(base_url=guarded.url, timeout=10, trust_env=False) as client:
+        # The token: required on /predict only, compared whole.
+        for name, headers in (("no token", {}), ("wrong token", {"Authorization": "Bearer x"}),
+                              ("other scheme", {"Authorization": f"Basic {TOKEN}"})):
+            response = client.post("/predict", json=records, headers=headers)
+            assert response.status_code == 401, (name, response.text)
+            assert response.headers["www-authenticate"] == "Bearer"
+            assert TOKEN not in response.text
+            errors[name] = (401, response.json())
+        ok = client.post("/predict", json=records, headers=auth)
+        assert ok.status_code == 200, ok.text
+        assert ok.json()["model"] == "tiny/1"
+        for route in ("/readyz", "/healthz", "/metrics", "/docs.json"):
+            assert client.get(route).status_code == 200, route
+        bad = client.post("/predict", json={"records": [{**guarded.example, "age": "x"}]},
+                          headers=auth)
+        assert bad.status_code == 400 and "records.0.age" in bad.json()["error"]
+        errors["bad record"] = (400, bad.json())
+        spec = client.get("/docs.json").json()
+    assert guarded.token_required and "$DRIPML_SERVE_TOKEN" in guarded.curl_example()
+    # Over the limit by Content-Length: a 413 before a byte of the body is sent.
+    elapsed, status, body = _raw(guarded.url, _head(100 * 1024 * 1024))
+    assert status == 413 and elapsed < 2, body
+    assert "over the server's limit of 52428 bytes" in body["error"]
+    errors["too large"] = (413, body)
+    # Over the limit, chunked: a 413 as soon as the limit is passed.
+    chunk = b"1000\r\n" + b" " * 4096 + b"\r\n"
+    _, status, body = _raw(guarded.url, _head(None) + chunk * 20)
+    assert status == 413 and body["detail"][0]["type"] == "body_too_large", body
+    # Shorter than its Content-Length: a 400 within 2 s that says how much came, not a 504.
+    elapsed, status, body = _raw(guarded.url, _head(1000) + b'{"records": ')
+    assert status == 400 and elapsed < 2, (elapsed, body)
+    assert "ended before Content-Length (12 of 1000 bytes" in body["error"]
+    errors["truncated"] = (400, body)
+    # The unauthenticated oversize body gets the 401 (the body is never read).
+    _, status, _ = _raw(guarded.url, _head(100 * 1024 * 1024, token="nope"))
+    assert status == 401
+    # Every 4xx body matches what the OpenAPI document declares for /predict.
+    responses = spec["paths"]["/predict"]["post"]["responses"]
+    for name, (status, body) in errors.items():
+        declared = responses[str(status)]["content"]["application/json"]["schema"]
+        jsonschema.validate(body, {**declared, "components": spec["components"]})
+        assert body["error_count"] >= 1 and body["detail"], name
+    assert spec["paths"]["/predict"]["post"]["security"] == [{"bearer": []}]
+    # The server is still up and serving.
+    with httpx.Client(base_url=guarded.url, timeout=10, trust_env=False) as client:
+        assert client.post("/predict", json=records, headers=auth).status_code == 200
+    assert guarded.running()

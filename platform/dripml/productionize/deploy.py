@@ -283,8 +283,9 @@ def registry_image(uri: str, tracking_uri: str | None) -> Image:
     if not reference:
         raise DeployError(f"model version {name}/{version} ({uri}) has no {IMAGE_TAG!r} tag, so "
                           f"dripml does not know its serving image: build and push the image "
-                          f"for this version with `drip build {name}/{version} --registry "
-                          f"HOST/REPO` (that records the tag), or pass --image "
+                          f"for this version with `drip build "
+                          f"{shlex.quote(f'{name}/{version}')} --registry HOST/REPO` (that "
+                          f"records the tag), or pass --image "
                           f"REPO@sha256:<64 hex>")
     return parse_image(reference)
 
@@ -411,7 +412,7 @@ class LocalPlan:
     @property
     def shell_command(self) -> str:
         return shlex.join(self.command) if self.command else (
-            f"drip serve {self.model_uri} --port {self.port}")
+            f"drip serve {shlex.quote(self.model_uri)} --port {self.port}")
 
 
 def plan_local(model: str, *, image: str | None = None, port: int = 3000,

@@ -24,6 +24,13 @@ so it cannot be handed Python arguments, only the environment.
 - ``DRIPML_SERVE_BATCHING`` (optional, default ``auto``): BentoML adaptive batching of
   ``/predict``, ``on``, ``off`` or ``auto`` (on for text models, see
   :func:`dripml.productionize.serving.batching_enabled`).
+- ``DRIPML_SERVE_MAX_BODY_MIB`` (optional, default 10): the largest request body, MiB; a
+  larger one gets a 413 (:mod:`dripml.productionize.guard`).
+- ``DRIPML_SERVE_TOKEN`` (optional): when set, ``/predict`` requires
+  ``Authorization: Bearer <token>``; on Kubernetes, from a Secret.
+
+Both ``DRIPML_MODEL_PATH`` and ``DRIPML_MODEL_URI`` name a pickled model, and loading it runs
+its code: whoever sets them is trusted (see ``SECURITY.md``).
 """
 
 from __future__ import annotations
@@ -67,4 +74,6 @@ DripmlService = serving.build_service(
     workers=CONFIG.workers,
     batching=serving.batching_enabled(model, CONFIG.batching),
     metrics=_metrics,
+    max_body_mib=CONFIG.max_body_mib,
+    token=CONFIG.token,
 )

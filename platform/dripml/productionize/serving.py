@@ -30,11 +30,15 @@ comparison per categorical value on the request path.
       print(handle.url, handle.curl_example())
       wait_forever(handle)
 
-Client errors are always 4xx JSON, never 500: ``{"error": "<one line>", "detail": [...]}`` where
-the line names each bad field by its path, e.g. ``records.0.age: Input should be a valid
-number``. BentoML itself answers pydantic validation errors with 400 and a generic
-``"1 validation error for PredictRequest"`` line; :class:`ClientErrorMiddleware` rewrites that
-line (and BentoML's other 4xx bodies) into the readable form.
+Client errors are always 4xx JSON, never 500, of one shape declared in the OpenAPI document
+(:class:`~dripml.productionize.guard.ClientError`): ``{"error": "<one line>", "error_count":
+n, "detail": [{"loc", "msg", "type"}, ...]}`` where the line names each bad field by its path,
+e.g. ``records.0.age: Input should be a valid number``. BentoML itself answers pydantic
+validation errors with 400 and a generic ``"1 validation error for PredictRequest"`` line;
+:class:`ClientErrorMiddleware` rewrites that line (and BentoML's other 4xx bodies) into the
+readable form. Before any of it, :class:`~dripml.productionize.guard.RequestGuard` answers a
+body over the limit (413), a truncated body (400 within a second) and, with a token set, a
+request to ``/predict`` without it (401).
 
 - :func:`write_bundle` / :func:`read_bundle`: a model exported to a folder (the pickled
   :class:`~dripml.core.model.TrainedModel` and its provenance), which a serving image bakes in and
@@ -75,7 +79,8 @@ from dripml.core import refs
 from dripml.core.costs import SINGLE_THREAD_ENV
 from dripml.core.features import Feature, InputIssue, join_issues, split_issues
 from dripml.core.model import Prediction, TrainedModel
-from dripml.errors import ModelNotFoundError, ServeError
+from dripml.errors import ModelNotFoundError, ServeError, SettingsError
+from dripml.productionize import guard
 
 MAX_RECORDS = 10_000
 """Most records one ``POST /predict`` accepts."""
@@ -324,35 +329,46 @@ ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message],
 
 
 def readable_error(status: int, body: bytes) -> dict[str, Any]:
-    """Normalise a BentoML 4xx body into ``{"error": "<one line>", ...}``.
+    """Normalise a 4xx body into the one shape of every 4xx of the server,
+    :class:`~dripml.productionize.guard.ClientError`: ``{"error": "<one line>",
+    "error_count": n, "detail": [{"loc": [...], "msg": ..., "type": ...}, ...]}``.
 
-    Validation errors get ``{"error": ..., "error_count": n, "detail": [...]}`` (the first
-    :data:`MAX_ERROR_DETAILS` of pydantic's errors, each with ``loc``, ``msg``, ``type``).
-
-    BentoML gives ``{"error": "N validation error for X", "detail": [{"loc", "msg", ...}]}``
-    for pydantic errors and ``[{"error": "..."}]`` for its own 4xx exceptions; the line
-    becomes ``"invalid request: records.0.age: Input should be a valid number; ..."``.
+    Validation errors list the first :data:`MAX_ERROR_DETAILS` of pydantic's errors in
+    ``detail``. BentoML gives ``{"error": "N validation error for X", "detail": [{"loc",
+    "msg", ...}]}`` for pydantic errors and ``[{"error": "..."}]`` for its own 4xx exceptions;
+    the line becomes ``"invalid request: records.0.age: Input should be a valid number;
+    ..."``. A body already in that shape (the guard's 401/413) is returned as it is; any
+    other becomes one problem of type ``http_<status>``.
     """
     try:
         data = json.loads(body or b"null")
     except ValueError:
-        return {"error": body.decode("utf-8", "replace").strip() or f"HTTP {status}"}
+        data = body.decode("utf-8", "replace").strip() or f"HTTP {status}"
     if isinstance(data, list) and len(data) == 1 and isinstance(data[0], dict):
         data = data[0]
     if not isinstance(data, dict):
-        return {"error": str(data)}
+        return _one_problem(str(data), status)
     detail = data.get("detail")
     if isinstance(detail, list) and detail and all(isinstance(d, dict) for d in detail):
+        if isinstance(data.get("error_count"), int) and isinstance(data.get("error"), str):
+            return data  # already readable
         parts = []
         for item in detail[:10]:
             loc = ".".join(str(p) for p in item.get("loc", ())) or "body"
             parts.append(f"{loc}: {item.get('msg', 'invalid')}")
         more = f" (and {len(detail) - 10} more)" if len(detail) > 10 else ""
+        items = [{**item, "loc": list(item.get("loc") or ()), "msg": str(item.get("msg", "")),
+                  "type": str(item.get("type", "invalid"))} for item in detail]
         return {"error": "invalid request: " + "; ".join(parts) + more,
-                "error_count": len(detail), "detail": detail[:MAX_ERROR_DETAILS]}
-    if isinstance(detail, str) and "error" not in data:
-        return {"error": detail}
-    return data
+                "error_count": len(detail), "detail": items[:MAX_ERROR_DETAILS]}
+    message = data.get("error") if isinstance(data.get("error"), str) else None
+    if message is None and isinstance(detail, str):
+        message = detail
+    return _one_problem(message or json.dumps(data), status)
+
+
+def _one_problem(message: str, status: int) -> dict[str, Any]:
+    return guard.client_error(message, kind=f"http_{status}", loc=())
 
 
 class ClientErrorMiddleware:
@@ -448,7 +464,9 @@ def docs_description(model: TrainedModel, model_ref: str, version_label: str,
 
 def build_service(model: TrainedModel, model_ref: str, version_label: str, *,
                   workers: int = 1, timeout_s: float = 60.0, batching: bool = False,
-                  metrics: Mapping[str, float] | None = None) -> Any:
+                  metrics: Mapping[str, float] | None = None,
+                  max_body_mib: float = settings.DEFAULT_SERVE_MAX_BODY_MIB,
+                  token: str | None = None) -> Any:
     """A BentoML 1.4 service class serving ``model``.
 
     Routes: ``POST /predict`` with JSON ``{"records": [record, ...]}`` (1 to
@@ -459,6 +477,10 @@ def build_service(model: TrainedModel, model_ref: str, version_label: str, *,
     OpenAPI document at ``/docs.json``, titled :func:`docs_title` and described by
     :func:`docs_description`. Invalid requests get a 400 whose ``error`` names each bad field
     (``records.0.age: Input should be a valid number``), see :func:`readable_error`.
+    Every request first passes :class:`~dripml.productionize.guard.RequestGuard`: a body over
+    ``max_body_mib`` gets a 413, a truncated body a 400 within a second, and with ``token``
+    ``/predict`` without ``Authorization: Bearer <token>`` a 401. Every 4xx body is a
+    :class:`~dripml.productionize.guard.ClientError`, declared in the OpenAPI document.
 
     Args:
         model: the model to serve (already loaded; shared by every request of the worker).
@@ -473,6 +495,8 @@ def build_service(model: TrainedModel, model_ref: str, version_label: str, *,
             gets its own records' predictions back in the same response shape.
         metrics: the model version's test metrics (``test_<metric>`` -> value), shown in
             the OpenAPI description; None or {} when unknown.
+        max_body_mib: the largest request body, MiB (> 0).
+        token: the bearer token ``/predict`` requires; None: open.
 
     Returns:
         The class decorated with ``@bentoml.service`` (named :data:`SERVICE_NAME`); bind it to a
@@ -530,7 +554,8 @@ def build_service(model: TrainedModel, model_ref: str, version_label: str, *,
             spec = super().openapi_spec
             return attrs.evolve(spec, info=attrs.evolve(
                 spec.info, title=title, description=description,
-                version=version_label.rpartition("/")[2], contact=None))
+                version=version_label.rpartition("/")[2], contact=None),
+                **_documented_errors(spec, token_required=token is not None))
 
     @bentoml.service(name=SERVICE_NAME, description=description, workers=workers,
                      traffic={"timeout": timeout_s}, service_class=_DocumentedService)
@@ -556,9 +581,55 @@ def build_service(model: TrainedModel, model_ref: str, version_label: str, *,
             response = _response(prediction, self.label)
             return _per_record(prediction, response) if batching else response
 
+    # The first added is the outermost: the guard answers before anything reads the body.
+    DripmlService.add_asgi_middleware(
+        guard.RequestGuard, max_body_bytes=max(1, int(max_body_mib * guard.MIB)), token=token,
+        protected=(PREDICT_ROUTE,))
     DripmlService.add_asgi_middleware(ClientErrorMiddleware, route=PREDICT_ROUTE)
     DripmlService.add_asgi_middleware(DocsRedirectMiddleware)
     return DripmlService
+
+
+_ERROR_RESPONSES = {
+    400: "Invalid request: a field of a record, the JSON, or a body that ended before its "
+         "Content-Length; `error` names each problem",
+    401: "Missing or invalid token: send `Authorization: Bearer <token>` (the server's "
+         "DRIPML_SERVE_TOKEN)",
+    413: "Request body over the server's limit (DRIPML_SERVE_MAX_BODY_MIB); send fewer records "
+         "per request",
+}
+
+
+def _documented_errors(spec: Any, *, token_required: bool) -> dict[str, Any]:
+    """``components`` and ``paths`` of BentoML's OpenAPI document with every 4xx of
+    ``/predict`` declared as :class:`~dripml.productionize.guard.ClientError` (and, with a
+    token, the bearer security scheme)."""
+    import attrs  # a BentoML dependency
+    from bentoml._internal.service.openapi.specification import (
+        MediaType,
+        Reference,
+        Response,
+    )
+
+    components = dict(spec.components or {})
+    components["schemas"] = {**components.get("schemas", {}), **guard.openapi_error_schemas()}
+    paths = dict(spec.paths)
+    item = paths.get(PREDICT_ROUTE)
+    if item is None or not isinstance(item.post, dict):
+        return {"components": components}
+    content = {"application/json": MediaType(
+        schema=Reference("#/components/schemas/ClientError"))}
+    responses = {k: v for k, v in item.post.get("responses", {}).items()
+                 if not 400 <= int(k) < 500}
+    for status, text in _ERROR_RESPONSES.items():
+        if status != 401 or token_required:
+            responses[status] = Response(description=text, content=content)
+    post = {**item.post, "responses": dict(sorted(responses.items(), key=lambda kv: int(kv[0])))}
+    if token_required:
+        components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+        post["security"] = [{"bearer": []}]
+    paths[PREDICT_ROUTE] = attrs.evolve(item, post=post)
+    return {"components": components, "paths": paths}
 
 
 # --------------------------------------------------------------------------- model bundle
@@ -662,6 +733,7 @@ class ServerHandle:
         log_path: the server's stdout and stderr.
         process: the ``bentoml serve`` process (leader of its own process group).
         example: one input record, from the service's OpenAPI docs (empty if it has none).
+        token_required: ``/predict`` requires a bearer token (``DRIPML_SERVE_TOKEN``).
     """
 
     url: str
@@ -670,6 +742,7 @@ class ServerHandle:
     log_path: Path
     process: subprocess.Popen[bytes]
     example: dict[str, Any] = field(default_factory=dict)
+    token_required: bool = False
     _stopped: bool = field(default=False, init=False, repr=False)
 
     @property
@@ -722,9 +795,13 @@ class ServerHandle:
             return []
 
     def curl_example(self) -> str:
-        """A one-line POSIX-shell ``curl`` command posting the example record to ``/predict``."""
+        """A one-line POSIX-shell ``curl`` command posting the example record to ``/predict``
+        (with a token required, its header reads the token from ``$DRIPML_SERVE_TOKEN``: the
+        token itself is never printed)."""
         payload = json.dumps({"records": [self.example]}, separators=(",", ":"))
-        return (f"curl -s -X POST {self.url}{PREDICT_ROUTE} "
+        auth = (f'-H "Authorization: Bearer ${settings.SERVE_TOKEN.name}" '
+                if self.token_required else "")
+        return (f"curl -s -X POST {self.url}{PREDICT_ROUTE} {auth}"
                 f"-H 'Content-Type: application/json' -d {shlex.quote(payload)}")
 
     def log_tail(self, lines: int = 30) -> str:
@@ -863,7 +940,9 @@ def export_for_serving(model_uri: str, version_label: str, tracking_uri: str) ->
 
 def serve(model_ref: str, *, host: str = "127.0.0.1", port: int = 3000,
           tracking_uri: str | None = None, workers: int = 1, timeout_s: float = 120,
-          log_path: str | Path | None = None, batching: str = "auto") -> ServerHandle:
+          log_path: str | Path | None = None, batching: str = "auto",
+          max_body_mib: float | None = None, token: str | None = None,
+          allow_local: bool = False) -> ServerHandle:
     """Start a prediction server for a registered model; return once it is ready.
 
     The model is resolved in the registry first (an alias is pinned to its current version)
@@ -886,24 +965,47 @@ def serve(model_ref: str, *, host: str = "127.0.0.1", port: int = 3000,
             ``$BENTOML_HOME/logs/serve-<port>.log``.
         batching: adaptive batching of ``/predict``: ``on``, ``off``, or ``auto`` (on for
             text models, :func:`batching_enabled`).
+        max_body_mib: the largest request body, MiB (a larger one gets a 413); default
+            ``DRIPML_SERVE_MAX_BODY_MIB``, else 10.
+        token: the bearer token ``/predict`` requires (401 without it); default
+            ``DRIPML_SERVE_TOKEN``, else none. Handed to the server in its environment,
+            never on a command line.
+        allow_local: also serve a model folder on disk (``file://...`` or a path: a dripml
+            bundle or an MLflow model). Loading a model runs its pickled code, so this is
+            off by default; registry models need no flag (see ``SECURITY.md``).
 
     Returns:
         A :class:`ServerHandle` (a context manager; ``stop()`` ends the process group).
 
     Raises:
-        ModelRefError: ``model_ref`` is none of those forms (nothing is started).
+        ModelRefError: ``model_ref`` is none of those forms, or a local folder without
+            ``allow_local`` (nothing is started).
+        SettingsError: ``max_body_mib`` (or its variable) is not a number above 0.
         ModelNotFoundError: no such model, version or alias (nothing is started).
         ServeError: the port is taken, or the server exited or was not ready within
             ``timeout_s`` (the message ends with the server log's last lines).
     """
-    from dripml.productionize import tracking
+    from dripml.productionize import local_models, tracking
 
     check_batching(batching)
+    max_body = settings.serve_max_body_mib() if max_body_mib is None else max_body_mib
+    if not 0 < max_body < float("inf"):
+        raise SettingsError(f"max_body_mib must be a number of MiB above 0, got {max_body!r}")
+    token = token or settings.serve_token()
+    local = local_models.is_local(model_ref)
+    if local:
+        folder = local_models.check_allowed(model_ref, allow_local=allow_local)
     uri = tracking.configure(tracking_uri)
-    model_uri, version_label = _resolve(model_ref)
+    if local:
+        model_uri = version_label = folder.as_uri()
+    else:
+        model_uri, version_label = _resolve(model_ref)
     check_port_free(host, port)
     store = tracking.absolute_tracking_uri(uri)  # valid from the server's working directory
-    bundle = export_for_serving(model_uri, version_label, store)
+    if local and local_models.local_kind(folder) == local_models.BUNDLE:
+        bundle = folder  # served as it is: it is what DRIPML_MODEL_PATH takes
+    else:
+        bundle = export_for_serving(model_uri, version_label, store)
 
     env = dict(os.environ)
     # The folder holding the dripml package, so the server imports this very copy.
@@ -916,11 +1018,15 @@ def serve(model_ref: str, *, host: str = "127.0.0.1", port: int = 3000,
         "DRIPML_MODEL_REF": model_ref,
         "DRIPML_SERVE_WORKERS": str(workers),
         "DRIPML_SERVE_BATCHING": batching,
+        "DRIPML_SERVE_MAX_BODY_MIB": repr(float(max_body)),
         "MLFLOW_TRACKING_URI": store,
         "BENTOML_DO_NOT_TRACK": "True",
         "PYTHONUNBUFFERED": "1",
     })
     env["BENTOML_HOME"] = str(settings.bentoml_home())  # BENTOML_HOME, else .dripml/bentoml
+    env.pop(settings.SERVE_TOKEN.name, None)
+    if token:
+        env[settings.SERVE_TOKEN.name] = token
     log = Path(log_path) if log_path else Path(env["BENTOML_HOME"]) / "logs" / f"serve-{port}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
 
@@ -933,7 +1039,8 @@ def serve(model_ref: str, *, host: str = "127.0.0.1", port: int = 3000,
     url_host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "[::1]"}.get(
         host, f"[{host}]" if ":" in host else host)
     handle = ServerHandle(url=f"http://{url_host}:{port}", model_uri=model_uri,
-                          version_label=version_label, log_path=log, process=process)
+                          version_label=version_label, log_path=log, process=process,
+                          token_required=bool(token))
     return until_ready(handle, timeout_s)
 
 
