@@ -14,11 +14,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import yaml
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
+import ports
 from dripml import kfp as pipeline
 from dripml.errors import ClusterError, SpecError
 from dripml.orchestration import backends, local_ray
@@ -374,6 +376,8 @@ def test_local_cluster_lifecycle_is_idempotent(in_tmp_dir: Path) -> None:
         assert local_ray.create("lc-test", run_id="r-1").pid == first.pid  # a retry adopts
         ready = local_ray.wait_ready("lc-test", timeout_s=120)
         assert ready.dashboard_url.startswith("http://127.0.0.1:")
+        head = ports.process_tree(psutil.Process(ready.pid), marker=ready.temp_dir)
+        ports.assert_loopback_only(ports.listeners(head), "the local Ray head")
         assert oct(Path(ready.token_file).stat().st_mode & 0o777) == "0o600"
     finally:
         assert local_ray.delete_run("r-1") == ["lc-test"]

@@ -31,6 +31,7 @@ import httpx
 
 from dripml.core.spec import Spec
 from dripml.errors import ClusterError
+from dripml.orchestration import loopback
 from dripml.orchestration.backend import JobClient
 
 STATE_DIR = Path(".dripml") / "clusters"
@@ -106,7 +107,8 @@ def create(name: str, *, run_id: str, num_cpus: int | None = None,
                "--temp-dir", str(temp_dir), "--disable-usage-stats"]
     if num_cpus is not None:
         command += ["--num-cpus", str(num_cpus)]
-    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_file)}
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_file),
+           **loopback.RAY_START_ENV}  # every port on 127.0.0.1, no metrics exporter
     env.pop("RAY_AUTH_TOKEN", None)
     env.pop("RAY_ADDRESS", None)
     log = (folder / f"{name}.log").open("w")

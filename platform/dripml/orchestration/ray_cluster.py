@@ -13,8 +13,10 @@ import ray
 
 from dripml import settings
 from dripml.core.imports import driver_import_path
+from dripml.core.interrupts import keep_handlers
 from dripml.core.spec import ResourcesSpec
 from dripml.errors import ResourceError
+from dripml.orchestration import loopback
 
 log = logging.getLogger(__name__)
 
@@ -68,20 +70,22 @@ def check_cluster_resources(resources: ResourcesSpec) -> None:
 
 
 def _start_embedded(num_cpus: int | None) -> None:
-    # No dashboard: it is the only port Ray would open for browsers. Ray 2.60 rewrites a
-    # loopback node IP to the routable one (services.resolve_ip_for_localhost), so its gRPC
-    # ports listen on every interface; token authentication (on by default) guards them.
-    ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
-             logging_level=logging.WARNING, log_to_driver=False, configure_logging=False,
-             runtime_env={"env_vars": {"PYTHONPATH": driver_import_path()}},
-             # Ray runs workers at nice 15, so any busy process on a laptop starves the trials
-             # (measured: 1.5x slower searches beside one spinning process).
-             _system_config={"worker_niceness": 0})
+    # Every port on 127.0.0.1 (see dripml.orchestration.loopback); no dashboard and no
+    # metrics exporter: nothing for a browser or a scraper to reach.
+    with loopback.embedded_node():
+        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
+                 logging_level=logging.WARNING, log_to_driver=False, configure_logging=False,
+                 runtime_env={"env_vars": {"PYTHONPATH": driver_import_path()}},
+                 # Ray runs workers at nice 15, so any busy process on a laptop starves the
+                 # trials (measured: 1.5x slower searches beside one spinning process).
+                 _system_config={"worker_niceness": 0, **loopback.SYSTEM_CONFIG})
 
 
 def _join(address: str) -> None:
+    loopback.note_joined(address)
     try:
-        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+        with loopback.joining(address):  # 127.0.0.1:PORT stays 127.0.0.1
+            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
     except (ConnectionError, RuntimeError) as error:
         mode = settings.ray_auth_mode() or "unset"
         raise ResourceError(
@@ -97,10 +101,11 @@ def connect(address: str | None = None, *, resources: ResourcesSpec | None = Non
     """Connect to Ray for the duration of the block; yield the cluster's total resources.
 
     Args:
-        address: ``None`` starts an embedded single-node cluster (no dashboard, token
-            authentication on) and stops it on exit; ``"auto"``, ``"ray://host:10001"`` or
-            ``"host:6379"`` joins one (its workers need dripml installed: the trainer image)
-            and leaves it running.
+        address: ``None`` starts an embedded single-node cluster (every port on 127.0.0.1,
+            no dashboard, token authentication on) and stops it on exit; ``"auto"``,
+            ``"ray://host:10001"`` or ``"host:6379"`` joins one (its workers need dripml
+            installed: the trainer image), logs a line saying its ports are as it was
+            started, and leaves it running.
         resources: checked against the cluster before the block runs.
         num_cpus: CPUs of an embedded cluster (default: all of this machine's).
 
@@ -114,10 +119,15 @@ def connect(address: str | None = None, *, resources: ResourcesSpec | None = Non
         return
     if address is None and resources is not None:
         check_local_resources(resources)
-    if address is None:
-        _start_embedded(num_cpus)
-    else:
-        _join(address)
+    with keep_handlers():  # ray.init's SIGTERM handlers abort a driver that cleans up
+        try:
+            if address is None:
+                _start_embedded(num_cpus)
+            else:
+                _join(address)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM while starting: leave no process
+            ray.shutdown()
+            raise
     try:
         if resources is not None:
             check_cluster_resources(resources)
