@@ -49,6 +49,10 @@ def test_defaults(clean: Path) -> None:
     assert settings.ray_auth_mode() is None
     assert settings.serve_settings() == settings.ServeSettings(
         model_path=None, model_uri=None, model_ref=None, workers=1, batching="auto")
+    assert settings.store_timeout_s() == 5.0
+    assert settings.mlflow_http_env() == {"MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+                                          "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+                                          "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
 
 
 def test_reading_creates_nothing(clean: Path) -> None:
@@ -79,6 +83,12 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch, clean: Path) -> 
         "DRIPML_MODEL_REF": "adult@champion",
         "DRIPML_SERVE_WORKERS": "4",
         "DRIPML_SERVE_BATCHING": "on",
+        "DRIPML_SERVE_MAX_BODY_MIB": "0.5",
+        "DRIPML_SERVE_TOKEN": "t0ken\n",
+        "DRIPML_STORE_TIMEOUT_S": "2.5",
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "2",
     }
     assert set(values) == {v.name for v in settings.VARIABLES}  # every one is covered here
     for name, value in values.items():
@@ -97,7 +107,10 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch, clean: Path) -> 
     assert settings.ray_auth_mode() == "token"
     assert settings.serve_settings() == settings.ServeSettings(
         model_path="/models/adult", model_uri="models:/adult/3", model_ref="adult@champion",
-        workers=4, batching="on")
+        workers=4, batching="on", max_body_mib=0.5, token="t0ken")
+    assert "t0ken" not in repr(settings.serve_settings())  # never in a log line
+    assert settings.store_timeout_s() == 2.5
+    assert settings.mlflow_http_env() == {}  # the user's MLflow HTTP values win
 
 
 def test_an_empty_variable_counts_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -128,6 +141,22 @@ def test_bad_worker_count_names_the_variable(monkeypatch: pytest.MonkeyPatch,
                                              workers: str) -> None:
     monkeypatch.setenv("DRIPML_SERVE_WORKERS", workers)
     with pytest.raises(SettingsError, match=rf"DRIPML_SERVE_WORKERS .*at least 1.*{workers!r}"):
+        settings.serve_settings()
+
+
+@pytest.mark.parametrize("seconds", ["0", "-1", "five", "inf"])
+def test_bad_store_timeout_names_the_variable(monkeypatch: pytest.MonkeyPatch,
+                                              seconds: str) -> None:
+    monkeypatch.setenv("DRIPML_STORE_TIMEOUT_S", seconds)
+    with pytest.raises(SettingsError, match="DRIPML_STORE_TIMEOUT_S must be a number of "
+                                            "seconds above 0"):
+        settings.store_timeout_s()
+
+
+@pytest.mark.parametrize("mib", ["0", "-1", "ten", "inf", "nan"])
+def test_bad_body_limit_names_the_variable(monkeypatch: pytest.MonkeyPatch, mib: str) -> None:
+    monkeypatch.setenv("DRIPML_SERVE_MAX_BODY_MIB", mib)
+    with pytest.raises(SettingsError, match=rf"DRIPML_SERVE_MAX_BODY_MIB .*above 0.*{mib!r}"):
         settings.serve_settings()
 
 

@@ -15,16 +15,23 @@ Every class here is exported from ``dripml`` (``dripml.ImageError``...).
     ├── SearchError          no usable trial
     │   └── ConstraintError  no candidate meets the serving-cost constraints
     ├── TrackingError        the MLflow store lacks a run or artifact, or cannot be read
-    │   └── ModelNotFoundError
+    │   ├── ModelNotFoundError
+    │   └── StoreError       the store is unreachable, silent, read-only or not migrated
     ├── ServeError           the prediction server could not start
     ├── ImageError           a serving image could not be planned, built, pushed or recorded
     ├── DeployError          a deployment could not be planned or applied
     ├── ClusterError         a Ray cluster could not be created, or its job failed
     │   └── PipelineError    a Kubeflow pipeline could not be submitted or run
     └── ManifestError        a Kubernetes manifest does not match its CRD
+
+Not an error, and so not a DripmlError: :class:`~dripml.core.interrupts.Interrupted`, the
+``KeyboardInterrupt`` a run raises when Ctrl-C or SIGTERM stopped it (re-exported here for
+the front doors, which print it as one line and exit 130 or 143).
 """
 
 from __future__ import annotations
+
+from dripml.core.interrupts import Interrupted as Interrupted  # re-exported
 
 
 class DripmlError(Exception):
@@ -77,6 +84,13 @@ class TrackingError(DripmlError):
 
 class ModelNotFoundError(TrackingError):
     """A registered model, version or alias does not exist in the MLflow Model Registry."""
+
+
+class StoreError(TrackingError):
+    """The tracking store failed its check before anything started (see
+    :mod:`dripml.productionize.store`): nothing listens at the URI, a server accepts but does
+    not answer in time or refuses writes, a SQLite file or folder is read-only, or its schema
+    is older than MLflow's. The message names the URI and what to do."""
 
 
 class ServeError(DripmlError):

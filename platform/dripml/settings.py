@@ -32,7 +32,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from dripml.errors import SettingsError
@@ -50,11 +50,15 @@ __all__ = [
     "default_tracking_uri",
     "logs_dir",
     "markdown_table",
+    "mlflow_http_env",
     "ray_auth_mode",
     "resolve_tracking_uri",
     "run_log_file",
+    "serve_max_body_mib",
     "serve_settings",
+    "serve_token",
     "state_dir",
+    "store_timeout_s",
     "tracking_uri",
     "train_storage",
 ]
@@ -73,8 +77,20 @@ DEFAULT_GPU_BASE_IMAGE = "nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04"
 """GPU serving image base: a CUDA runtime image; Python 3.11 comes from uv
 (``containers/serving/Containerfile.gpu``)."""
 
+DEFAULT_STORE_TIMEOUT_S = 5.0
+"""How long the tracking store's check before a run waits for a server's answer, seconds."""
+MLFLOW_HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+}
+"""dripml's bounds on each MLflow HTTP call (MLflow's own: 120 s, 7 retries, factor 2, about
+20 minutes for a silent server): a silent server fails a call in about 4 x 20 s + 1 + 2 + 4 s
+of backoff (87 s), a refused connection in about 7 s."""
 DEFAULT_SERVE_WORKERS = 1
 DEFAULT_SERVE_BATCHING = "auto"
+DEFAULT_SERVE_MAX_BODY_MIB = 10.0
+"""Largest request body the prediction server reads, MiB (larger ones get a 413)."""
 
 
 @dataclass(frozen=True)
@@ -152,6 +168,38 @@ SERVE_BATCHING = Variable(
     "Adaptive batching of `/predict`: `on`, `off` or `auto` (on for text models); also the "
     "default of `drip serve --batching`.",
     ("productionize.service", "cli"))
+SERVE_MAX_BODY_MIB = Variable(
+    "DRIPML_SERVE_MAX_BODY_MIB", f"`{DEFAULT_SERVE_MAX_BODY_MIB:g}`",
+    "Largest request body the prediction server reads, MiB; a larger one gets a 413 before "
+    "it is read. Also the default of `drip serve --max-body-mib`.",
+    ("productionize.service", "cli"))
+SERVE_TOKEN = Variable(
+    "DRIPML_SERVE_TOKEN", "unset: `/predict` is open",
+    "When set, `/predict` requires `Authorization: Bearer <token>` (401 otherwise); health, "
+    "readiness, `/metrics` and the docs stay open. On Kubernetes, take it from a Secret.",
+    ("productionize.service", "productionize.serving", "cli"))
+STORE_TIMEOUT_S = Variable(
+    "DRIPML_STORE_TIMEOUT_S", f"`{DEFAULT_STORE_TIMEOUT_S:g}`",
+    "Seconds a tracking server has to answer the store check that `drip run`, `drip models`, "
+    "`serve` and `predict` make before starting anything (connect within 2 s).",
+    ("productionize.store",))
+MLFLOW_HTTP_REQUEST_TIMEOUT = Variable(
+    "MLFLOW_HTTP_REQUEST_TIMEOUT", f"`{MLFLOW_HTTP_DEFAULTS['MLFLOW_HTTP_REQUEST_TIMEOUT']}` "
+    "(dripml's; MLflow's is 120)",
+    "MLflow's own variable: seconds each HTTP call to a tracking server may wait; dripml "
+    "sets its default for the run when unset.",
+    ("productionize.store",))
+MLFLOW_HTTP_REQUEST_MAX_RETRIES = Variable(
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
+    f"`{MLFLOW_HTTP_DEFAULTS['MLFLOW_HTTP_REQUEST_MAX_RETRIES']}` (dripml's; MLflow's is 7)",
+    "MLflow's own variable: retries of a failed HTTP call (refused, timed out, 429, 5xx).",
+    ("productionize.store",))
+MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR = Variable(
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
+    f"`{MLFLOW_HTTP_DEFAULTS['MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR']}` (dripml's; MLflow's is 2)",
+    "MLflow's own variable: the retries wait factor x 1, 2, 4... seconds (plus up to 1 s of "
+    "jitter).",
+    ("productionize.store",))
 TRAIN_STORAGE = Variable(
     "DRIPML_TRAIN_STORAGE", "a new temporary folder per fine-tune",
     "Ray Train storage (a path or URI every node can reach) for fine-tunes trained on "
@@ -174,7 +222,10 @@ RAY_AUTH_MODE = Variable(
 VARIABLES: tuple[Variable, ...] = (
     DRIPML_TRACKING_URI, TRACKING_URI, DRIPML_RAY_ADDRESS, RAY_ADDRESS, CACHE_DIR, BASE_IMAGE,
     GPU_BASE_IMAGE, MODEL_PATH, MODEL_URI, MODEL_REF,
-    SERVE_WORKERS, SERVE_BATCHING, TRAIN_STORAGE, BENTOML_HOME, CUDA_VISIBLE_DEVICES,
+    SERVE_WORKERS, SERVE_BATCHING, SERVE_MAX_BODY_MIB, SERVE_TOKEN,
+    STORE_TIMEOUT_S, MLFLOW_HTTP_REQUEST_TIMEOUT, MLFLOW_HTTP_REQUEST_MAX_RETRIES,
+    MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR, TRAIN_STORAGE, BENTOML_HOME,
+    CUDA_VISIBLE_DEVICES,
     RAY_AUTH_MODE)
 """Every environment variable dripml reads, in the README's order."""
 
@@ -251,6 +302,33 @@ def absolute_tracking_uri(uri: str) -> str:
 # --------------------------------------------------------------------------- the other settings
 
 
+def store_timeout_s(*, environ: Mapping[str, str] | None = None) -> float:
+    """``DRIPML_STORE_TIMEOUT_S``, else :data:`DEFAULT_STORE_TIMEOUT_S`.
+
+    Raises:
+        SettingsError: not a finite number of seconds above 0.
+    """
+    text = _read(STORE_TIMEOUT_S, environ)
+    if text is None:
+        return DEFAULT_STORE_TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise SettingsError(f"{STORE_TIMEOUT_S.name} must be a number of seconds above 0, "
+                            f"such as 5 or 0.5, got {text!r}")
+    return value
+
+
+def mlflow_http_env(*, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """dripml's defaults (:data:`MLFLOW_HTTP_DEFAULTS`) for the MLflow HTTP variables the
+    environment leaves unset (empty counts as unset): what to add to it for a run."""
+    variables = (MLFLOW_HTTP_REQUEST_TIMEOUT, MLFLOW_HTTP_REQUEST_MAX_RETRIES,
+                 MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR)
+    return {v.name: MLFLOW_HTTP_DEFAULTS[v.name] for v in variables if _read(v, environ) is None}
+
+
 def cache_dir(*, environ: Mapping[str, str] | None = None) -> Path:
     """The data set cache root: ``DRIPML_CACHE_DIR``, else ``~/.cache/dripml``."""
     value = _read(CACHE_DIR, environ)
@@ -308,6 +386,9 @@ class ServeSettings:
         workers: ``DRIPML_SERVE_WORKERS``, BentoML worker processes, at least 1.
         batching: ``DRIPML_SERVE_BATCHING``, ``auto``, ``on`` or ``off`` (checked by
             :func:`dripml.productionize.serving.check_batching`, which owns the modes).
+        max_body_mib: ``DRIPML_SERVE_MAX_BODY_MIB``, the largest request body, MiB (> 0).
+        token: ``DRIPML_SERVE_TOKEN``, the bearer token ``/predict`` requires; None when
+            unset. Left out of ``repr``, so it never reaches a log.
     """
 
     model_path: str | None
@@ -315,13 +396,16 @@ class ServeSettings:
     model_ref: str | None
     workers: int = DEFAULT_SERVE_WORKERS
     batching: str = DEFAULT_SERVE_BATCHING
+    max_body_mib: float = DEFAULT_SERVE_MAX_BODY_MIB
+    token: str | None = field(default=None, repr=False)
 
 
 def serve_settings(*, environ: Mapping[str, str] | None = None) -> ServeSettings:
     """The server's settings, read once (BentoML hands the service nothing but these).
 
     Raises:
-        SettingsError: ``DRIPML_SERVE_WORKERS`` is not a whole number of at least 1.
+        SettingsError: ``DRIPML_SERVE_WORKERS`` is not a whole number of at least 1, or
+            ``DRIPML_SERVE_MAX_BODY_MIB`` not a number above 0.
     """
     workers_text = _read(SERVE_WORKERS, environ)
     workers = DEFAULT_SERVE_WORKERS
@@ -336,7 +420,33 @@ def serve_settings(*, environ: Mapping[str, str] | None = None) -> ServeSettings
     return ServeSettings(
         model_path=_read(MODEL_PATH, environ), model_uri=_read(MODEL_URI, environ),
         model_ref=_read(MODEL_REF, environ), workers=workers,
-        batching=_read(SERVE_BATCHING, environ) or DEFAULT_SERVE_BATCHING)
+        batching=_read(SERVE_BATCHING, environ) or DEFAULT_SERVE_BATCHING,
+        max_body_mib=serve_max_body_mib(environ=environ), token=serve_token(environ=environ))
+
+
+def serve_max_body_mib(*, environ: Mapping[str, str] | None = None) -> float:
+    """``DRIPML_SERVE_MAX_BODY_MIB``, else :data:`DEFAULT_SERVE_MAX_BODY_MIB`.
+
+    Raises:
+        SettingsError: not a finite number above 0.
+    """
+    text = _read(SERVE_MAX_BODY_MIB, environ)
+    if text is None:
+        return DEFAULT_SERVE_MAX_BODY_MIB
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise SettingsError(f"{SERVE_MAX_BODY_MIB.name} must be a number of MiB above 0, "
+                            f"such as 10 or 0.5, got {text!r}")
+    return value
+
+
+def serve_token(*, environ: Mapping[str, str] | None = None) -> str | None:
+    """``DRIPML_SERVE_TOKEN``, the bearer token ``/predict`` requires, or None (open).
+    Surrounding blanks (a trailing newline from a Secret file) are dropped."""
+    return _read(SERVE_TOKEN, environ)
 
 
 # --------------------------------------------------------------------------- documentation
