@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from dripml.core import datasets
+from dripml.core import data_checks, datasets
 from dripml.core.features import Kind, TabularEncoder, identifier_note, infer_kinds
 from dripml.core.spec import DataSpec, Spec, Task
 from dripml.core.text import TextRules
@@ -57,7 +57,8 @@ def read_table(source: str, na_values: list[str] | None = None) -> pd.DataFrame:
     """Read one CSV or Parquet source: local path, ``s3://bucket/key`` or ``dataset://NAME/SPLIT``.
 
     Raises:
-        DataError: the file does not exist, has an unknown format, or holds no rows.
+        DataError: the file does not exist, has an unknown format, holds no rows, or (CSV)
+            its header names a column twice.
     """
     if datasets.is_dataset_uri(source):
         path_or_buffer: Path | io.BytesIO = datasets.resolve(source)
@@ -70,6 +71,9 @@ def read_table(source: str, na_values: list[str] | None = None) -> pd.DataFrame:
         if not path.is_file():
             raise DataError(f"data file {source!r} does not exist")
         path_or_buffer, suffix_source = path, str(path)
+    duplicates = data_checks.duplicate_headers(
+        data_checks.header_names(path_or_buffer, name=suffix_source) or [], source)
+    data_checks.raise_problems(duplicates)
     frame = _parse(path_or_buffer, suffix_source, na_values or [])
     if frame.empty:
         raise DataError(f"data source {source!r} holds no rows")
@@ -118,21 +122,33 @@ def load(spec: Spec) -> Dataset:
 
     Raises:
         DataError: a missing label or feature column (the message lists the columns found),
-            an empty file, a label that does not fit the task, or a class with too few rows
-            for the folds.
+            an empty file, a column named twice in a CSV header, a label empty in some rows
+            (how many, which), a feature column empty in every training row, infinite
+            values, a column numeric in train but holding text in test (each naming the
+            column and the file; see :mod:`dripml.core.data_checks`), a label that does not
+            fit the task, or a class with too few rows for the folds.
     """
     data = spec.data
     train = read_table(data.train, data.na_values)
     _check_columns(train, data, data.train)
+    wanted = data.features or [c for c in train.columns if c != data.label]
+    data_checks.raise_problems(data_checks.frame_problems(
+        train, source=data.train, label=data.label, features=wanted, complete=True))
     train = _drop_unlabelled(train, data.label)
     _check_label_fits_task(train[data.label], spec)
-    if data.sample_rows is not None and data.sample_rows < len(train):
-        train = _sample(train, data, spec.task)
-    if data.test is not None:
+    if data.test is not None:  # before sampling: every train row tells a numeric column
         test = read_table(data.test, data.na_values)
         _check_columns(test, data, data.test)
+        data_checks.raise_problems([
+            *data_checks.frame_problems(test, source=data.test, label=data.label,
+                                        features=wanted, complete=True, is_train=False),
+            *data_checks.drift_problems(train, test, train_source=data.train,
+                                        test_source=data.test, features=wanted,
+                                        declared=data.type_overrides())])
         test = _drop_unlabelled(test, data.label)
-    else:
+    if data.sample_rows is not None and data.sample_rows < len(train):
+        train = _sample(train, data, spec.task)
+    if data.test is None:
         train, test = _split(train, data, spec.task)
 
     features = data.features or [c for c in train.columns if c != data.label]

@@ -15,10 +15,16 @@ each source (:func:`preview`):
   downloaded whole.
 
 Only what is certain from that much fails: a missing file or column, an unknown format, an
-empty file, a label whose head already shows more than two classes for ``binary`` or a
-non-number for ``regression``. When the head is the whole file, the label is checked as
-training checks it. A binary label whose head shows one class is no error (the other class
-may come later); :class:`DataSummary` says what the head showed.
+empty file, a column named twice in the header (read raw: pandas would rename the copy
+``x.1``), a label empty in some of the rows read, infinite values in the rows read, a label
+whose head already shows more than two classes for ``binary`` or a non-number for
+``regression``. When the head is the whole file, the label is checked as training checks it,
+a feature column empty in every row fails, a class with fewer rows than folds fails, and
+(the train file whole) a column numeric in train but holding text in the test head, or a
+test class never seen in train, fails. Each names the column and the file (see
+:mod:`dripml.core.data_checks`); :func:`dripml.core.data.load` runs the same checks on
+every row before the first trial. A binary label whose head shows one class is no error
+(the other class may come later); :class:`DataSummary` says what the head showed.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from urllib.parse import urlparse
 import pandas as pd
 
 from dripml.core import data as data_module
-from dripml.core import datasets
+from dripml.core import data_checks, datasets
 from dripml.core.problems import Problems, close_matches, shown_columns
 from dripml.core.spec import DataSpec, Spec, Task
 from dripml.errors import DataError
@@ -172,6 +178,9 @@ def _parquet(source: str, location: Path | io.BytesIO) -> Preview:
     index = {c for c in (schema.pandas_metadata or {}).get("index_columns", [])
              if isinstance(c, str)}
     columns = tuple(n for n in schema.names if n not in index)
+    duplicates = data_checks.duplicate_headers(columns, source)
+    if duplicates:
+        raise DataError(duplicates[0])
     dtypes = {n: str(schema.field(n).type) for n in columns}
     rows = parquet.metadata.num_rows
     return Preview(source, columns, dtypes, pd.DataFrame(columns=list(columns)), rows,
@@ -181,6 +190,10 @@ def _parquet(source: str, location: Path | io.BytesIO) -> Preview:
 def _csv(source: str, location: Path | io.BytesIO, lowered: str,
          na_values: list[str]) -> Preview:
     sep = "\t" if lowered.endswith(".tsv") else ","
+    header = data_checks.header_names(location, name=lowered)
+    duplicates = data_checks.duplicate_headers(header or [], source)
+    if duplicates:
+        raise DataError("; ".join(duplicates))
     try:
         head = pd.read_csv(location, na_values=na_values, sep=sep, skipinitialspace=True,
                            nrows=HEAD_ROWS)
@@ -259,14 +272,18 @@ def check(spec: Spec, problems: Problems) -> DataSummary | None:
         return None
     label_ok = _check_label_column(train, data, problems, "train")
     _check_named_columns(train, data, problems)
+    _check_content(train, test, data, problems)
     if test is not None:
         _check_label_column(test, data, problems, "test")
         _check_test_columns(train, test, data, problems)
     if not label_ok:
         return None
     values = _label_values(train, data.label)
+    before = len(problems)
     with problems.catch("data.label"):
         _check_label_fits_task(train, values, spec)
+    if train.complete and spec.task != "regression" and len(problems) == before:
+        _check_classes(train, test, values, spec, problems)
     shown = tuple(sorted(map(str, values.unique()))) if len(values) else ()
     notes = ()
     if spec.task == "binary" and len(shown) == 1:
@@ -275,6 +292,26 @@ def check(spec: Spec, problems: Problems) -> DataSummary | None:
     return DataSummary(train=train, test=test, label=data.label,
                        label_dtype=train.dtypes[data.label], task=spec.task,
                        label_values=shown[:10], label_distinct=len(shown), notes=notes)
+
+
+def _check_classes(train: Preview, test: Preview | None, values: pd.Series, spec: Spec,
+                   problems: Problems) -> None:
+    """With every train row read: a class with fewer rows than folds, and test classes
+    never seen in train (what :func:`dripml.core.data.load` would find later)."""
+    label, n_splits = spec.data.label, spec.k_fold.n_splits
+    counts = values.astype(str).value_counts()
+    if spec.stratified and len(counts) and counts.min() < n_splits:
+        rare = counts.idxmin()
+        problems.add("k_fold.n_splits", f"class {rare!r} of label {label!r} has "
+                     f"{counts.min()} row(s) in {train.source!r}, fewer than "
+                     f"k_fold.n_splits={n_splits}; lower n_splits or add rows of that class")
+    if test is None or label not in test.head.columns:
+        return
+    unseen = sorted(set(test.head[label].dropna().astype(str)) - set(counts.index))
+    if unseen:
+        problems.add("data.test", f"label {label!r} of test {test.source!r} holds classes "
+                     f"never seen in train {train.source!r}: {unseen[:10]}; a model cannot "
+                     "predict them")
 
 
 def _read(source: str | None, data: DataSpec, where: str,
@@ -302,8 +339,30 @@ def _check_label_column(found: Preview, data: DataSpec, problems: Problems,
     close = close_matches(data.label, found.columns)
     hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
     problems.add("data.label", f"column {data.label!r} is not in {split} {found.source!r}"
-                 f"{hint} Columns found: {shown_columns(found.columns)}")
+                 f"{hint or '.'} Columns found: {shown_columns(found.columns)}"
+                 + data_checks.delimiter_hint(found.columns, found.source))
     return False
+
+
+def _check_content(train: Preview, test: Preview | None, data: DataSpec,
+                   problems: Problems) -> None:
+    """Empty labels, empty columns, infinite values and train/test type drift in the rows
+    read (see :mod:`dripml.core.data_checks`): what those rows make certain."""
+    features = data.features or [c for c in train.columns if c != data.label]
+    for line in data_checks.frame_problems(train.head, source=train.source, label=data.label,
+                                           features=features, complete=train.complete):
+        problems.add("data.train", line)
+    if test is None:
+        return
+    for line in data_checks.frame_problems(test.head, source=test.source, label=data.label,
+                                           features=features, complete=test.complete,
+                                           is_train=False):
+        problems.add("data.test", line)
+    if train.complete:  # every train row read: its numeric columns are numeric for certain
+        for line in data_checks.drift_problems(
+                train.head, test.head, train_source=train.source, test_source=test.source,
+                features=features, declared=data.type_overrides()):
+            problems.add("data.test", line)
 
 
 def _check_named_columns(train: Preview, data: DataSpec, problems: Problems) -> None:
