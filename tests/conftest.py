@@ -17,6 +17,17 @@ from dripml.core import datasets
 from dripml.core.model import TrainedModel
 
 
+@pytest.fixture(autouse=True)
+def _ray_auth_mode_restored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`drip run` and `drip predict` set RAY_AUTH_MODE=token in their process (Ray reads it at
+    import); invoked in-process by CliRunner they would leave it set, and a later test's
+    embedded Ray would then fail to start (InvalidAuthToken). Undone after every test."""
+    if "RAY_AUTH_MODE" in os.environ:
+        monkeypatch.setenv("RAY_AUTH_MODE", os.environ["RAY_AUTH_MODE"])
+    else:
+        monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+
+
 @pytest.fixture(scope="session")
 def adult_files() -> dict[str, Path]:
     """UCI Adult train/test Parquet files, fetched offline into the dripml cache once."""

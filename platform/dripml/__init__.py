@@ -58,12 +58,14 @@ _PUBLIC = {
     "ConstraintError": "dripml.errors",
     "TrackingError": "dripml.errors",
     "ModelNotFoundError": "dripml.errors",
+    "StoreError": "dripml.errors",
     "ServeError": "dripml.errors",
     "ImageError": "dripml.errors",
     "DeployError": "dripml.errors",
     "ClusterError": "dripml.errors",
     "PipelineError": "dripml.errors",
     "ManifestError": "dripml.errors",
+    "Interrupted": "dripml.errors",
 }
 
 __all__ = sorted([*_PUBLIC, "__version__"])
@@ -95,6 +97,7 @@ if TYPE_CHECKING:
         DeployError,
         DripmlError,
         ImageError,
+        Interrupted,
         ManifestError,
         ModelNotFoundError,
         ModelRefError,
@@ -105,6 +108,7 @@ if TYPE_CHECKING:
         ServeError,
         SettingsError,
         SpecError,
+        StoreError,
         TrackingError,
     )
 

@@ -6,6 +6,8 @@
   data and a preset; the result predicts in this process.
 - :func:`connect`: Ray connected and the data loaded (what :func:`train` searches on).
 - :func:`models`: the registered model versions.
+- :func:`gc_runs`, :func:`unfinished_runs`: search runs whose driver died, marked FAILED;
+  the runs still RUNNING (``drip runs gc``, ``drip runs list``).
 - :func:`load_model`: a registered model, ready to predict.
 - :func:`predict_batch`: a registered model over a CSV or Parquet file (in process or on Ray
   Data).
@@ -29,7 +31,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +55,7 @@ if TYPE_CHECKING:
     from dripml.productionize.batch import BatchReport
     from dripml.productionize.deploy import DeployPlan, LocalPlan
     from dripml.productionize.images import BuildResult
+    from dripml.productionize.runs import CollectedRun, UnfinishedRun
     from dripml.productionize.serving import ServerHandle
     from dripml.productionize.tracking import ModelSummary, RegisteredModel
     from dripml.refine.frontier import Frontier
@@ -60,6 +63,9 @@ if TYPE_CHECKING:
 SpecSource = str | Path | Mapping[str, Any] | Spec | None
 BUDGET_ARTIFACT = "budget.json"
 """What :func:`train` spent and what its time budget cut, logged to the search run."""
+RESUME_HINT = "`dripml.train(..., resume=True)`"
+"""How :func:`train`'s :class:`~dripml.core.interrupts.Interrupted` says to resume (the CLI
+names ``drip run SPEC --resume``)."""
 DATA_NOTES_ARTIFACT = "data_notes.txt"
 """What the encoder said of the data (identifiers dropped, levels merged, dates found)."""
 
@@ -237,6 +243,7 @@ def train(
     tags: Mapping[str, str] | None = None,
     set_alias: bool = True,
     log_file: str | Path | None = None,
+    resume: bool = False,
     **fields: Any,
 ) -> TrainResult:
     """Run the DRiP loop: search with K-fold CV on Ray; refit the top candidates, measure
@@ -258,6 +265,12 @@ def train(
         log_file: send what MLflow, Ray, Optuna and Python warnings log below ERROR to this
             file (appended; its folder created) instead of the screen while the call runs;
             errors still reach stderr (see :mod:`dripml.core.logs`). None: as configured.
+        resume: continue the newest unfinished (not FINISHED) search run of the same spec
+            (same :func:`dripml.core.resume.spec_digest` and ``tags``) in that MLflow run:
+            its logged trials are kept and told to the sampler, the search goes on to
+            ``num_trials`` in all; a run that died in Refine resumes at Refine. Nothing
+            unfinished: a new run. Without it a new run starts (the reporter says when an
+            unfinished one exists). See :mod:`dripml.productionize.unfinished`.
 
     Time budget: ``search.time_budget_s`` bounds this whole call, from its start (Ray's
     start, data loading, Discover, the refits, the cost measurements, registration); one
@@ -271,15 +284,32 @@ def train(
         and every other frontier point as a version (see :mod:`dripml.refine.stage`).
 
     Raises:
-        SpecError: malformed spec, or data whose headers do not fit it (a missing file,
-            label or column; a label whose first rows already contradict the task): every
-            problem at once, before Ray or MLflow starts (see :func:`validate`).
-        DataError: what only the full data shows: an empty label, a label that does not
-            fit the task, too few rows per class for the folds.
+        SpecError: malformed spec, or data whose headers and first rows do not fit it (a
+            missing file, label or column; a column named twice; a label empty in some
+            rows; a column empty in every row, infinite values, a column numeric in train
+            but text in test; a label whose first rows already contradict the task), each
+            naming the column and the file: every problem at once, before Ray or MLflow
+            starts (see :func:`validate` and :mod:`dripml.core.data_checks`).
+        DataError: what only the full data shows (the same checks past the rows
+            :func:`validate` reads, a label that does not fit the task, too few rows per
+            class for the folds): before the first trial, Ray stopped.
         ResourceError: GPUs asked for where there are none (before any trial starts).
+        StoreError: the tracking store is unreachable, does not answer within
+            ``DRIPML_STORE_TIMEOUT_S`` (5 s), refuses writes, is read-only or has an old
+            schema: checked before Ray or the data start (see
+            :mod:`dripml.productionize.store`).
         SearchError: no trial completed (under a time budget: none within twice it).
         ConstraintError: (a SearchError) no trial or candidate meets the spec's
             ``constraints``; the message names each constraint and the best value measured.
+        Interrupted: (a ``KeyboardInterrupt``) Ctrl-C or SIGTERM stopped it: the trials in
+            flight were cancelled and logged KILLED with their finished folds, the run was
+            marked KILLED (tag ``dripml.end_reason``), an embedded Ray was stopped;
+            ``run_id``, ``kept`` (trials that ended) and ``message`` (one line, with how to
+            resume) say what is left. See :mod:`dripml.core.interrupts`.
+
+    Runs left behind: at its start it marks FAILED the search runs whose driver died (see
+    :func:`gc_runs`); while it searches, its run's ``dripml.heartbeat`` tag is rewritten
+    every 15 s.
     """
     started = time.monotonic()
     from dripml.core.budget import Deadline
@@ -290,32 +320,61 @@ def train(
     deadline = Deadline(checked.search.time_budget_s, started)
     import mlflow
 
+    from dripml.core import interrupts
+    from dripml.core import resume as resume_state
     from dripml.discover import search, trials
     from dripml.orchestration import ray_cluster
-    from dripml.productionize import tracking
+    from dripml.productionize import runs, store, tracking, unfinished
     from dripml.refine import candidates, stage
 
     objective = resolve_objective(checked)
     if ray_address is None:
         ray_cluster.check_local_resources(checked.resources)
-    with ExitStack() as stack:
+    with interrupts.stopping_run(RESUME_HINT), ExitStack() as stack:
         if log_file is not None:  # after the imports above: MLflow, Ray, Optuna are loaded
             stack.enter_context(library_logs_to(Path(log_file)))
-        dataset = stack.enter_context(connect(checked, ray_address=ray_address, reporter=report))
         uri = tracking.configure(tracking_uri)
-        run = stack.enter_context(tracking.search_run(checked, checked.to_yaml(), tags))
+        # The store first: unreachable, silent, read-only or unmigrated fails here in seconds,
+        # before Ray or the data start (a new SQLite store is migrated under a file lock).
+        store.check(uri, write=True, experiment=checked.name)
+        dataset = stack.enter_context(connect(checked, ray_address=ray_address, reporter=report))
+        for orphan in runs.collect():  # runs whose driver died: FAILED, with the reason
+            report.message(f"marked run {orphan.run_id} FAILED: {orphan.reason}")
+        plan = unfinished.plan(checked, tags, resume_it=resume,
+                               total=search.shown_trial_count(checked))
+        if plan.message:
+            report.message(plan.message)
+        run = stack.enter_context(tracking.search_run(checked, checked.to_yaml(), plan.tags,
+                                                      resume_run_id=plan.run_id))
         run_id = run.info.run_id
+        # Where the alias points now: it is moved at the end only if it still points there.
+        store.record_alias(run_id, checked.model_name, checked.registry.alias)
+        stack.enter_context(runs.ended_with_reason(run_id))  # Ctrl-C, SIGTERM: KILLED
+        stack.enter_context(runs.heartbeat(run_id))
+        in_flight = trials.InFlight()
+
+        def stop_in_flight(stop: interrupts.Interrupted) -> None:
+            for trial in in_flight.stop(stop.reason):  # cancelled, logged KILLED
+                tracking.log_trial(run_id, trial)
+
+        stack.enter_context(interrupts.on_interrupt(stop_in_flight))
         report.run_started(run_link(uri, run.info.experiment_id, run_id))
-        tracking.log_datasets(dataset, checked)  # inputs "training" and "testing"
+        if plan.run_id is None:
+            tracking.log_datasets(dataset, checked)  # inputs "training" and "testing"
 
         def on_trial(result: TrialResult, best: TrialResult | None,
                      done: int, total: int | None) -> None:
-            tracking.log_trial(run_id, result)
+            with interrupts.deferred():  # a signal waits until the child run is written
+                tracking.log_trial(run_id, result)
             report.trial(result, best, done, total, objective.key)
 
-        with report.search(search.shown_trial_count(checked)):
-            result = trials.discover(dataset, checked, objective, on_trial=on_trial,
-                                     deadline=deadline)
+        if plan.stage == resume_state.REFINE:
+            result = resume_state.search_result(plan.kept, objective, plan.search_time_s)
+        else:
+            with report.search(search.shown_trial_count(checked)):
+                result = trials.discover(dataset, checked, objective, on_trial=on_trial,
+                                         deadline=deadline, kept=plan.kept,
+                                         in_flight=in_flight)
         discovered = time.monotonic()
 
         if dataset.encoder.notes:
@@ -328,6 +387,7 @@ def train(
         mlflow.log_metrics({best_key: result.best.objective or float("nan"),
                             "search_time_s": result.wall_time_s,
                             "trials_completed": sum(t.state == "COMPLETE" for t in result.trials)})
+        unfinished.set_stage(run_id, resume_state.REFINE)  # a crash from here resumes at Refine
         refined = stage.run(dataset, checked, result, objective, report, set_alias=set_alias,
                             deadline=deadline)
         skipped = result.skipped + refined.skipped
@@ -336,6 +396,7 @@ def train(
             "discover_s": round(result.wall_time_s, 3),
             "refine_s": round(time.monotonic() - discovered, 3), "skipped": list(skipped),
         }, indent=2), BUDGET_ARTIFACT)
+        unfinished.set_stage(run_id, resume_state.DONE)
     return TrainResult(
         spec=checked, tracking_uri=uri, experiment_id=run.info.experiment_id, run_id=run_id,
         model=refined.registered, best=result.best, leaderboard=board,
@@ -534,6 +595,11 @@ def _fit_name(label: str) -> str:
     return "fit-" + (re.sub(r"[^A-Za-z0-9_-]+", "-", label).strip("-") or "label")
 
 
+DATA_HEAD_START_S = 0.25
+"""Seconds :func:`connect` lets the data load before starting Ray (it returns at once when
+the load ends sooner)."""
+
+
 @contextmanager
 def connect(spec: Spec, *, ray_address: str | None = None,
             reporter: Reporter | None = None) -> Iterator[Dataset]:
@@ -542,7 +608,9 @@ def connect(spec: Spec, *, ray_address: str | None = None,
     Ray's start-up (2 to 3 s) is mostly waiting on its processes, and reading Parquet/CSV
     releases the GIL, so the data loads in a thread meanwhile; one warm-up task per CPU then
     imports the algorithms' libraries in the workers while the driver finishes. An embedded
-    Ray stops when the block exits.
+    Ray stops when the block exits. Ray starts after the load has had
+    :data:`DATA_HEAD_START_S`: small data that fails its checks (an empty column, infinite
+    values...) fails before any Ray process exists.
 
     Raises:
         ResourceError, DataError, SpecError: as :func:`train`.
@@ -555,6 +623,9 @@ def connect(spec: Spec, *, ray_address: str | None = None,
     report = reporter or Reporter()
     with ExitStack() as stack, ThreadPoolExecutor(max_workers=1) as pool:
         loading = pool.submit(data.load, spec)
+        wait([loading], timeout=DATA_HEAD_START_S)
+        if loading.done():
+            loading.result()  # a data error raises here, before Ray starts
         with report.step("started Ray" if ray_address is None else f"joined {ray_address}"):
             try:
                 stack.enter_context(ray_cluster.connect(ray_address, resources=spec.resources))
@@ -587,23 +658,81 @@ def models(tracking_uri: str | None = None) -> list[ModelSummary]:
     uri = settings.resolve_tracking_uri(tracking_uri)
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
         return []  # an embedded store not made yet holds no model (MLflow would make one)
-    from dripml.productionize import tracking
+    from dripml.productionize import store, tracking
 
-    tracking.configure(tracking_uri)
+    store.check(tracking.configure(tracking_uri), write=False)  # migrated once, under a lock
     return tracking.list_models()
 
 
-def load_model(ref: str, tracking_uri: str | None = None) -> TrainedModel:
+def gc_runs(tracking_uri: str | None = None) -> list[CollectedRun]:
+    """Mark every search run whose driver died FAILED, with the RUNNING trials under it
+    (what :func:`train` does at its start; ``drip runs gc``).
+
+    A search run is orphaned when MLflow says RUNNING and its ``dripml.heartbeat`` tag
+    (rewritten every 15 s while it runs) is older than 3 intervals, or its driver
+    (``dripml.driver``, ``HOST:PID``) ran on this host and is gone; each is tagged
+    ``dripml.end_reason`` (``driver HOST:PID stopped sending heartbeats at TIME``), ended
+    at its last heartbeat. A trial still RUNNING under a search run that has ended is marked
+    FAILED too. See :mod:`dripml.productionize.runs`.
+
+    Returns:
+        What was marked FAILED, search runs first (``run_id``, ``experiment_id``,
+        ``run_name``, ``parent_run_id``, ``reason``); [] for an embedded store not made yet.
+    """
+    from dripml.productionize import runs, tracking
+
+    if _no_store_yet(tracking_uri):
+        return []
+    tracking.configure(tracking_uri)
+    return runs.collect()
+
+
+def unfinished_runs(tracking_uri: str | None = None) -> list[UnfinishedRun]:
+    """The search runs MLflow says are RUNNING, oldest first, each with its driver, last
+    heartbeat (Unix epoch seconds) and whether it is orphaned (see :func:`gc_runs`);
+    ``drip runs list``."""
+    from dripml.productionize import runs, tracking
+
+    if _no_store_yet(tracking_uri):
+        return []
+    tracking.configure(tracking_uri)
+    return runs.unfinished()
+
+
+def _no_store_yet(tracking_uri: str | None) -> bool:
+    """An embedded store not made yet (MLflow would make one on first contact)."""
+    from dripml import settings
+
+    uri = settings.resolve_tracking_uri(tracking_uri)
+    return uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists()
+
+
+def load_model(ref: str, tracking_uri: str | None = None, *,
+               allow_local: bool = False) -> TrainedModel:
     """A registered model by ``NAME``, ``NAME@alias``, ``NAME/version``, a ``models:/`` URI
     or ``runs:/RUN_ID/PATH`` (:mod:`dripml.core.refs`).
 
-    Raises:
-        ModelRefError: ``ref`` is none of those forms (the message lists them).
-        ModelNotFoundError: no such model, version or alias (lists what exists).
-    """
-    from dripml.productionize import tracking
+    Args:
+        allow_local: also load a model folder on disk (``file://...`` or a path: a dripml
+            bundle or an MLflow model). Loading a model runs its pickled code, so this is off
+            by default (see ``SECURITY.md``).
 
-    tracking.configure(tracking_uri)
+    Raises:
+        ModelRefError: ``ref`` is none of those forms (the message lists them), or a local
+            folder without ``allow_local``.
+        ModelNotFoundError: no such model, version or alias (lists what exists), or no model
+            in the folder.
+    """
+    from dripml.productionize import local_models, store, tracking
+
+    if local_models.is_local(ref):  # no store involved
+        folder = local_models.check_allowed(ref, allow_local=allow_local)
+        if local_models.local_kind(folder) == local_models.BUNDLE:
+            from dripml.productionize import serving
+
+            return serving.read_bundle(folder)[0]
+        return tracking.load_trained_model(folder.as_uri())
+    store.check(tracking.configure(tracking_uri), write=False)
     return tracking.load_trained_model(tracking.parse_model_ref(ref))
 
 
@@ -670,9 +799,19 @@ def frontier_table(run_id: str, tracking_uri: str | None = None) -> pd.DataFrame
 # ---------------------------------------------------------------------------------------
 
 
+def exposure_warning(host: str, port: int) -> str | None:
+    """What to tell the user before serving on ``host`` beyond loopback (who can call the
+    model, whether ``DRIPML_SERVE_TOKEN`` guards it); None for 127.0.0.1, ::1, localhost."""
+    from dripml import settings
+    from dripml.productionize.guard import exposure_warning as warning
+
+    return warning(host, port, token_required=bool(settings.serve_token()))
+
+
 def serve(model: str, *, host: str = "127.0.0.1", port: int = 3000,
           tracking_uri: str | None = None, workers: int = 1, batching: str = "auto",
-          timeout_s: float = 120) -> ServerHandle:
+          timeout_s: float = 120, max_body_mib: float | None = None, token: str | None = None,
+          allow_local: bool = False) -> ServerHandle:
     """Serve a registered model over HTTP with BentoML (``POST /predict``); return once it
     answers ``GET /readyz``.
 
@@ -685,6 +824,12 @@ def serve(model: str, *, host: str = "127.0.0.1", port: int = 3000,
         batching: adaptive batching of ``/predict``: ``auto`` (on for text models), ``on``
             or ``off``.
         timeout_s: how long to wait for the server to be ready, seconds.
+        max_body_mib: the largest request body, MiB (a larger one gets a 413, a truncated one
+            a 400 within a second); default ``DRIPML_SERVE_MAX_BODY_MIB``, else 10.
+        token: the bearer token ``/predict`` then requires (401 without it; health,
+            ``/metrics`` and the docs stay open); default ``DRIPML_SERVE_TOKEN``, else none.
+        allow_local: also serve a model folder on disk (``file://...`` or a path). Loading a
+            model runs its pickled code, so this is off by default (see ``SECURITY.md``).
 
     Returns:
         A :class:`~dripml.productionize.serving.ServerHandle`: ``url``, ``curl_example()``,
@@ -692,15 +837,23 @@ def serve(model: str, *, host: str = "127.0.0.1", port: int = 3000,
         stops the server (which also stops when this process exits).
 
     Raises:
-        ModelRefError: ``model`` is none of those forms.
+        ModelRefError: ``model`` is none of those forms, or a local folder without
+            ``allow_local`` (nothing is started).
         ModelNotFoundError: no such model, version or alias (nothing is started).
+        StoreError: the tracking store is unreachable, silent or has an old schema (nothing
+            is started).
+        SettingsError: ``max_body_mib`` is not a number above 0.
         ServeError: the port is taken, or the server exited or was not ready in time (the
             message ends with its log's last lines).
     """
-    from dripml.productionize import serving
+    from dripml import settings
+    from dripml.productionize import local_models, serving, store
 
+    if not local_models.is_local(model):  # the store answers before a server starts
+        store.check(settings.resolve_tracking_uri(tracking_uri), write=False)
     return serving.serve(model, host=host, port=port, tracking_uri=tracking_uri,
-                         workers=workers, batching=batching, timeout_s=timeout_s)
+                         workers=workers, batching=batching, timeout_s=timeout_s,
+                         max_body_mib=max_body_mib, token=token, allow_local=allow_local)
 
 
 def build_image(model: str, *, registry: str, gpu: bool = False, base_image: str | None = None,

@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import os
+import shlex
 import signal
 import sys
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from dripml import settings
-from dripml.errors import DripmlError, SpecError
+from dripml.errors import DripmlError, Interrupted, SpecError
 
 if TYPE_CHECKING:
     from dripml.productionize.serving import ServerHandle
@@ -45,6 +46,9 @@ pipeline_app = typer.Typer(help="Kubeflow Pipelines: the DRiP loop on a KubeRay 
 app.add_typer(spec_app, name="spec")
 app.add_typer(data_app, name="data")
 app.add_typer(pipeline_app, name="pipeline")
+runs_app = typer.Typer(help="Search runs left RUNNING by a driver that died.",
+                       no_args_is_help=True, context_settings=CONTEXT)
+app.add_typer(runs_app, name="runs")
 
 out = Console()
 err = Console(stderr=True)
@@ -68,7 +72,8 @@ def _print_json(data: Any) -> None:
 
 
 def _terminate(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # unwinds like Ctrl-C: finally blocks and atexit handlers run
+    # Unwinds like Ctrl-C (finally blocks and atexit handlers run); exits 143.
+    raise Interrupted(signum)
 
 
 def _show_version(value: bool) -> None:
@@ -109,6 +114,9 @@ def _friendly(command: Callable[..., Any]) -> Callable[..., Any]:
         except DripmlError as error:
             err.print(f"[bold red]error:[/] {type(error).__name__}: {error}", highlight=False)
             raise typer.Exit(2 if isinstance(error, SpecError) else 1) from None
+        except Interrupted as stop:  # Ctrl-C or SIGTERM: one line, exit 130 or 143
+            err.print(stop.message, highlight=False, markup=False, soft_wrap=True)
+            raise typer.Exit(stop.exit_code) from None
 
     return wrapper
 
@@ -139,6 +147,11 @@ def run(
     alias: Annotated[bool, typer.Option(
         help="Move the registry alias to the chosen version; --no-alias registers the "
              "versions and leaves the alias where it is.")] = True,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue the newest unfinished run of this spec (same MLflow run): "
+                         "finished trials are kept, the search goes on to num_trials; a run "
+                         "that died in Refine resumes there. Nothing unfinished: a new "
+                         "run.")] = False,
     json_output: Json = False,
 ) -> None:
     """Run the DRiP loop on SPEC: search, refit the best, test and register it.
@@ -156,10 +169,11 @@ def run(
     if orchestrator not in ("embedded", "kfp-local"):
         raise SpecError(f"--orchestrator must be embedded or kfp-local, got {orchestrator!r}")
     if orchestrator == "kfp-local":
-        if ray_address or tags or not alias:
-            raise SpecError("--orchestrator kfp-local starts its own Ray cluster and moves the "
-                            "alias itself: drop --ray-address (and unset DRIPML_RAY_ADDRESS "
-                            "and RAY_ADDRESS), --tag and --no-alias")
+        if ray_address or tags or not alias or resume:
+            raise SpecError("--orchestrator kfp-local starts its own Ray cluster, moves the "
+                            "alias itself and resumes its search step when retried: drop "
+                            "--ray-address (and unset DRIPML_RAY_ADDRESS and RAY_ADDRESS), "
+                            "--tag, --no-alias and --resume")
         _run_kfp_local(spec, tracking_uri, serve, port, json_output)
         return
     if json_output and serve:
@@ -171,9 +185,12 @@ def run(
               soft_wrap=True)
     # --json: stdout carries the JSON alone; anything printed on the way goes to stderr.
     with redirect_stdout(sys.stderr) if json_output else nullcontext():
-        result = api.train(spec, ray_address=ray_address, tracking_uri=tracking_uri,
-                           reporter=RichReporter(err), tags=tags, set_alias=alias,
-                           log_file=log_file)
+        try:
+            result = api.train(spec, ray_address=ray_address, tracking_uri=tracking_uri,
+                               reporter=RichReporter(err), tags=tags, set_alias=alias,
+                               log_file=log_file, resume=resume)
+        except Interrupted as stop:
+            raise _with_resume_command(stop, spec) from None
     if json_output:
         _print_json({**result.summary(), "log_file": str(log_file)})
         return
@@ -184,7 +201,7 @@ def run(
     metrics = ", ".join(f"{k.removeprefix('test_')} {v:.4f}" for k, v in
                         result.test_metrics.items())
     out.print(f"[bold]test[/] ({len(result.test_metrics)} metrics): {metrics}")
-    if alias:
+    if alias and not result.model.alias_conflict:
         out.print(f"[bold]registered[/] {result.model.alias_uri} -> version "
                   f"{result.model.version} (run {result.run_id}, tracking {result.tracking_uri})")
     else:
@@ -197,10 +214,21 @@ def run(
         out.print(f"[bold]time budget[/] {budget:g} s: ran {result.wall_time_s:.1f} s; "
                   f"skipped: {cut}", highlight=False)
     out.print(f"search: {result.search_time_s:.1f} s; serve it with: "
-              f"drip serve {result.model.name}@{result.model.alias}")
+              f"drip serve {shlex.quote(f'{result.model.name}@{result.model.alias}')}",
+              highlight=False, markup=False)
     if serve:
         _serve(f"{result.model.name}@{result.model.alias}", "127.0.0.1", port,
                result.tracking_uri, 1)
+
+
+def _with_resume_command(stop: Interrupted, spec: Path) -> Interrupted:
+    """``stop`` saying ``drip run SPEC --resume`` as the way to resume."""
+    if stop.run_id is None:
+        return stop
+    command = f"drip run {shlex.quote(str(spec))} --resume"
+    return Interrupted(stop.signum, run_id=stop.run_id, kept=stop.kept, message=(
+        f"interrupted by {stop.signal_name}: kept {stop.kept} finished trials in run "
+        f"{stop.run_id}; resume with `{command}`"))
 
 
 def _parse_tags(pairs: list[str]) -> dict[str, str]:
@@ -228,7 +256,7 @@ def _run_kfp_local(spec: Path, tracking_uri: str | None, serve: bool, port: int,
               f"(pipeline {result.wall_time_s:.0f} s, tracking {result.tracking_uri}, "
               f"task outputs {result.pipeline_root})")
     name = result.alias_uri.removeprefix("models:/")
-    out.print(f"serve it with: drip serve {name}")
+    out.print(f"serve it with: drip serve {shlex.quote(name)}", highlight=False, markup=False)
     if serve:
         _serve(name, "127.0.0.1", port, result.tracking_uri, 1)
 
@@ -250,7 +278,7 @@ def pipeline_compile(
 
     path = kfp.compile(spec, output, image=image, tracking_uri=tracking_uri or None)
     out.print(f"wrote {path}: upload it in the Kubeflow Pipelines UI, or run "
-              f"`drip pipeline submit {spec} --host URL`")
+              f"`drip pipeline submit {shlex.quote(str(spec))} --host URL`", markup=False)
 
 
 @pipeline_app.command("submit")
@@ -326,19 +354,36 @@ def serve_command(
         envvar=settings.SERVE_BATCHING.name,
         help="BentoML adaptive batching of /predict: auto (on for text models), on or off."
     )] = "auto",
+    max_body_mib: Annotated[float, typer.Option(
+        envvar=settings.SERVE_MAX_BODY_MIB.name,
+        help="Largest request body, MiB; a larger one gets a 413.")
+    ] = settings.DEFAULT_SERVE_MAX_BODY_MIB,
+    allow_local_model: Annotated[bool, typer.Option(
+        "--allow-local-model",
+        help="Also serve a model folder on disk (file://... or a path). Loading a model runs "
+             "its pickled code: only for folders you trust (see SECURITY.md).")] = False,
 ) -> None:
-    """Serve a registered model over HTTP with BentoML (POST /predict) until Ctrl-C."""
+    """Serve a registered model over HTTP with BentoML (POST /predict) until Ctrl-C.
+
+    With DRIPML_SERVE_TOKEN set, /predict requires 'Authorization: Bearer <token>'.
+    """
     _quiet_libraries()
-    _serve(model, host, port, tracking_uri, workers, batching)
+    _serve(model, host, port, tracking_uri, workers, batching, max_body_mib=max_body_mib,
+           allow_local=allow_local_model)
 
 
 def _serve(model: str, host: str, port: int, tracking_uri: str | None, workers: int,
-           batching: str = "auto") -> None:
+           batching: str = "auto", *, max_body_mib: float | None = None,
+           allow_local: bool = False) -> None:
     from dripml import api
 
+    warning = api.exposure_warning(host, port)
+    if warning:
+        err.print(warning, style="yellow", markup=False, highlight=False)
     with err.status(f"starting the endpoint for {model} on {host}:{port}"):
         handle = api.serve(model, host=host, port=port, tracking_uri=tracking_uri,
-                           workers=workers, batching=batching)
+                           workers=workers, batching=batching, max_body_mib=max_body_mib,
+                           allow_local=allow_local)
     _serve_until_stopped(model, handle)
 
 
@@ -639,8 +684,8 @@ def build(
               f"{plan.base_image}) in {result.build_s:.0f} s, pushed in {result.push_s:.0f} s; "
               f"recorded on {plan.version_label} as dripml.image")
     print(result.image.reference, flush=True)
-    out.print(f"deploy it with: drip deploy {plan.version_label} --target local "
-              f"(or --target kubernetes)")
+    out.print(f"deploy it with: drip deploy {shlex.quote(plan.version_label)} --target local "
+              f"(or --target kubernetes)", highlight=False, markup=False)
 
 
 @app.command("frontier")
@@ -707,6 +752,55 @@ def _cost_cell(column: str, value: Any) -> str:
             return str(int(value))
         return f"{value:.4g}" if column != "model_mb" else f"{value:.3f}"
     return _cell(value)
+
+
+@runs_app.command("gc")
+@_friendly
+def runs_gc(tracking_uri: TrackingUri = None, json_output: Json = False) -> None:
+    """Mark search runs whose driver died FAILED, with their RUNNING trials (`drip run`
+    does it at its start): a run is orphaned when its heartbeat is older than 3 intervals
+    or its driver process on this host is gone."""
+    from dripml import api
+
+    _quiet_libraries()
+    collected = api.gc_runs(tracking_uri)
+    if json_output:
+        _print_json([dataclasses.asdict(run) for run in collected])
+        return
+    if not collected:
+        out.print("no orphaned runs")
+        return
+    for run in collected:
+        what = "search run" if run.parent_run_id is None else "trial run"
+        out.print(f"marked {what} {run.run_id} FAILED: {run.reason}", highlight=False,
+                  soft_wrap=True)
+
+
+@runs_app.command("list")
+@_friendly
+def runs_list(tracking_uri: TrackingUri = None, json_output: Json = False) -> None:
+    """List search runs MLflow says are RUNNING: driver, last heartbeat, orphaned or not."""
+    import time
+
+    from dripml import api
+
+    _quiet_libraries()
+    rows = api.unfinished_runs(tracking_uri)
+    if json_output:
+        _print_json([dataclasses.asdict(row) for row in rows])
+        return
+    if not rows:
+        out.print("no unfinished search runs")
+        return
+    table = Table(title="unfinished search runs", title_justify="left")
+    for column in ("run", "experiment", "name", "driver", "heartbeat s ago", "state"):
+        table.add_column(column)
+    now = time.time()
+    for row in rows:
+        ago = "" if row.heartbeat is None else f"{now - row.heartbeat:.0f}"
+        state = f"orphaned: {row.reason}" if row.orphaned else "running"
+        table.add_row(row.run_id, row.experiment_id, row.run_name, row.driver, ago, state)
+    out.print(table)
 
 
 def main() -> None:  # pragma: no cover - console script entry

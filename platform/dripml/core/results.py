@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -64,7 +64,7 @@ def aggregate(folds: Sequence[FoldScore]) -> tuple[dict[str, float], dict[str, f
     return mean, std
 
 
-TrialState = Literal["COMPLETE", "PRUNED", "FAILED"]
+TrialState = Literal["COMPLETE", "PRUNED", "FAILED", "INTERRUPTED"]
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,8 @@ class TrialResult:
         number: Optuna trial number (0-based, in proposal order).
         algorithm: algorithm key (built-in name or custom class name).
         params: every hyperparameter (fixed and tuned).
-        state: COMPLETE, PRUNED (early-stopped between folds) or FAILED.
+        state: COMPLETE, PRUNED (early-stopped between folds), FAILED, or INTERRUPTED
+            (in flight when Ctrl-C or SIGTERM stopped the run; never resumed as finished).
         folds: the folds that finished, in fold order.
         mean, std: per metric key, over the finished folds (population std, as scikit-learn's
             ``cv_results_``).
@@ -93,6 +94,14 @@ class TrialResult:
         start_time_ms, end_time_ms: when the trial really ran (Unix epoch, milliseconds):
             from its first fit's start to its last fit's end (a COMPLETE trial) or to when
             the driver ended it (pruned, failed); None when not recorded.
+        fold_retries: how many times a fit of this trial was submitted again because its
+            Ray worker or node died or ran out of memory (``resources.max_fold_retries``).
+        search_point: the sampler's own parameters of this trial (``algorithm``,
+            ``<algorithm>.<param>``), and ``search_space`` their distributions as the
+            sampler's JSON: what a resumed search tells its sampler (see
+            :mod:`dripml.core.resume`); empty when not recorded.
+        reports: the running objective reported to the pruner, by step (fold count, or a
+            halving rung's step).
     """
 
     number: int
@@ -111,6 +120,10 @@ class TrialResult:
     encoding: str = ""
     start_time_ms: int | None = None
     end_time_ms: int | None = None
+    fold_retries: int = 0
+    search_point: dict[str, Any] = field(default_factory=dict)
+    search_space: dict[str, str] = field(default_factory=dict)
+    reports: dict[int, float] = field(default_factory=dict)
 
     @property
     def search_time_s(self) -> float:

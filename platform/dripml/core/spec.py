@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from dripml.core.names import model_name_problem
 from dripml.errors import SpecError
 
 Task = Literal["binary", "multiclass", "regression"]
@@ -438,6 +439,12 @@ class ResourcesSpec(_Model):
         "cpus_per_trial CPUs and gpus_per_trial GPUs (rounded up to whole GPUs). Other "
         "algorithms train in one process.",
     )
+    max_fold_retries: int = Field(
+        default=2, ge=0, le=10,
+        description="Times a fold is submitted again when its Ray worker or node died or ran "
+        "out of memory, before its trial counts as FAILED; an error raised by the model code "
+        "is never retried. Retries are counted on the trial (fold_retries).",
+    )
 
 
 class PodSpec(_Model):
@@ -500,8 +507,21 @@ class ClusterSpec(_Model):
 class RegistrySpec(_Model):
     """Where the refit model lands in the MLflow Model Registry."""
 
-    model_name: str | None = Field(default=None, description="Default: the spec's name.")
+    model_name: str | None = Field(
+        default=None, description="Default: the spec's name. At most 256 characters, no "
+        "whitespace, '/', '@' or ':', not starting with '-' or '..' (MLflow's rules for "
+        "registered model names, and those of NAME@ALIAS references).")
     alias: str = Field(default="champion", pattern=r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+
+    @field_validator("model_name")
+    @classmethod
+    def _model_name(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        problem = model_name_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
 
 # ---------------------------------------------------------------------------------------
@@ -694,22 +714,39 @@ class Spec(_Model):
 # ---------------------------------------------------------------------------------------
 
 
+_WANTED = "Input should be a valid "
+
+
 def _format_errors(error: ValidationError) -> str:
-    lines = []
+    entries: list[tuple[str, str, str]] = []
+    wanted: list[str] = []  # the types the last entry's union wanted, once merged
     for item in error.errors():
         location = ".".join(str(p) for p in item["loc"] if not _is_union_tag(p))
         message = item["msg"].removeprefix("Value error, ")
         got = item.get("input")
         spec_wide = not location or item["type"] == "missing"
         shown = "" if spec_wide else f" (got {_short(got)})"
-        lines.append(f"  {location or '<spec>'}: {message}{shown}")
-    return "\n".join(lines)
+        previous = entries[-1] if entries else None
+        if (previous and previous[0] == location and message.startswith(_WANTED)
+                and previous[1].startswith(_WANTED)):
+            # one value that fits no member of a union (bool | int | float | str): one line
+            if not wanted:
+                wanted.append(previous[1].removeprefix(_WANTED).split(",")[0])
+            wanted.append(message.removeprefix(_WANTED).split(",")[0])
+            entries[-1] = (location, f"{_WANTED}{', '.join(wanted[:-1])} or {wanted[-1]}",
+                           shown)
+            continue
+        wanted = []
+        entries.append((location, message, shown))
+    return "\n".join(f"  {location or '<spec>'}: {message}{shown}"
+                     for location, message, shown in entries)
 
 
 def _is_union_tag(part: Any) -> bool:
     # pydantic puts the chosen union member or tag in the path; users never wrote it.
     return isinstance(part, str) and (
-        part in {"uniform", "loguniform", "int", "choice"} or "[" in part or part == "str"
+        part in {"uniform", "loguniform", "int", "choice", "bool", "float", "str"}
+        or "[" in part
     )
 
 

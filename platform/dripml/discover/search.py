@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import optuna
 
 from dripml.algorithms import registry as algorithms
+from dripml.core.results import TrialResult
 from dripml.core.spec import AlgorithmSpec, Choice, Dimension, IntRange, LogUniform, Spec, Uniform
 from dripml.errors import SpecError
 
@@ -107,8 +108,11 @@ def _grid_values(key: str, name: str, dim: Dimension) -> list[Any]:
                     f"is {dim.type}; give it as {{type: choice, values: [...]}}")
 
 
-def sampler(spec: Spec) -> optuna.samplers.BaseSampler:
-    seed = spec.search.seed
+def sampler(spec: Spec, resumed_at: int = 0) -> optuna.samplers.BaseSampler:
+    """The spec's sampler, seeded with ``search.seed``; a search resumed after trial
+    ``resumed_at - 1`` draws from another seed (``seed + RESEED * resumed_at``), so that it
+    does not propose again what the first trials of the interrupted search proposed."""
+    seed = spec.search.seed + RESEED * resumed_at
     if spec.search.algorithm == "tpe":
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, _startup(spec)))
     # Grid points are enqueued on the study; the random sampler only fills what they leave.
@@ -150,15 +154,51 @@ def shown_trial_count(spec: Spec) -> int | None:
     return None if total >= MAX_BUDGET_TRIALS else total
 
 
-def create_study(spec: Spec, direction: str) -> tuple[optuna.Study, int]:
-    """A fresh in-memory study and the number of trials to run."""
+RESEED = 7919
+"""Step between the seeds of a search and of its resumptions (see :func:`sampler`)."""
+
+
+def create_study(spec: Spec, direction: str, kept: Sequence[TrialResult] = ()
+                 ) -> tuple[optuna.Study, int]:
+    """An in-memory study and the number of trials to run in all.
+
+    ``kept``: the finished trials of an interrupted search (see
+    :mod:`dripml.core.resume`), told to the study first under their own numbers (numbers
+    no kept trial has, those of trials lost in flight, become FAIL trials without
+    parameters, so that new trials are numbered after every kept one); a grid enqueues
+    only the points no kept trial ran.
+    """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction=direction, sampler=sampler(spec), pruner=pruner(spec))
+    after = max((t.number for t in kept), default=-1) + 1
+    study = optuna.create_study(direction=direction, sampler=sampler(spec, after),
+                                pruner=pruner(spec))
+    by_number = {t.number: t for t in kept}
+    for number in range(after):
+        study.add_trial(_frozen(by_number.get(number)))
     total = trial_count(spec)
     if spec.search.algorithm == "grid":
         points = grid(spec)
         # Shuffled, so that a grid cut short by num_trials still covers every algorithm.
         random.Random(spec.search.seed).shuffle(points)
+        done = [t.search_point for t in kept]
         for point in points[:total]:
-            study.enqueue_trial(point, skip_if_exists=False)
+            if point not in done:
+                study.enqueue_trial(point, skip_if_exists=False)
     return study, total
+
+
+def _frozen(trial: TrialResult | None) -> optuna.trial.FrozenTrial:
+    """A kept trial as Optuna's record (COMPLETE with its objective, PRUNED with its
+    reports); a lost one (None), or one without its sampler's parameters, as FAIL."""
+    states = {"COMPLETE": optuna.trial.TrialState.COMPLETE,
+              "PRUNED": optuna.trial.TrialState.PRUNED, "FAILED": optuna.trial.TrialState.FAIL}
+    if trial is None or (trial.search_space.keys() != trial.search_point.keys()):
+        return optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL)
+    complete = trial.state == "COMPLETE" and trial.objective is not None
+    return optuna.trial.create_trial(
+        state=states["FAILED" if trial.state == "COMPLETE" and not complete else trial.state],
+        value=trial.objective if complete else None,
+        params=dict(trial.search_point),
+        distributions={k: optuna.distributions.json_to_distribution(v)
+                       for k, v in trial.search_space.items()},
+        intermediate_values=dict(trial.reports))

@@ -31,7 +31,7 @@ import logging
 import math
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -47,7 +47,7 @@ from dripml.core.data import Dataset
 from dripml.core.objective import Objective, resolve_objective
 from dripml.core.results import FoldScore, SearchResult, TrialResult, TrialState, aggregate
 from dripml.core.spec import MetricSpec, Spec
-from dripml.discover import halving, search
+from dripml.discover import halving, retries, search
 from dripml.discover.folds import (
     make_folds,
     run_fold,
@@ -80,12 +80,59 @@ class _Running:
     rungs: list[FoldScore] = field(default_factory=list)
     rung: int = 0
     submitted_ms: int = field(default_factory=lambda: int(time.time() * 1000))
+    reports: dict[int, float] = field(default_factory=dict)
+    retries: dict[Fit, int] = field(default_factory=dict)
 
 
 _ADVANCE = "advance"
 """What :func:`_collect` returns when a trial climbs to its next successive-halving rung."""
 
+
+@dataclass(frozen=True)
+class _Retry:
+    """What :func:`_collect` returns when a fit's worker died: submit ``fit`` again."""
+
+    fit: Fit
+
 ProgressCallback = Callable[[TrialResult, "TrialResult | None", int, "int | None"], None]
+
+
+@dataclass
+class InFlight:
+    """The trials a search has in flight, for its caller to stop when the search is
+    interrupted (Ctrl-C, SIGTERM): pass one to :func:`discover` and call :meth:`stop` in the
+    ``except KeyboardInterrupt`` around it."""
+
+    running: dict[int, _Running] = field(default_factory=dict)
+
+    def stop(self, reason: str) -> list[TrialResult]:
+        """Cancel every fit still pending (``force``: its worker is killed) and return each
+        trial that was in flight as INTERRUPTED with ``reason`` and the folds that had
+        finished (those done but not yet collected included), by trial number."""
+        stopped = []
+        for number in sorted(self.running):
+            state = self.running.pop(number)
+            refs = list(state.pending)
+            done = set(ray.wait(refs, num_returns=len(refs), timeout=0)[0]) if refs else set()
+            for ref, fit in state.pending.items():
+                if ref not in done:
+                    ray.cancel(ref, force=True)
+                    continue
+                try:
+                    score = ray.get(ref, timeout=1)
+                except ray.exceptions.RayError:
+                    continue
+                (state.rungs if fit.sample is not None else state.folds).append(score)
+            folds = tuple(sorted(state.folds, key=lambda f: f.fold))
+            mean, std = aggregate(folds)
+            start_ms, end_ms = _wall_clock(state, "INTERRUPTED")
+            stopped.append(TrialResult(
+                number=number, algorithm=state.config.algorithm.key,
+                algorithm_name=state.config.algorithm.name, params=dict(state.config.params),
+                state="INTERRUPTED", folds=folds, mean=mean, std=std, objective=None,
+                fit_time_s=sum(f.fit_time_s for f in folds), reason=reason,
+                rungs=tuple(state.rungs), start_time_ms=start_ms, end_time_ms=end_ms))
+        return stopped
 
 
 def is_distributed(spec: Spec, algorithm_name: str | None) -> bool:
@@ -125,6 +172,8 @@ def discover(
     *,
     on_trial: ProgressCallback | None = None,
     deadline: Deadline | None = None,
+    kept: Sequence[TrialResult] = (),
+    in_flight: InFlight | None = None,
 ) -> SearchResult:
     """Run the search on the connected Ray cluster (call
     :func:`dripml.orchestration.ray_cluster.connect` first).
@@ -139,6 +188,18 @@ def discover(
             :func:`~dripml.core.budget.refine_reserve_s` before it (see the module
             docstring). Without one, a deadline ``search.time_budget_s`` seconds from now,
             all of it the search's.
+        kept: the finished trials of an interrupted search of this spec (see
+            :mod:`dripml.core.resume`): told to the sampler, counted towards ``num_trials``,
+            part of the result, never run again (``on_trial`` is not called for them).
+        in_flight: filled with the trials while they run; after an interrupt,
+            :meth:`InFlight.stop` cancels them and returns them (see
+            :func:`dripml.api.train`).
+
+    Fold retries: a fit whose Ray worker or node died, or ran out of memory (see
+    :func:`dripml.discover.retries.is_lost_worker`), is submitted again, at most
+    ``resources.max_fold_retries`` times per fit (without the shared preprocessing, which
+    may have been lost with the worker); an error raised by the model code fails the trial
+    at once. ``TrialResult.fold_retries`` counts them.
 
     Returns:
         Every trial, and the best COMPLETE one by mean objective; ``skipped`` lists what the
@@ -151,7 +212,7 @@ def discover(
     started = time.monotonic()
     reserve = deadline is not None
     whole = deadline if deadline is not None else Deadline(spec.search.time_budget_s)
-    study, total = search.create_study(spec, objective.direction)
+    study, total = search.create_study(spec, objective.direction, kept)
     n_classes = len(dataset.classes)
     ctx = BuildContext.for_spec(spec, dataset.encoder.layout)
     train_bound = metrics.resolve_all(spec.metrics.train, spec.task)
@@ -194,7 +255,7 @@ def discover(
                 encoded_ref, y_ref, splits_ref, fold, config.algorithm.name, config.params, ctx)
         return shared[(key, fold)]
 
-    running: dict[int, _Running] = {}
+    running: dict[int, _Running] = in_flight.running if in_flight is not None else {}
     results: list[TrialResult] = []
     best: TrialResult | None = None
     asked = 0
@@ -227,7 +288,7 @@ def discover(
                  else tuple(Fit(i, len(t)) for i, (t, _) in enumerate(folds)))
         submit_fits(trial.number, first)
 
-    def submit_fits(number: int, fits: tuple[Fit, ...]) -> None:
+    def submit_fits(number: int, fits: tuple[Fit, ...], retry: bool = False) -> None:
         state = running[number]
         name, params = state.config.algorithm.name, state.config.params
         X_ref = frame_ref if state.config.algorithm.is_custom else encoded_ref
@@ -241,7 +302,7 @@ def discover(
                 i = fit.fold
                 ref = _run_fold_remote.options(**options).remote(
                     X_ref, y_ref, splits_ref, i, name, params, ctx, n_classes, train_bound,
-                    validation_bound, transformed(state.config, i),
+                    validation_bound, None if retry else transformed(state.config, i),
                     probe_calls if i == 0 else 0, row_calls if i == 0 else 0)
             state.pending[ref] = fit
 
@@ -261,9 +322,8 @@ def discover(
 
     slots = max(1, int(ray.cluster_resources().get("CPU", 1.0) // spec.resources.cpus_per_trial))
 
-    def record(result: TrialResult) -> None:
+    def note(result: TrialResult) -> None:
         nonlocal best
-        result = replace(result, encoding=encoding(result.algorithm))
         results.append(result)
         if planner is not None:
             # What one fit may cost and still leave time to finish a trial of all folds.
@@ -274,6 +334,10 @@ def discover(
         if result.state == "COMPLETE" and objective.better(
                 result.objective, best.objective if best else None):
             best = result
+
+    def record(result: TrialResult) -> None:
+        result = replace(result, encoding=encoding(result.algorithm))
+        note(result)
         if on_trial is not None:
             on_trial(result, best, len(results), total)
 
@@ -283,7 +347,9 @@ def discover(
             if number is None:  # its trial ended on an earlier fold of this batch
                 continue
             result = _collect(running, number, ref, study, objective, spec, ladder, planner)
-            if result == _ADVANCE:
+            if isinstance(result, _Retry):
+                submit_fits(number, (result.fit,), retry=True)
+            elif result == _ADVANCE:
                 state = running[number]
                 submit_fits(number, ladder.rungs[state.rung])  # type: ignore[union-attr]
             elif result is not None:
@@ -304,6 +370,9 @@ def discover(
                 ray.cancel(ref, force=True)
         return numbers
 
+    for result in sorted(kept, key=lambda r: r.number):
+        note(result)
+    asked = len(kept)
     cancelled: list[int] = []
     waited_since: float | None = None
     while True:
@@ -368,15 +437,25 @@ def _budget_error(deadline: Deadline, results: list[TrialResult], cancelled: lis
 def _collect(running: dict[int, _Running], number: int, ref: ray.ObjectRef,
              study: optuna.Study, objective: Objective, spec: Spec,
              ladder: Ladder | None = None,
-             planner: Planner | None = None) -> TrialResult | str | None:
-    """Take one finished fit; return the trial's result once the trial has ended, or
-    ``_ADVANCE`` when it climbs to its next halving rung (the caller submits that rung)."""
+             planner: Planner | None = None) -> TrialResult | str | _Retry | None:
+    """Take one finished fit; return the trial's result once the trial has ended,
+    ``_ADVANCE`` when it climbs to its next halving rung (the caller submits that rung), or
+    a :class:`_Retry` when the fit's worker died and it may be submitted again."""
     state = running[number]
     fit = state.pending.pop(ref)
     try:
         score = ray.get(ref)
-    except (ray.exceptions.RayTaskError, ray.exceptions.WorkerCrashedError) as error:
-        return _finish(running, number, study, objective, "FAILED", _short_error(error))
+    except retries.CAUGHT as error:
+        if (retries.is_lost_worker(error)
+                and state.retries.get(fit, 0) < spec.resources.max_fold_retries):
+            state.retries[fit] = state.retries.get(fit, 0) + 1
+            log.warning("trial %d: %s; submitting fold %d again (retry %d of %d)", number,
+                        _short_error(error).splitlines()[-1], fit.fold, state.retries[fit],
+                        spec.resources.max_fold_retries)
+            return _Retry(fit)
+        return _finish(running, number, study, objective, "FAILED",
+                       retries.describe(error, state.retries.get(fit, 0),
+                                        _short_error(error)))
     if planner is not None:
         planner.observe_fit(state.config.algorithm.key, state.config.params, fit.rows,
                             score.fit_time_s)
@@ -393,6 +472,7 @@ def _collect(running: dict[int, _Running], number: int, ref: ray.ObjectRef,
     running_mean = _mean_objective(state.folds, objective)
     if running_mean is not None and not math.isnan(running_mean):
         state.trial.report(running_mean, step=len(state.folds))
+        state.reports[len(state.folds)] = running_mean
         if state.trial.should_prune():
             return _finish(running, number, study, objective, "PRUNED")
     return None
@@ -416,6 +496,7 @@ def _climb(running: dict[int, _Running], number: int, study: optuna.Study,
     if planner is not None:
         planner.observe_rung(state.config.algorithm.key, state.rung, value)
     state.trial.report(value, step=ladder.step(state.rung))
+    state.reports[ladder.step(state.rung)] = value
     if state.trial.should_prune():
         return _finish(running, number, study, objective, "PRUNED",
                        reason=f"successive halving: {objective.key} {value:.4g} at {where} "
@@ -522,7 +603,11 @@ def _finish(running: dict[int, _Running], number: int, study: optuna.Study,
         algorithm_name=state.config.algorithm.name, params=dict(state.config.params),
         state=outcome, folds=folds, mean=mean, std=std, objective=objective_value,
         fit_time_s=sum(f.fit_time_s for f in folds), error=error, reason=reason,
-        rungs=tuple(state.rungs), start_time_ms=start_ms, end_time_ms=end_ms)
+        rungs=tuple(state.rungs), start_time_ms=start_ms, end_time_ms=end_ms,
+        fold_retries=sum(state.retries.values()), search_point=dict(state.trial.params),
+        search_space={k: optuna.distributions.distribution_to_json(d)
+                      for k, d in state.trial.distributions.items()},
+        reports=dict(state.reports))
 
 
 def _wall_clock(state: _Running, outcome: TrialState) -> tuple[int, int]:

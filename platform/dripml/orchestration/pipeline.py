@@ -121,7 +121,9 @@ def search_step(spec_yaml: str, backend: str, cluster: str, address: str, tracki
     """Run the search as a Ray job on the cluster at ``address``; return the MLflow run id.
 
     The job runs ``drip run`` with ``--no-alias``: versions are registered, the alias moves
-    only in :func:`register_step`, so a run that fails later changes nothing users serve.
+    only in :func:`register_step`, so a run that fails later changes nothing users serve;
+    and with ``--resume``: a retried step continues the unfinished search run tagged with
+    its own ``run_id`` (its finished trials kept, see :mod:`dripml.productionize.unfinished`).
 
     Args:
         on_log: called with each new chunk of the job's output; default: print it.
@@ -145,8 +147,9 @@ def search_step(spec_yaml: str, backend: str, cluster: str, address: str, tracki
 
 
 def register_step(spec_yaml: str, tracking_uri: str, search_run_id: str, run_id: str) -> str:
-    """Point ``registry.alias`` at the version that search run chose and tag the version
-    with ``run_id``.
+    """Point ``registry.alias`` at the version that search run chose (only if it still points
+    where it did when the search started: :func:`dripml.productionize.store.move_alias`, else
+    it is left and the step's log says who has it) and tag the version with ``run_id``.
 
     Returns:
         ``models:/NAME/VERSION``.
@@ -156,14 +159,21 @@ def register_step(spec_yaml: str, tracking_uri: str, search_run_id: str, run_id:
     """
     from mlflow.tracking import MlflowClient
 
-    from dripml.productionize import tracking
+    from dripml.productionize import store, tracking
 
     spec = _spec(spec_yaml)
     tracking.configure(tracking_uri)
     version = tracking.chosen_version(spec.model_name, search_run_id)
-    registered = tracking.set_model_alias(spec.model_name, spec.registry.alias, version)
+    recorded, expected = store.recorded_alias(search_run_id)  # where it was at the search
+    if recorded:
+        move = store.move_alias(spec.model_name, spec.registry.alias, version,
+                                expected=expected, run_id=search_run_id)
+        if not move.moved:  # another run moved it meanwhile: left there, said in the log
+            print(move.message, flush=True)
+    else:
+        tracking.set_model_alias(spec.model_name, spec.registry.alias, version)
     MlflowClient().set_model_version_tag(spec.model_name, version, RUN_TAG, run_id)
-    return registered.model_uri
+    return f"models:/{spec.model_name}/{version}"
 
 
 def delete_cluster_step(spec_yaml: str, backend: str, run_id: str) -> str:

@@ -46,9 +46,12 @@ class JobResult:
 
 def entrypoint(*, python: str, tracking_uri: str, tags: Mapping[str, str],
                set_alias: bool) -> str:
-    """The shell command the job runs on the head: ``drip run`` joining its own cluster."""
+    """The shell command the job runs on the head: ``drip run`` joining its own cluster,
+    with ``--resume``: a retried pipeline step continues the unfinished search of its own
+    pipeline run (the tags, ``dripml.pipeline_run_id`` among them, must match; see
+    :mod:`dripml.productionize.unfinished`), a first attempt finds none and starts one."""
     command = [python, "-m", "dripml.cli", "run", "spec.yaml", "--ray-address", "auto",
-               "--tracking-uri", tracking_uri]
+               "--tracking-uri", tracking_uri, "--resume"]
     for key, value in tags.items():
         command += ["--tag", f"{key}={value}"]
     if not set_alias:

@@ -34,11 +34,12 @@ from mlflow.tracking import MlflowClient
 
 import dripml
 from dripml import settings
-from dripml.core import refs
+from dripml.core import refs, resume
 from dripml.core.model import TrainedModel, prediction_frame
 from dripml.core.results import TrialResult
 from dripml.core.spec import Spec, safe_key
 from dripml.errors import ModelNotFoundError
+from dripml.productionize import store
 from dripml.productionize.pyfunc import PyfuncModel
 
 if TYPE_CHECKING:
@@ -62,6 +63,7 @@ def configure(uri: str | None = None) -> str:
     resolved = resolve_tracking_uri(uri)
     if resolved.startswith("sqlite:///"):
         Path(resolved.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    store.apply_http_defaults()  # MLflow's HTTP calls bounded in time (user's values win)
     mlflow.set_tracking_uri(resolved)
     mlflow.set_registry_uri(resolved)
     return resolved
@@ -87,13 +89,19 @@ def ensure_experiment(name: str) -> str:
 
 
 @contextmanager
-def search_run(spec: Spec, spec_text: str, tags: Mapping[str, str] | None = None
-               ) -> Iterator[mlflow.ActiveRun]:
+def search_run(spec: Spec, spec_text: str, tags: Mapping[str, str] | None = None,
+               *, resume_run_id: str | None = None) -> Iterator[mlflow.ActiveRun]:
     """The parent run of one search, with ``tags`` added to dripml's own; ends FAILED if the
-    block raises."""
+    block raises. ``resume_run_id``: reopen that (unfinished) run instead, its status back
+    to RUNNING, its params and spec as they were logged (``tags`` are set again)."""
     experiment_id = ensure_experiment(spec.name)
     run_name = f"search-{time.strftime('%Y%m%d-%H%M%S')}"
     tags = {**(tags or {}), "dripml.version": dripml.__version__, "dripml.kind": "search"}
+    if resume_run_id is not None:
+        with mlflow.start_run(run_id=resume_run_id) as run:
+            mlflow.set_tags(tags)
+            yield run
+        return
     with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags) as run:
         mlflow.log_params({
             "task": spec.task, "label": spec.data.label, "k_fold": spec.k_fold.n_splits,
@@ -116,7 +124,8 @@ def log_trial(parent_run_id: str, trial: TrialResult) -> str:
     """Log one trial as a child run of ``parent_run_id``; returns the child run id."""
     client = MlflowClient()
     parent = client.get_run(parent_run_id)
-    status = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAILED": "FAILED"}[trial.state]
+    status = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAILED": "FAILED",
+              "INTERRUPTED": "KILLED"}[trial.state]
     # The child run spans the trial's real wall-clock time (its fits' start to end), not
     # the moment the driver logs it.
     now = int(time.time() * 1000)
@@ -147,6 +156,11 @@ def log_trial(parent_run_id: str, trial: TrialResult) -> str:
     tags = [RunTag("dripml.error", trial.error[-4000:])] if trial.error else []
     if trial.reason:
         tags.append(RunTag("dripml.pruned_reason", trial.reason[-4000:]))
+    # What a resumed search reads back (dripml.core.resume), and the retries of lost workers.
+    if trial.state != "INTERRUPTED":  # cut short by a signal: a resumed search reruns it
+        tags += [RunTag(k, v) for k, v in resume.record_tags(trial).items()]
+    tags.append(RunTag("dripml.trial_number", str(trial.number)))
+    values.append(Metric("fold_retries", trial.fold_retries, end, 0))
     client.log_batch(child.info.run_id, metrics=values, params=params, tags=tags)
     client.set_terminated(child.info.run_id, status=status, end_time=end)
     return child.info.run_id
@@ -239,13 +253,15 @@ def _finite(value: float) -> bool:
 
 @dataclass(frozen=True)
 class RegisteredModel:
-    """Where the refit model landed: ``models:/<name>@<alias>`` resolves to ``version``."""
+    """Where the refit model landed: ``models:/<name>@<alias>`` resolves to ``version``,
+    unless ``alias_conflict`` says why the alias was left where another writer put it."""
 
     name: str
     version: str
     alias: str
     model_uri: str
     run_id: str
+    alias_conflict: str = ""
 
     @property
     def alias_uri(self) -> str:
@@ -285,13 +301,20 @@ def log_and_register(model: TrainedModel, example: pd.DataFrame, spec: Spec,
                      description: str | None = None) -> RegisteredModel:
     """Log ``model`` in the active run, register a new version (with ``tags`` and
     ``description``, see :func:`log_version`) and (with ``set_alias``) point the alias at
-    it."""
+    it: only if it still points where the run found it when it recorded that
+    (:func:`dripml.productionize.store.move_alias`), else ``alias_conflict`` says who has it."""
     version = log_version(model, example, spec, tags, description=description)
-    if set_alias:
-        set_model_alias(spec.model_name, spec.registry.alias, version)
     run_id = mlflow.active_run().info.run_id
+    conflict = ""
+    if set_alias:
+        recorded, expected = store.recorded_alias(run_id)
+        if recorded:
+            conflict = store.move_alias(spec.model_name, spec.registry.alias, version,
+                                        expected=expected, run_id=run_id).message
+        else:
+            set_model_alias(spec.model_name, spec.registry.alias, version)
     return RegisteredModel(spec.model_name, version, spec.registry.alias,
-                           f"models:/{spec.model_name}/{version}", run_id)
+                           f"models:/{spec.model_name}/{version}", run_id, conflict)
 
 
 def log_version(model: TrainedModel, example: pd.DataFrame, spec: Spec, tags: dict[str, str],

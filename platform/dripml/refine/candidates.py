@@ -26,7 +26,9 @@ from dripml.refine import frontier
 def leaderboard(result: SearchResult) -> pd.DataFrame:
     """One row per trial, best first: rank, trial, algorithm, state, CV mean and std of the
     objective, fit time (seconds, summed over folds), why a PRUNED trial stopped (the cost
-    probe, successive halving or the time budget) and params (JSON, with the encoding).
+    probe, successive halving or the time budget) and how many of its fits were submitted
+    again after their worker died (``fold retries: N``), and params (JSON, with the
+    encoding).
 
     Pruned and failed trials come last, unranked.
     """
@@ -39,7 +41,7 @@ def leaderboard(result: SearchResult) -> pd.DataFrame:
         f"{key}_std": t.std.get(key),
         "folds": len(t.folds),
         "fit_time_s": round(t.fit_time_s, 3),
-        "reason": t.reason or "",
+        "reason": _reason(t),
         "params": json.dumps({**t.params, **({"encoding": t.encoding} if t.encoding else {})},
                              sort_keys=True, default=str),
     } for t in result.trials]
@@ -52,6 +54,11 @@ def leaderboard(result: SearchResult) -> pd.DataFrame:
     rest = frame[~complete].sort_values("trial")
     rest.insert(0, "rank", pd.NA)
     return pd.concat([ranked, rest], ignore_index=True)
+
+
+def _reason(trial: TrialResult) -> str:
+    retried = f"fold retries: {trial.fold_retries}" if trial.fold_retries else ""
+    return "; ".join(part for part in (trial.reason or "", retried) if part)
 
 
 def candidates(result: SearchResult, refine: RefineSpec,

@@ -123,6 +123,8 @@ def run(dataset: Dataset, spec: Spec, result: SearchResult, objective: Objective
                      f"({chosen.algorithm})"):
         registered, versions = register(placed, refits, dataset, spec, set_alias=set_alias,
                                         deadline=deadline)
+    if registered.alias_conflict:  # another run moved the alias meanwhile: left there
+        report.message(registered.alias_conflict)
     skipped += [f"frontier point trial {p.candidate.trial} ({p.candidate.algorithm}) not "
                 "registered" for p in placed.frontier_points if p.candidate.trial not in versions]
     placed = placed.with_versions(versions)
