@@ -19,13 +19,15 @@ from ports import assert_all_gone, assert_loopback_only, is_loopback, listeners,
 def test_embedded_ray_listens_on_loopback_only() -> None:
     assert not ray.is_initialized(), "an earlier test left Ray running"
     me = psutil.Process()
-    before = listeners(process_tree(me))
+    earlier = process_tree(me)  # other fixtures' servers (a registry...) are not Ray's
+    before = listeners(earlier)
     ray_processes: dict[int, psutil.Process] = {}
     try:
         with ray_cluster.connect(num_cpus=1):  # as dripml.train starts it
             assert ray.get(ray.remote(lambda: os.getpid()).remote()) != os.getpid()  # a worker
-            ray_processes = process_tree(me, marker=ray._private.worker._global_node
-                                         .get_session_dir_path())
+            ray_processes = {pid: p for pid, p in process_tree(
+                me, marker=ray._private.worker._global_node.get_session_dir_path()).items()
+                if pid not in earlier}
             opened = listeners(ray_processes) - before
             kinds = {name for _, name, _, _ in opened}
             assert {"gcs_server", "raylet"} <= kinds, kinds
