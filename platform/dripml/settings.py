@@ -236,6 +236,26 @@ def _read(variable: Variable, environ: Mapping[str, str] | None) -> str | None:
     return (value.strip() or None) if value is not None else None
 
 
+def _positive_number(variable: Variable, default: float, unit: str, examples: str,
+                     environ: Mapping[str, str] | None) -> float:
+    """The variable as a finite number above 0, ``default`` when unset.
+
+    Raises:
+        SettingsError: naming the variable, the unit and examples, and what it got.
+    """
+    text = _read(variable, environ)
+    if text is None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise SettingsError(f"{variable.name} must be a number of {unit} above 0, "
+                            f"such as {examples}, got {text!r}")
+    return value
+
+
 # --------------------------------------------------------------------------- state, tracking
 
 
@@ -308,17 +328,8 @@ def store_timeout_s(*, environ: Mapping[str, str] | None = None) -> float:
     Raises:
         SettingsError: not a finite number of seconds above 0.
     """
-    text = _read(STORE_TIMEOUT_S, environ)
-    if text is None:
-        return DEFAULT_STORE_TIMEOUT_S
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not 0 < value < float("inf"):
-        raise SettingsError(f"{STORE_TIMEOUT_S.name} must be a number of seconds above 0, "
-                            f"such as 5 or 0.5, got {text!r}")
-    return value
+    return _positive_number(STORE_TIMEOUT_S, DEFAULT_STORE_TIMEOUT_S, "seconds", "5 or 0.5",
+                            environ)
 
 
 def mlflow_http_env(*, environ: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -430,17 +441,8 @@ def serve_max_body_mib(*, environ: Mapping[str, str] | None = None) -> float:
     Raises:
         SettingsError: not a finite number above 0.
     """
-    text = _read(SERVE_MAX_BODY_MIB, environ)
-    if text is None:
-        return DEFAULT_SERVE_MAX_BODY_MIB
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not 0 < value < float("inf"):
-        raise SettingsError(f"{SERVE_MAX_BODY_MIB.name} must be a number of MiB above 0, "
-                            f"such as 10 or 0.5, got {text!r}")
-    return value
+    return _positive_number(SERVE_MAX_BODY_MIB, DEFAULT_SERVE_MAX_BODY_MIB, "MiB",
+                            "10 or 0.5", environ)
 
 
 def serve_token(*, environ: Mapping[str, str] | None = None) -> str | None:
