@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -60,17 +60,7 @@ def read_table(source: str, na_values: list[str] | None = None) -> pd.DataFrame:
         DataError: the file does not exist, has an unknown format, holds no rows, or (CSV)
             its header names a column twice.
     """
-    if datasets.is_dataset_uri(source):
-        path_or_buffer: Path | io.BytesIO = datasets.resolve(source)
-        suffix_source = str(path_or_buffer)
-    elif source.startswith("s3://"):
-        path_or_buffer = _read_s3(source)
-        suffix_source = urlparse(source).path
-    else:
-        path = Path(source).expanduser()
-        if not path.is_file():
-            raise DataError(f"data file {source!r} does not exist")
-        path_or_buffer, suffix_source = path, str(path)
+    path_or_buffer, suffix_source = locate(source, read_s3=_read_s3)
     duplicates = data_checks.duplicate_headers(
         data_checks.header_names(path_or_buffer, name=suffix_source) or [], source)
     data_checks.raise_problems(duplicates)
@@ -78,6 +68,25 @@ def read_table(source: str, na_values: list[str] | None = None) -> pd.DataFrame:
     if frame.empty:
         raise DataError(f"data source {source!r} holds no rows")
     return frame
+
+
+def locate(source: str, *, read_s3: Callable[[str], io.BytesIO]
+           ) -> tuple[Path | io.BytesIO, str]:
+    """(what to read, a name whose suffix tells the format) for a local path, ``s3://`` URI
+    (its bytes, as ``read_s3`` fetches them: all, or a part) or ``dataset://NAME/SPLIT``.
+
+    Raises:
+        DataError: a local file that does not exist, or an unknown data set or split.
+    """
+    if datasets.is_dataset_uri(source):
+        path = datasets.resolve(source)
+        return path, str(path)
+    if source.startswith("s3://"):
+        return read_s3(source), urlparse(source).path
+    path = Path(source).expanduser()
+    if not path.is_file():
+        raise DataError(f"data file {source!r} does not exist")
+    return path, str(path)
 
 
 def _parse(source: Path | io.BytesIO, name: str, na_values: list[str]) -> pd.DataFrame:

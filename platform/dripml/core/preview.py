@@ -39,7 +39,7 @@ from urllib.parse import urlparse
 import pandas as pd
 
 from dripml.core import data as data_module
-from dripml.core import data_checks, datasets
+from dripml.core import data_checks
 from dripml.core.problems import Problems, close_matches, shown_columns
 from dripml.core.spec import DataSpec, Spec, Task
 from dripml.errors import DataError
@@ -142,18 +142,7 @@ def preview(source: str, na_values: list[str] | None = None) -> Preview:
         DataError: the file does not exist or cannot be read, its format is unknown, it
             holds no rows, or (``dataset://``) the data set or split is unknown.
     """
-    name = source
-    if datasets.is_dataset_uri(source):
-        location: Path | io.BytesIO = datasets.resolve(source)
-        name = str(location)
-    elif source.startswith("s3://"):
-        location = _s3_part(source)
-        name = urlparse(source).path
-    else:
-        path = Path(source).expanduser()
-        if not path.is_file():
-            raise DataError(f"data file {source!r} does not exist")
-        location = path
+    location, name = data_module.locate(source, read_s3=_s3_part)
     lowered = name.lower()
     try:
         if lowered.endswith(_PARQUET):
