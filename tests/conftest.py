@@ -7,8 +7,10 @@ import os
 import signal
 import socket
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -105,3 +107,19 @@ def stop_process_group(process: subprocess.Popen, sig: int = signal.SIGTERM,
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[Any]:
+    """An embedded Ray (2 CPUs) for one test module, as ``dripml.train`` starts it."""
+    from dripml.orchestration import ray_cluster as cluster
+
+    with cluster.connect(num_cpus=2) as resources:
+        yield resources
+
+
+@pytest.fixture(scope="session")
+def small_adult(adult_small_csv: dict[str, Path]) -> dict:
+    """The spec ``data`` section of :func:`adult_small_csv` (label ``income``)."""
+    return {"train": str(adult_small_csv["train"]), "test": str(adult_small_csv["test"]),
+            "label": "income"}

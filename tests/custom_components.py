@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 
@@ -24,6 +26,26 @@ class MajorityThenAge:
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         return self.predict_proba(X).argmax(axis=1)
 
+
+
+class CrashOnce(MajorityThenAge):
+    """Kills its own process (``os._exit(1)``, as the OOM killer or a segfault would) on the
+    first fit that creates ``marker``; every later fit, in any process, trains as
+    :class:`MajorityThenAge` (tests/test_resume.py)."""
+
+    def __init__(self, *, marker: str, slope: float = 0.05) -> None:
+        super().__init__(slope=slope)
+        self.marker = marker
+
+    def fit(self, X: pd.DataFrame, y: np.ndarray) -> CrashOnce:
+        try:
+            os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            pass
+        else:
+            os._exit(1)
+        super().fit(X, y)
+        return self
 
 def share_of_positive_predictions(y_true, y_pred, y_proba) -> float:
     """A custom metric: how often the model says class 1."""

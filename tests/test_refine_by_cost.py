@@ -15,18 +15,11 @@ from mlflow.tracking import MlflowClient
 
 import dripml
 from dripml.errors import ConstraintError
-from dripml.orchestration import ray_cluster as cluster
 
 pytestmark = pytest.mark.slow
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 BUDGET_P99_MS = 100.0  # generous: the test checks the mechanism, not this machine's speed
-
-
-@pytest.fixture(scope="module")
-def ray_cluster():
-    with cluster.connect(num_cpus=2) as resources:
-        yield resources
 
 
 def spec(adult_small_csv: dict[str, Path], **changes: object) -> dict:

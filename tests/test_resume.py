@@ -25,7 +25,6 @@ from dripml.core.results import FoldScore, TrialResult
 from dripml.core.spec import load_spec
 from dripml.discover import search, trials
 from dripml.errors import SearchError
-from dripml.orchestration import ray_cluster as cluster
 from dripml.refine import candidates
 
 # ---------------------------------------------------------------------------------------
@@ -110,18 +109,6 @@ def test_a_resumed_study_knows_the_kept_trials_and_numbers_new_ones_after_them()
 # ---------------------------------------------------------------------------------------
 # Real processes
 # ---------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def ray_cluster():
-    with cluster.connect(num_cpus=2) as resources:
-        yield resources
-
-
-@pytest.fixture(scope="module")
-def small_adult(adult_small_csv: dict[str, Path]) -> dict:
-    return {"train": str(adult_small_csv["train"]), "test": str(adult_small_csv["test"]),
-            "label": "income"}
 
 
 class Said(Reporter):
@@ -269,7 +256,7 @@ def _kill_group(process: subprocess.Popen) -> None:
 def _crash_spec(small_adult: dict, marker: Path, retries: int):
     return api.validate({
         "name": "crash", "task": "binary", "data": small_adult, "k_fold": 2,
-        "algorithms": [{"name": "crash_components:CrashOnce",
+        "algorithms": [{"name": "custom_components:CrashOnce",
                         "params": {"marker": str(marker)}}],
         "search": {"num_trials": 1}, "resources": {"max_fold_retries": retries}})
 

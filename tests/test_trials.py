@@ -52,18 +52,6 @@ def test_grid_enumerates_every_algorithm() -> None:
             "lightgbm.learning_rate": 0.2} in points
 
 
-@pytest.fixture(scope="module")
-def ray_cluster():
-    with cluster.connect(num_cpus=2) as resources:
-        yield resources
-
-
-@pytest.fixture(scope="module")
-def small_adult(adult_small_csv: dict[str, Path]) -> dict:
-    return {"train": str(adult_small_csv["train"]), "test": str(adult_small_csv["test"]),
-            "label": "income"}
-
-
 def run_search(small_adult: dict, **changes):
     spec = api.validate({"name": "t", "task": "binary", "data": small_adult, "k_fold": 3,
                          **changes})
