@@ -367,6 +367,16 @@ def run_fit(row: Row, command: list[str], cwd: Path, log: Path, timeout_s: float
     row.details = values
 
 
+def competitor_command(tool: str, info: DataSet, paths: tuple[Path, Path], budget: float,
+                       args: argparse.Namespace) -> list[str]:
+    """``automl_runner.py`` for ``tool`` in its own virtualenv (``--positive`` not included)."""
+    train, test = paths
+    return [str(env_python(args.envs_dir, tool)), str(BENCH / "automl_runner.py"),
+            "--tool", tool, "--train", str(train), "--test", str(test),
+            "--label", info.label, "--task", info.task, "--budget", f"{budget:g}",
+            "--cpus", str(args.cpus), "--latency-calls", str(args.latency_calls)]
+
+
 def run_one(dataset: str, budget: float, tool: str, paths: tuple[Path, Path],
             args: argparse.Namespace, workdir: Path, stamp: str) -> Row:
     info = DATASETS[dataset]
@@ -383,10 +393,7 @@ def run_one(dataset: str, budget: float, tool: str, paths: tuple[Path, Path],
                    "--test", str(test), "--tracking-uri", f"sqlite:///{folder / 'mlflow.db'}",
                    "--latency-calls", str(args.latency_calls)]
     else:
-        command = [str(env_python(args.envs_dir, tool)), str(BENCH / "automl_runner.py"),
-                   "--tool", tool, "--train", str(train), "--test", str(test),
-                   "--label", info.label, "--task", info.task, "--budget", f"{budget:g}",
-                   "--cpus", str(args.cpus), "--latency-calls", str(args.latency_calls)]
+        command = competitor_command(tool, info, paths, budget, args)
     if info.positive is not None:
         command += ["--positive", info.positive]
     env = {**os.environ, "PYTHONPATH": str(BENCH)}

@@ -52,9 +52,9 @@ from discover_vs_automl import (
     TOOLS,
     Row,
     _fmt,
+    competitor_command,
     dripml_versions,
     ensure_env,
-    env_python,
     prepare_data,
     run_fit,
 )
@@ -107,10 +107,7 @@ def run_tool(tool: str, dataset: str, preset: str, paths: tuple[Path, Path],
                    "--tracking-uri", f"sqlite:///{folder / 'mlflow.db'}",
                    "--latency-calls", str(args.latency_calls)]
     else:
-        command = [str(env_python(args.envs_dir, tool)), str(BENCH / "automl_runner.py"),
-                   "--tool", tool, "--train", str(train), "--test", str(test),
-                   "--label", info.label, "--task", info.task, "--budget", f"{limit:g}",
-                   "--cpus", str(args.cpus), "--latency-calls", str(args.latency_calls)]
+        command = competitor_command(tool, info, paths, limit, args)
         if tool == "autogluon":
             command += ["--presets", AUTOGLUON_PRESETS[preset]]
     if info.positive is not None:
