@@ -75,7 +75,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, create_model
 
 import dripml
 from dripml import settings
-from dripml.core import refs
+from dripml.core import interrupts, refs
 from dripml.core.costs import SINGLE_THREAD_ENV
 from dripml.core.features import Feature, InputIssue, join_issues, split_issues
 from dripml.core.model import Prediction, TrainedModel
@@ -1108,21 +1108,16 @@ def wait_forever(handle: ServerHandle, poll_s: float = 0.5) -> None:
     Raises:
         ServeError: the server exited by itself (the message has its log's last lines).
     """
-    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        while handle.running():
-            time.sleep(poll_s)
-    except KeyboardInterrupt:
-        pass
-    else:
-        raise ServeError(f"the server exited with code {handle.process.returncode}; last lines "
-                         f"of {handle.log_path}:\n{handle.log_tail()}")
-    finally:
-        handle.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def _interrupt(signum: int, frame: Any) -> None:
-    # SIGTERM (what process managers send) stops the server like Ctrl-C does.
-    raise KeyboardInterrupt
+    # catch_signals: SIGTERM (what process managers send) stops the server like Ctrl-C does,
+    # and a second signal does not interrupt the stop.
+    with interrupts.catch_signals():
+        try:
+            while handle.running():
+                time.sleep(poll_s)
+        except KeyboardInterrupt:  # interrupts.Interrupted is one
+            pass
+        else:
+            raise ServeError(f"the server exited with code {handle.process.returncode}; last "
+                             f"lines of {handle.log_path}:\n{handle.log_tail()}")
+        finally:
+            handle.stop()
