@@ -125,14 +125,16 @@ def test_only_a_budget_goes_below_1000_latency_calls() -> None:
     assert 0 < call_s < 0.01 and 0 < batch_s < 0.1
 
 
-BUDGET_S = 25.0
+BUDGET_S = 30.0
+# Before Discover: Ray's start (~4-5 s) and, since the store is checked first, migrating the
+# fresh SQLite store (~2.8 s); 30 s leaves Discover the ~10 s its halving rungs need.
 
 
 @pytest.mark.slow
 def test_train_ends_within_its_budget_with_a_registered_model(
         adult_small_csv: dict[str, Path], in_tmp_dir: Path) -> None:
     """An expensive search (300-tree forests and boosters, 200 trials) that alone would run
-    for minutes; train starts its own Ray, and all of it must fit in 25 s + 10 %."""
+    for minutes; train starts its own Ray, and all of it must fit in BUDGET_S + 10 %."""
     ray_was_running = ray.is_initialized()  # normally not: train starts (and counts) Ray
     started = time.monotonic()
     result = dripml.train({
