@@ -7,7 +7,9 @@ Every class here is exported from ``dripml`` (``dripml.ImageError``...).
 
     DripmlError
     ├── SpecError            malformed spec or argument, before anything starts
-    │   └── ModelRefError    a model reference that is none of the accepted forms
+    │   ├── ModelRefError    a model reference that is none of the accepted forms
+    │   ├── RecipeError      a malformed recipe file (dripml.recipes)
+    │   └── KnobError        a recipe knob value outside its type or rules
     ├── SettingsError        an environment variable dripml reads holds an unusable value
     ├── DataError            the data does not fit the spec
     ├── PretrainedModelError a pretrained model location holds no model
@@ -22,7 +24,8 @@ Every class here is exported from ``dripml`` (``dripml.ImageError``...).
     ├── DeployError          a deployment could not be planned or applied
     ├── ClusterError         a Ray cluster could not be created, or its job failed
     │   └── PipelineError    a Kubeflow pipeline could not be submitted or run
-    └── ManifestError        a Kubernetes manifest does not match its CRD
+    ├── ManifestError        a Kubernetes manifest does not match its CRD
+    └── RunNotFound          the web page's run store has no run with that id
 
 Not an error, and so not a DripmlError: :class:`~dripml.core.interrupts.Interrupted`, the
 ``KeyboardInterrupt`` a run raises when Ctrl-C or SIGTERM stopped it (re-exported here for
@@ -46,6 +49,27 @@ class ModelRefError(SpecError):
     """A model reference (``drip serve NAME``, ``dripml.load_model(ref)``...) is none of the
     accepted forms; the message quotes what was given and lists the forms (see
     :mod:`dripml.core.refs`). Raised before MLflow is touched."""
+
+
+class RecipeError(SpecError):
+    """A recipe file (:mod:`dripml.recipes`) is malformed: not YAML, a missing or unknown
+    field, a param whose path is not a spec field or whose default breaks its own rules, a
+    base spec that does not validate. The message names the file and the field (and the line
+    when the YAML says it)."""
+
+
+class KnobError(SpecError):
+    """A recipe knob's value breaks its param's rules: an unknown knob or pipeline, the wrong
+    type, out of bounds, off the step grid, not one of the choices or columns, or missing.
+    The message starts with ``knob '<key>': ``; ``knob`` holds the key."""
+
+    def __init__(self, knob: str, message: str) -> None:
+        self.knob = knob
+        super().__init__(f"knob {knob!r}: {message}")
+
+    def __reduce__(self) -> tuple[type[KnobError], tuple[str, str]]:
+        text = str(self).removeprefix(f"knob {self.knob!r}: ")
+        return (type(self), (self.knob, text))
 
 
 class SettingsError(DripmlError):
@@ -126,3 +150,9 @@ class PipelineError(ClusterError):
 class ManifestError(DripmlError):
     """A Kubernetes manifest does not match its CRD; the message lists each field path and
     problem."""
+
+
+class RunNotFound(DripmlError, LookupError):
+    """The web page's run store (:class:`dripml.orchestration.run_store.RunStore`) has no run
+    with the id asked for (a mistyped or deleted id); the UI answers 404. The message names
+    the id and the store."""
