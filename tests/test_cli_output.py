@@ -192,6 +192,9 @@ def test_run_and_frontier_json(adult_small_csv: dict[str, Path],
     assert summary["chosen"]["algorithm"] == "lightgbm"
     assert [row["trial"] for row in summary["leaderboard"]] == [0]
     assert summary["leaderboard"][0]["params"]["n_estimators"] == 20
+    (point,) = summary["frontier"]  # the refit candidate, as the web page plots it
+    assert (point["trial"], point["chosen"]) == (0, True)
+    assert point["version"] == int(summary["model"]["version"]) and point["latency_p99_ms"] > 0
     assert f"MLflow run {run_id}: {summary['run_url']}" in run.stderr  # said at the start
     log = Path(summary["log_file"])
     assert log.parent == in_tmp_dir.resolve() / ".dripml" / "logs" and str(log) in run.stderr
