@@ -22,10 +22,11 @@ from dripml.kfp import components
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "platform" / "dripml"
-CLI_MAY_IMPORT = {"dripml.api", "dripml.kfp", "dripml.errors", "dripml.core.progress",
-                  "dripml.settings"}
-"""The verbs, the errors it prints, the progress display it hands to ``train``, and the
-settings (the environment variables its options default from, the run's log file)."""
+CLI_MAY_IMPORT = {"dripml.api", "dripml.kfp", "dripml.ui", "dripml.errors",
+                  "dripml.core.progress", "dripml.settings"}
+"""The verbs, the pipeline's front door (``drip pipeline``) and the web page's (``drip ui``
+calls ``dripml.ui.serve``), the errors it prints, the progress display it hands to ``train``,
+and the settings (the environment variables its options default from, the run's log file)."""
 SPEC = {"name": "adult", "task": "binary",
         "data": {"train": "dataset://adult/train", "test": "dataset://adult/test",
                  "label": "income"},

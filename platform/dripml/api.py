@@ -4,6 +4,9 @@
 - :func:`train`: the DRiP loop on one machine or a Ray cluster: Discover, Refine, register.
 - :func:`fit`: :func:`train` from a DataFrame (or a file) and a label, with defaults from the
   data and a preset; the result predicts in this process.
+- :func:`run_recipe`, :func:`render_recipe`, :func:`validate_recipe`, :func:`list_recipes`:
+  :func:`train` from a scientist's recipe and a user's knobs (``drip recipe``, the web page;
+  see :mod:`dripml.recipes`).
 - :func:`connect`: Ray connected and the data loaded (what :func:`train` searches on).
 - :func:`models`: the registered model versions.
 - :func:`gc_runs`, :func:`unfinished_runs`: search runs whose driver died, marked FAILED;
@@ -58,6 +61,7 @@ if TYPE_CHECKING:
     from dripml.productionize.runs import CollectedRun, UnfinishedRun
     from dripml.productionize.serving import ServerHandle
     from dripml.productionize.tracking import ModelSummary, RegisteredModel
+    from dripml.recipes import Recipe
     from dripml.refine.frontier import Frontier
 
 SpecSource = str | Path | Mapping[str, Any] | Spec | None
@@ -133,7 +137,9 @@ class TrainResult:
         store, else None), ``tracking_uri``, ``model`` (name, version, alias, ``model_uri``,
         ``alias_uri``), ``test_metrics``, ``best`` and ``chosen`` trials (trial, algorithm,
         CV objective, params), ``leaderboard`` (one object per trial, best first; ``params``
-        decoded), ``skipped``, ``search_time_s`` and ``wall_time_s`` (seconds)."""
+        decoded), ``frontier`` (one object per refit candidate: the columns of
+        :meth:`frontier_table`, ``version`` an int or None, ``params`` decoded; ``[]`` when
+        none was measured), ``skipped``, ``search_time_s`` and ``wall_time_s`` (seconds)."""
         link = self.run_link()
         board = json.loads(self.leaderboard.to_json(orient="records"))
         for row in board:
@@ -148,10 +154,24 @@ class TrainResult:
             "test_metrics": dict(self.test_metrics),
             "best": _trial_summary(self.best),
             "chosen": _trial_summary(self.chosen or self.best),
-            "leaderboard": board, "skipped": list(self.skipped),
+            "leaderboard": board, "frontier": _frontier_summary(self.frontier_table()),
+            "skipped": list(self.skipped),
             "search_time_s": round(self.search_time_s, 3),
             "wall_time_s": round(self.wall_time_s, 3),
         }
+
+
+def _frontier_summary(table: pd.DataFrame | None) -> list[dict[str, Any]]:
+    """The frontier table as JSON records: ``version`` an int or None, ``params`` decoded."""
+    if table is None:
+        return []
+    points = json.loads(table.to_json(orient="records"))
+    for point in points:
+        version = point.get("version")
+        point["version"] = int(version) if version not in (None, "") else None
+        if isinstance(point.get("params"), str):
+            point["params"] = json.loads(point["params"])
+    return points
 
 
 def _trial_summary(trial: TrialResult) -> dict[str, Any]:
@@ -408,6 +428,86 @@ def train(
 
 _train_verb = train
 """``train`` under a name :func:`fit`'s ``train`` argument (AutoGluon's name) does not hide."""
+
+
+def validate_recipe(path: str | Path) -> Recipe:
+    """Read and check a recipe file: its fields, each param's type, rules, default and spec
+    paths, and each pipeline's base spec with the knobs at their defaults. Starts nothing.
+
+    Raises:
+        RecipeError: naming the file, the field and the line (see :mod:`dripml.recipes`).
+    """
+    from dripml.recipes import load_recipe
+
+    return load_recipe(path)
+
+
+def list_recipes(dirs: list[str | Path] | None = None) -> dict[str, Recipe]:
+    """The recipes in ``dirs`` by name (default ``./recipes``, then the shipped ones; an
+    earlier folder wins a name). Raises RecipeError for a malformed file."""
+    from dripml.recipes import default_recipe_dirs, find_recipes
+
+    return find_recipes(default_recipe_dirs() if dirs is None else dirs)
+
+
+def render_recipe(recipe: str | Path | Recipe, /, *, data: Mapping[str, str | Path],
+                  knobs: Mapping[str, Any] | None = None, pipeline: str | None = None,
+                  recipe_dirs: list[str | Path] | None = None) -> dict[str, Any]:
+    """The spec a recipe run trains: the pipeline's base spec with the data and the knobs.
+
+    Args:
+        recipe: a :class:`~dripml.recipes.Recipe`, a recipe file, or a name found in
+            ``recipe_dirs`` (default ``./recipes`` and the shipped recipes).
+        data: ``{"train": FILE}`` and optionally ``"test"``; local paths are made absolute.
+            Without a test file the base spec's ``data.test_fraction`` (default 0.2) of
+            train is held out for the test.
+        knobs: knob key -> value (strings as from ``--set k=v``, or JSON values); missing
+            knobs take their defaults. Column knobs must name a column of train (its header
+            is read).
+        pipeline: the pipeline to run (default: the recipe's first).
+
+    Returns:
+        The spec as a mapping (what ``drip run`` reads from YAML).
+
+    Raises:
+        RecipeError: no such recipe, or a malformed file.
+        KnobError: a knob value breaks its param's rules (the message names the knob).
+        SpecError: bad ``data`` keys, or the spec is invalid with these values.
+        DataError: train cannot be read.
+    """
+    from dripml.core.preview import preview
+    from dripml.recipes import data_sources, get_recipe
+
+    found = get_recipe(recipe, recipe_dirs)
+    train_source, test_source = data_sources(data)
+    values = found.resolve(knobs or {}, columns=preview(train_source).columns,
+                           pipeline=pipeline)
+    return found.build_spec(values, train=train_source, test=test_source, pipeline=pipeline)
+
+
+def run_recipe(recipe: str | Path | Recipe, /, *, data: Mapping[str, str | Path],
+               knobs: Mapping[str, Any] | None = None, pipeline: str | None = None,
+               reporter: Reporter | None = None, resume: bool = False,
+               tracking_uri: str | None = None, ray_address: str | None = None,
+               recipe_dirs: list[str | Path] | None = None,
+               tags: Mapping[str, str] | None = None,
+               log_file: str | Path | None = None) -> TrainResult:
+    """:func:`train` on the spec :func:`render_recipe` builds, its MLflow search run tagged
+    ``dripml.recipe``, ``dripml.recipe_version``, ``dripml.recipe_pipeline`` and
+    ``dripml.knobs`` (the resolved knob values as JSON; see
+    :meth:`dripml.recipes.Recipe.tags`), plus ``tags``.
+
+    Args: as :func:`render_recipe` and :func:`train`.
+
+    Raises: as :func:`render_recipe` and :func:`train`.
+    """
+    from dripml.recipes import get_recipe
+
+    found = get_recipe(recipe, recipe_dirs)
+    spec = render_recipe(found, data=data, knobs=knobs, pipeline=pipeline)
+    run_tags = {**found.tags(knobs or {}, pipeline=pipeline), **(tags or {})}
+    return train(spec, ray_address=ray_address, tracking_uri=tracking_uri, reporter=reporter,
+                 tags=run_tags, log_file=log_file, resume=resume)
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,9 @@ app.add_typer(pipeline_app, name="pipeline")
 runs_app = typer.Typer(help="Search runs left RUNNING by a driver that died.",
                        no_args_is_help=True, context_settings=CONTEXT)
 app.add_typer(runs_app, name="runs")
+recipe_app = typer.Typer(help="Recipes: a scientist's pipelines and the knobs a user may "
+                                "turn.", no_args_is_help=True, context_settings=CONTEXT)
+app.add_typer(recipe_app, name="recipe")
 
 out = Console()
 err = Console(stderr=True)
@@ -153,6 +156,9 @@ def run(
                          "that died in Refine resumes there. Nothing unfinished: a new "
                          "run.")] = False,
     json_output: Json = False,
+    events: Annotated[Path | None, typer.Option(
+        "--events", help="Also append the progress as JSON lines to this file (run_started, "
+                         "step, search, trial, message).")] = None,
 ) -> None:
     """Run the DRiP loop on SPEC: search, refit the best, test and register it.
 
@@ -163,7 +169,6 @@ def run(
     # (Ray 2.60's default for clusters it starts) unless the user says otherwise.
     os.environ.setdefault("RAY_AUTH_MODE", "token")
     from dripml import api
-    from dripml.core.progress import RichReporter
 
     tags = _parse_tags(tag or [])
     if orchestrator not in ("embedded", "kfp-local"):
@@ -187,7 +192,7 @@ def run(
     with redirect_stdout(sys.stderr) if json_output else nullcontext():
         try:
             result = api.train(spec, ray_address=ray_address, tracking_uri=tracking_uri,
-                               reporter=RichReporter(err), tags=tags, set_alias=alias,
+                               reporter=_reporter(events), tags=tags, set_alias=alias,
                                log_file=log_file, resume=resume)
         except Interrupted as stop:
             raise _with_resume_command(stop, spec) from None
@@ -229,6 +234,14 @@ def _with_resume_command(stop: Interrupted, spec: Path) -> Interrupted:
     return Interrupted(stop.signum, run_id=stop.run_id, kept=stop.kept, message=(
         f"interrupted by {stop.signal_name}: kept {stop.kept} finished trials in run "
         f"{stop.run_id}; resume with `{command}`"))
+
+
+def _reporter(events: Path | None) -> Any:
+    """The terminal's progress on stderr, and with ``--events`` the JSON lines file too."""
+    from dripml.core.progress import JsonLinesReporter, RichReporter, Tee
+
+    terminal = RichReporter(err)
+    return terminal if events is None else Tee(terminal, JsonLinesReporter(events))
 
 
 def _parse_tags(pairs: list[str]) -> dict[str, str]:
@@ -393,6 +406,40 @@ def _serve_until_stopped(model: str, handle: ServerHandle) -> None:
               f"(docs {handle.url}/docs, health {handle.url}/readyz); try:")
     print(handle.curl_example(), flush=True)
     handle.wait_forever()
+
+
+@app.command("ui")
+@_friendly
+def ui_command(
+    host: Annotated[str, typer.Option(
+        help="Interface to bind; beyond loopback needs DRIPML_UI_TOKEN or "
+             "--trusted-user-header.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    recipes: Annotated[list[Path] | None, typer.Option(
+        "--recipes", help="A folder of recipes (repeatable; default ./recipes and the "
+                          "shipped examples).")] = None,
+    data_dir: Annotated[Path, typer.Option(
+        help="The UI's folder: run store, uploads, runs.")] = Path(".dripml/ui"),
+    tracking_uri: TrackingUri = None,
+    trusted_user_header: Annotated[str | None, typer.Option(
+        help="A header an authenticating ingress sets (e.g. X-Forwarded-User); requests "
+             "carrying it are let in.")] = None,
+    max_upload_mib: Annotated[int, typer.Option(min=1, help="Largest upload, MiB.")] = 200,
+    deploy_target: Annotated[str, typer.Option(
+        help="Where Deploy puts an endpoint: local or kubernetes.")] = "local",
+    kfp_host: Annotated[str | None, typer.Option(
+        help="Kubeflow Pipelines API (cluster; runs still execute in this process tree "
+             "for now).")] = None,
+) -> None:
+    """The web page: run a recipe on your data, compare the models, deploy one (Ctrl-C
+    stops it). With DRIPML_UI_TOKEN set, every request needs that token;
+    DRIPML_UI_DATABASE_URL names the run store (default SQLite in --data-dir)."""
+    from dripml import ui
+
+    _quiet_libraries()
+    ui.serve(host=host, port=port, recipe_dirs=recipes, data_dir=data_dir,
+             tracking_uri=tracking_uri, trusted_user_header=trusted_user_header,
+             max_upload_mib=max_upload_mib, deploy_target=deploy_target, kfp_host=kfp_host)
 
 
 @app.command()
@@ -801,6 +848,147 @@ def runs_list(tracking_uri: TrackingUri = None, json_output: Json = False) -> No
         state = f"orphaned: {row.reason}" if row.orphaned else "running"
         table.add_row(row.run_id, row.experiment_id, row.run_name, row.driver, ago, state)
     out.print(table)
+
+
+RecipeArg = Annotated[str, typer.Argument(
+    help="A recipe file, or a recipe's name in --recipes folders (default ./recipes and the "
+         "shipped examples).")]
+RecipeDirs = Annotated[list[Path] | None, typer.Option(
+    "--recipes", help="A folder of recipes (repeatable; default ./recipes, then the shipped "
+                      "examples).")]
+DataPairs = Annotated[list[str], typer.Option(
+    "--data", help="train=FILE (CSV or Parquet), and optionally test=FILE (default: the "
+                   "recipe's test fraction of train is held out).")]
+KnobPairs = Annotated[list[str] | None, typer.Option(
+    "--set", help="KNOB=VALUE (repeatable); `drip recipe list` shows the knobs.")]
+PipelineOpt = Annotated[str | None, typer.Option(
+    "--pipeline", help="The recipe's pipeline to run (default: its first).")]
+
+
+def _pairs(option: str, pairs: list[str]) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise SpecError(f"{option} takes KEY=VALUE, got {pair!r}")
+        values[key.strip()] = value
+    return values
+
+
+@recipe_app.command("validate")
+@_friendly
+def recipe_validate(path: Annotated[Path, typer.Argument(help="Recipe file (YAML).")]) -> None:
+    """Check a recipe file: its fields, each knob's type, rules, default and spec paths, and
+    each pipeline's base spec with the knobs at their defaults (exit 2 naming the field)."""
+    from dripml import api
+
+    recipe = api.validate_recipe(path)
+    out.print(f"[green]✓[/] {path} is valid: recipe {recipe.name!r} version {recipe.version}, "
+              f"{len(recipe.pipelines)} pipeline(s) ({', '.join(recipe.pipelines)}), knobs: "
+              f"{', '.join(p.key for p in recipe.params) or 'none'}", highlight=False)
+
+
+@recipe_app.command("list")
+@_friendly
+def recipe_list(recipes: RecipeDirs = None, json_output: Json = False) -> None:
+    """List the recipes found, with their pipelines and knobs (--json: Recipe.public())."""
+    from dripml import api
+
+    found = api.list_recipes(list(recipes) if recipes else None)
+    if json_output:
+        _print_json([recipe.public() for recipe in found.values()])
+        return
+    if not found:
+        out.print("no recipes found")
+        return
+    table = Table(title="recipes", title_justify="left")
+    for column in ("name", "version", "title", "pipelines", "knobs", "file"):
+        table.add_column(column, overflow="fold")
+    for recipe in found.values():
+        table.add_row(recipe.name, recipe.version, recipe.title, ", ".join(recipe.pipelines),
+                      ", ".join(f"{p.key} ({p.type})" for p in recipe.params),
+                      str(recipe.source or ""))
+    out.print(table)
+
+
+@recipe_app.command("run")
+@_friendly
+def recipe_run(
+    recipe: RecipeArg,
+    data: DataPairs,
+    knobs: KnobPairs = None,
+    pipeline: PipelineOpt = None,
+    recipes: RecipeDirs = None,
+    tracking_uri: TrackingUri = None,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue the newest unfinished run of the same spec and knobs."
+    )] = False,
+    events: Annotated[Path | None, typer.Option(
+        "--events", help="Also append the progress as JSON lines to this file.")] = None,
+    json_output: Json = False,
+) -> None:
+    """Run a recipe on your data with your knob values: the DRiP loop on the spec the recipe
+    builds, its MLflow run tagged with the recipe, its version and the knobs. --json prints
+    the run's summary as `drip run --json` does."""
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
+    from dripml import api
+
+    _quiet_libraries()
+    log_file = settings.run_log_file()
+    err.print(f"library logs (MLflow, Ray, Optuna, warnings): {log_file}", highlight=False,
+              soft_wrap=True)
+    with redirect_stdout(sys.stderr) if json_output else nullcontext():
+        try:
+            result = api.run_recipe(
+                recipe, data=_pairs("--data", data), knobs=_pairs("--set", knobs or []),
+                pipeline=pipeline, reporter=_reporter(events), resume=resume,
+                tracking_uri=tracking_uri, recipe_dirs=list(recipes) if recipes else None,
+                log_file=log_file)
+        except Interrupted as stop:
+            if stop.run_id is None:
+                raise
+            again = shlex.join(["drip", *sys.argv[1:], *([] if resume else ["--resume"])])
+            raise Interrupted(stop.signum, run_id=stop.run_id, kept=stop.kept, message=(
+                f"interrupted by {stop.signal_name}: kept {stop.kept} finished trials in run "
+                f"{stop.run_id}; resume with `{again}`")) from None
+    if json_output:
+        _print_json({**result.summary(), "log_file": str(log_file)})
+        return
+    _print_leaderboard(result.leaderboard, result.best.number)
+    metrics = ", ".join(f"{k.removeprefix('test_')} {v:.4f}" for k, v in
+                        result.test_metrics.items())
+    out.print(f"[bold]test[/] ({len(result.test_metrics)} metrics): {metrics}")
+    out.print(f"[bold]registered[/] {result.model.model_uri} (run {result.run_id}, tracking "
+              f"{result.tracking_uri}); serve it with: drip serve "
+              f"{shlex.quote(f'{result.model.name}@{result.model.alias}')}", highlight=False)
+
+
+@recipe_app.command("render")
+@_friendly
+def recipe_render(
+    recipe: RecipeArg,
+    data: DataPairs,
+    knobs: KnobPairs = None,
+    pipeline: PipelineOpt = None,
+    recipes: RecipeDirs = None,
+    output: Annotated[Path | None, typer.Option(
+        "-o", "--output", help="Spec file to write (default: print it).")] = None,
+) -> None:
+    """Write the spec a recipe run would train (`drip run SPEC` runs it)."""
+    import yaml
+
+    from dripml import api
+
+    spec = api.render_recipe(recipe, data=_pairs("--data", data),
+                             knobs=_pairs("--set", knobs or []), pipeline=pipeline,
+                             recipe_dirs=list(recipes) if recipes else None)
+    text = yaml.safe_dump(spec, sort_keys=False)
+    if output is None:
+        sys.stdout.write(text)
+        return
+    output.write_text(text)
+    err.print(f"wrote {output}: run it with `drip run {shlex.quote(str(output))}`",
+              highlight=False, markup=False)
 
 
 def main() -> None:  # pragma: no cover - console script entry
