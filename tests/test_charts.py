@@ -58,6 +58,8 @@ MATRIX = (
     Case("platform-defaults", "dripml", ("default-values.yaml",), "dripml"),
     Case("platform-postgresql-s3", "dripml", ("external-values.yaml",), "dripml"),
     Case("platform-pod-identity", "dripml", ("pod-identity-values.yaml",), "mlops"),
+    Case("platform-ui", "dripml", ("ui-values.yaml",), "dripml"),
+    Case("platform-ui-cluster", "dripml", ("ui-cluster-values.yaml",), "automl"),
 )
 CASES = {case.id: case for case in MATRIX}
 RENDERS = [(case.id, version) for case in MATRIX for version in KUBE_VERSIONS]
@@ -245,6 +247,7 @@ def test_notes_render(helm: Path, chart_dirs: dict[str, Path], case_id: str) -> 
     assert f"--namespace {NAMESPACE}" in notes
     if case.chart == "dripml":
         assert f".{NAMESPACE}.svc.cluster.local:5000" in notes and "drip deploy" in notes
+        assert ("The dripml web page" in notes) == case.id.startswith("platform-ui")
     else:
         assert "/predict" in notes and "rollout status" in notes
 
@@ -457,10 +460,12 @@ def test_pipeline_rbac_is_least_privilege(rendered: dict[tuple[str, str], Path],
                                           case_id: str) -> None:
     docs = objects(rendered, case_id)
     assert not [d for d in docs if d["kind"] in ("ClusterRole", "ClusterRoleBinding")]
-    role = one(docs, "Role")
+    pipeline = [d for d in docs if d["metadata"]["labels"]["app.kubernetes.io/component"]
+                == "pipeline"]
+    role = one(pipeline, "Role")
     assert role["rules"] == [{"apiGroups": ["ray.io"], "resources": ["rayclusters", "rayjobs"],
                               "verbs": ["create", "get", "list", "watch", "delete"]}]
-    binding = one(docs, "RoleBinding")
+    binding = one(pipeline, "RoleBinding")
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
                                   "name": role["metadata"]["name"]}
     assert binding["subjects"][0]["namespace"] == NAMESPACE
@@ -468,6 +473,140 @@ def test_pipeline_rbac_is_least_privilege(rendered: dict[tuple[str, str], Path],
         if "pipeline" in account["metadata"]["name"]:
             assert binding["subjects"][0]["name"] == account["metadata"]["name"]
 
+
+# ------------------------------------------------------------------------------- the web UI
+
+
+def ui_objects(docs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any],
+                                                      dict[str, Any]]:
+    """The UI's objects (component "ui"), its Deployment and its one container."""
+    ui = [d for d in docs if d["metadata"]["labels"]["app.kubernetes.io/component"] == "ui"]
+    deployment = one(ui, "Deployment")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return ui, deployment, container
+
+
+def mounted(deployment: dict[str, Any], container: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """mountPath -> the volume mounted there, with the mount's readOnly flag."""
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    return {m["mountPath"]: {**volumes[m["name"]], "readOnly": m.get("readOnly", False)}
+            for m in container["volumeMounts"]}
+
+
+def test_ui_beside_the_trial_install(rendered: dict[tuple[str, str], Path]) -> None:
+    """Embedded runs in the UI pod, token from a Secret, SQLite and uploads on its own claim;
+    no Kubernetes API access at all. (Hardening: test_pods_are_hardened covers it.)"""
+    docs = objects(rendered, "platform-ui")
+    ui, deployment, container = ui_objects(docs)
+    pod = deployment["spec"]["template"]["spec"]
+    assert container["image"] == "ghcr.io/dripml/trainer:0.1.0"
+    assert container["command"] == ["drip", "ui"]
+    args = container["args"]
+    assert args[:8] == ["--host", "0.0.0.0", "--port", "8080", "--data-dir", "/data",
+                        "--tracking-uri", f"http://dripml-mlflow.{NAMESPACE}.svc.cluster.local:5000"]
+    assert args[args.index("--deploy-target") + 1] == "local"
+    assert args[args.index("--max-upload-mib") + 1] == "200"
+    assert args[args.index("--recipes") + 1] == "/recipes"
+    assert "--kfp-host" not in args and "--trusted-user-header" not in args
+    assert container["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "http"}
+    env = env_of(container)
+    assert env["DRIPML_UI_TOKEN"]["valueFrom"] == {
+        "secretKeyRef": {"name": "dripml-ui-token", "key": "token"}}
+    assert "DRIPML_UI_DATABASE_URL" not in env and "HELM_DRIVER" not in env
+    assert container["workingDir"] == "/data"
+    mounts = mounted(deployment, container)
+    claim = one(ui, "PersistentVolumeClaim")
+    assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert mounts["/data"]["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+    assert mounts["/dev/shm"]["emptyDir"]["medium"] == "Memory"
+    assert mounts["/recipes"]["configMap"]["name"] == "team-recipes"
+    assert mounts["/recipes"]["readOnly"] is True
+    assert not [v for v in pod["volumes"] if "projected" in v], "no API token without need"
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    account = one(ui, "ServiceAccount")
+    assert pod["serviceAccountName"] == account["metadata"]["name"]
+    assert account["automountServiceAccountToken"] is False
+    assert not [d for d in ui if d["kind"] in ("Role", "RoleBinding", "Ingress")]
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    service = one(ui, "Service")
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    mlflow_pod = [d for d in docs if d["kind"] == "Deployment" and d is not deployment]
+    assert not service["spec"]["selector"].items() <= \
+        mlflow_pod[0]["spec"]["template"]["metadata"]["labels"].items()
+    policy = one(ui, "NetworkPolicy")
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert policy["spec"]["ingress"] == [{"ports": [{"port": "http", "protocol": "TCP"}]}]
+
+
+def test_ui_on_a_cluster(rendered: dict[tuple[str, str], Path]) -> None:
+    """Kubeflow runs and endpoint deploys: PostgreSQL from a Secret, an authenticating
+    ingress's header, projected tokens, and namespaced RBAC that never touches Secrets."""
+    docs = objects(rendered, "platform-ui-cluster")
+    values = yaml.safe_load((CHARTS / "dripml" / "ci" / "ui-cluster-values.yaml").read_text())["ui"]
+    ui, deployment, container = ui_objects(docs)
+    assert container["image"] == f"{values['image']['repository']}@{values['image']['digest']}"
+    args = container["args"]
+    assert args[args.index("--tracking-uri") + 1] == \
+        f"http://automl-dripml-mlflow.{NAMESPACE}.svc.cluster.local:5000"
+    assert args[args.index("--deploy-target") + 1] == "kubernetes"
+    assert args[args.index("--kfp-host") + 1] == values["kfpHost"]
+    assert args[args.index("--trusted-user-header") + 1] == "X-Forwarded-User"
+    assert args[args.index("--max-upload-mib") + 1] == "500"
+    env = env_of(container)
+    assert env["DRIPML_UI_DATABASE_URL"]["valueFrom"] == {
+        "secretKeyRef": {"name": "dripml-ui-postgres", "key": "url"}}
+    assert "DRIPML_UI_TOKEN" not in env
+    assert env["HELM_DRIVER"]["value"] == "configmap"
+    assert deployment["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+    mounts = mounted(deployment, container)
+    assert "/dev/shm" not in mounts
+    kfp = mounts["/var/run/secrets/kubeflow/pipelines"]
+    assert kfp["readOnly"] and kfp["projected"]["sources"][0]["serviceAccountToken"][
+        "audience"] == "pipelines.kubeflow.org"
+    assert mounts["/var/run/secrets/kubernetes.io/serviceaccount"]["readOnly"]
+    account = one(ui, "ServiceAccount")["metadata"]["name"]
+    assert not [d for d in docs if d["kind"] in ("ClusterRole", "ClusterRoleBinding")]
+    deployer = one(ui, "Role")
+    granted = {(group, resource) for rule in deployer["rules"]
+               for group in rule["apiGroups"] for resource in rule["resources"]}
+    assert ("apps", "deployments") in granted and ("", "configmaps") in granted
+    assert not {resource for _, resource in granted} & {"secrets", "*", "roles", "rolebindings"}
+    assert not [rule for rule in deployer["rules"] if "*" in rule["verbs"]]
+    bindings = {b["roleRef"]["name"]: b for b in docs if b["kind"] == "RoleBinding"
+                and b["subjects"][0]["name"] == account}
+    assert set(bindings) == {deployer["metadata"]["name"], "automl-dripml-pipeline"}
+    for binding in bindings.values():
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account,
+                                        "namespace": NAMESPACE}]
+    ingress = one(docs, "Ingress")  # MLflow's stays off; the UI has its own
+    assert ingress["metadata"]["labels"]["app.kubernetes.io/component"] == "ui"
+    rule = ingress["spec"]["rules"][0]
+    assert rule["host"] == values["ingress"]["host"]
+    assert rule["http"]["paths"][0]["backend"]["service"] == {
+        "name": one(ui, "Service")["metadata"]["name"], "port": {"name": "http"}}
+    assert ingress["spec"]["tls"] == [{"hosts": [values["ingress"]["host"]],
+                                       "secretName": "automl-example-com-tls"}]
+    assert one(ui, "NetworkPolicy")["spec"]["ingress"][0]["from"] == \
+        values["networkPolicy"]["from"]
+
+
+def test_ui_refuses_to_render_without_auth(helm: Path, chart_dirs: dict[str, Path]) -> None:
+    """Beyond loopback `drip ui` needs a token or a trusted header: the chart fails early."""
+    case = CASES["platform-defaults"]
+    result = template(helm, chart_dirs, case, KUBE_VERSIONS[0], "--set", "ui.enabled=true")
+    assert result.returncode != 0
+    assert "ui.auth.existingSecret" in result.stderr
+    assert "ui.auth.trustedUserHeader" in result.stderr
+    for setting in ("ui.auth.existingSecret=ui-token",
+                    "ui.auth.trustedUserHeader=X-Forwarded-User"):
+        result = template(helm, chart_dirs, case, KUBE_VERSIONS[0], "--set", "ui.enabled=true",
+                          "--set", setting)
+        assert result.returncode == 0, result.stderr
+        assert "name: dripml-ui\n" in result.stdout
 
 def test_rbac_names_the_kuberay_resources() -> None:
     """The Role's group and resources are the ones the KubeRay CRDs define."""
@@ -532,6 +671,14 @@ REJECTED = [
     ("dripml", ["--set", "imagePullSecret.create=true"], "/imagePullSecret/dockerConfigJson"),
     ("dripml", ["--set", "mlflow.securityContext.runAsUser=0"],
      "/mlflow/securityContext/runAsUser"),
+    ("dripml", ["--set", "ui.deployTarget=cloud"], "/ui/deployTarget"),
+    ("dripml", ["--set", "ui.deployTarget=kubernetes"], "/ui/kfpHost"),
+    ("dripml", ["--set", "ui.auth.token=s3cret"], "token"),
+    ("dripml", ["--set", "ui.auth.trustedUserHeader=X-User: admin"],
+     "/ui/auth/trustedUserHeader"),
+    ("dripml", ["--set", "ui.securityContext.runAsUser=0"], "/ui/securityContext/runAsUser"),
+    ("dripml", ["--set", "ui.image.tag=latest"], "/ui/image/tag"),
+    ("dripml", ["--set", "ui.maxUploadMiB=0"], "/ui/maxUploadMiB"),
 ]
 
 

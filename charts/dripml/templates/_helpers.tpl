@@ -98,3 +98,38 @@ name of the Service with any port, localhost for port-forwarding, the Ingress ho
 - name: {{ . }}
 {{- end }}
 {{- end }}
+
+{{- define "dripml.ui.fullname" -}}
+{{- printf "%s-ui" (include "dripml.fullname" .) }}
+{{- end }}
+
+{{/* The UI image: the trainer image the pipeline steps use; repository@digest when set. */}}
+{{- define "dripml.ui.image" -}}
+{{- with .Values.ui.image }}
+{{- if .digest }}
+{{- printf "%s@%s" .repository .digest }}
+{{- else }}
+{{- printf "%s:%s" .repository .tag }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Whether the UI reads a Secret into its environment (token, database URL). */}}
+{{- define "dripml.ui.usesSecretEnv" -}}
+{{- if or .Values.ui.auth.existingSecret .Values.ui.database.existingSecret }}true{{ end }}
+{{- end }}
+
+{{/* Whether the UI talks to the Kubernetes API and Kubeflow Pipelines (mounts tokens). */}}
+{{- define "dripml.ui.onCluster" -}}
+{{- if eq .Values.ui.deployTarget "kubernetes" }}true{{ end }}
+{{- end }}
+
+{{/*
+Beyond loopback the UI refuses to start without a token or a trusted user header: fail at
+render time instead of in a crash-looping pod.
+*/}}
+{{- define "dripml.ui.checkAuth" -}}
+{{- if and .Values.ui.enabled (not (or .Values.ui.auth.existingSecret .Values.ui.auth.trustedUserHeader)) }}
+{{- fail "ui.enabled=true needs authentication: set ui.auth.existingSecret (a Secret whose key ui.auth.tokenKey holds the token) or ui.auth.trustedUserHeader (the header an authenticating ingress sets, e.g. X-Forwarded-User); the UI listens beyond loopback and requires one" }}
+{{- end }}
+{{- end }}
