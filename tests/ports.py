@@ -3,18 +3,18 @@ they are on loopback (for tests/test_loopback.py and test_pipeline.py)."""
 
 from __future__ import annotations
 
-import ipaddress
 import os
 
 import psutil
+
+from dripml.core import network
 
 Listener = tuple[int, str, str, int]  # pid, process name, address, port
 
 
 def is_loopback(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%")[0])
-    mapped = getattr(ip, "ipv4_mapped", None)  # ::ffff:127.0.0.1 on a dual-stack socket
-    return (mapped or ip).is_loopback
+    """A listening socket's address (``::ffff:127.0.0.1`` on a dual-stack socket counts)."""
+    return network.is_loopback(address)
 
 
 def _name(process: psutil.Process) -> str:

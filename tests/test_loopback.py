@@ -46,6 +46,21 @@ def test_loopback_addresses_are_told_apart() -> None:
         assert not loopback.is_loopback_address(address), address
 
 
+def test_one_predicate_decides_loopback_for_hosts_and_addresses() -> None:
+    """core.network.is_loopback is what the endpoint's warning, the web page's token rule and
+    the Ray address check share."""
+    from dripml.core.network import is_loopback as host_is_loopback
+    from dripml.productionize import guard
+    from dripml.ui import settings as ui_settings
+
+    assert guard.is_loopback is host_is_loopback is ui_settings.is_loopback
+    for host in ("127.0.0.1", "127.0.0.2", "localhost", "LOCALHOST", "::1", "[::1]",
+                 "::ffff:127.0.0.1", "::1%lo"):
+        assert host_is_loopback(host), host
+    for host in ("0.0.0.0", "::", "10.0.0.5", "example.com", "", "[::]"):
+        assert not host_is_loopback(host), host
+
+
 def test_joining_a_cluster_beyond_loopback_says_so_in_one_line(
         caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger=loopback.__name__):

@@ -26,10 +26,9 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
-log = logging.getLogger(__name__)
+from dripml.core.network import is_loopback
 
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
-"""Host names that mean this machine only."""
+log = logging.getLogger(__name__)
 
 RAY_START_ENV: dict[str, str] = {
     "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # the node address stays 127.0.0.1
@@ -87,7 +86,7 @@ def is_loopback_address(address: str) -> bool:
         host = urlsplit(text).hostname
     except ValueError:
         return False
-    return host is not None and host.lower() in LOOPBACK_HOSTS
+    return host is not None and is_loopback(host)
 
 
 def note_joined(address: str) -> None:

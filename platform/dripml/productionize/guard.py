@@ -30,12 +30,13 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import ipaddress
 import json
 from collections.abc import Awaitable, Callable, Collection, MutableMapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from dripml.core.network import is_loopback
 
 __all__ = [
     "BODY_IDLE_TIMEOUT_S",
@@ -254,17 +255,6 @@ class RequestGuard:
 
 
 # --------------------------------------------------------------------------- binding
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` (an interface to bind) is reachable from this machine only:
-    ``localhost`` or a loopback address (``127.0.0.0/8``, ``::1``)."""
-    if host.strip().lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
-    except ValueError:
-        return False  # a host name: it may resolve to any interface
 
 
 def exposure_warning(host: str, port: int, *, token_required: bool) -> str | None:

@@ -4,7 +4,6 @@ environment."""
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from dripml.core.network import is_loopback
 from dripml.errors import SettingsError
 
 TOKEN_VARIABLE = "DRIPML_UI_TOKEN"
@@ -99,17 +99,6 @@ class UiSettings(BaseModel):
             return SERVICE_ACCOUNT_NAMESPACE.read_text().strip() or DEFAULT_NAMESPACE
         except OSError:
             return DEFAULT_NAMESPACE
-
-
-def is_loopback(host: str) -> bool:
-    """127.0.0.0/8, ::1 and ``localhost``; not ``0.0.0.0`` (every interface)."""
-    name = host.strip().strip("[]")
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 def load(*, host: str = "127.0.0.1", port: int = 8080,
