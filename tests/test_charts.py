@@ -508,6 +508,7 @@ def test_ui_beside_the_trial_install(rendered: dict[tuple[str, str], Path]) -> N
     assert args[args.index("--max-upload-mib") + 1] == "200"
     assert args[args.index("--recipes") + 1] == "/recipes"
     assert "--kfp-host" not in args and "--trusted-user-header" not in args
+    assert "--upload-uri" not in args and not any(n.startswith("AWS_") for n in env_of(container))
     assert container["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         assert container[probe]["httpGet"] == {"path": "/healthz", "port": "http"}
@@ -554,12 +555,17 @@ def test_ui_on_a_cluster(rendered: dict[tuple[str, str], Path]) -> None:
         f"http://automl-dripml-mlflow.{NAMESPACE}.svc.cluster.local:5000"
     assert args[args.index("--deploy-target") + 1] == "kubernetes"
     assert args[args.index("--kfp-host") + 1] == values["kfpHost"]
+    assert args[args.index("--upload-uri") + 1] == values["uploadUri"]
     assert args[args.index("--trusted-user-header") + 1] == "X-Forwarded-User"
     assert args[args.index("--max-upload-mib") + 1] == "500"
     env = env_of(container)
     assert env["DRIPML_UI_DATABASE_URL"]["valueFrom"] == {
         "secretKeyRef": {"name": "dripml-ui-postgres", "key": "url"}}
     assert "DRIPML_UI_TOKEN" not in env
+    assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"] == {
+        "secretKeyRef": {"name": "dripml-ui-s3", "key": "AWS_SECRET_ACCESS_KEY"}}
+    assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]["name"] == "dripml-ui-s3"
+    assert env["AWS_ENDPOINT_URL"]["value"] == values["s3"]["endpoint"]
     assert env["HELM_DRIVER"]["value"] == "configmap"
     assert deployment["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
     mounts = mounted(deployment, container)
@@ -673,6 +679,10 @@ REJECTED = [
      "/mlflow/securityContext/runAsUser"),
     ("dripml", ["--set", "ui.deployTarget=cloud"], "/ui/deployTarget"),
     ("dripml", ["--set", "ui.deployTarget=kubernetes"], "/ui/kfpHost"),
+    ("dripml", ["--set", "ui.deployTarget=kubernetes", "--set", "ui.kfpHost=http://kfp:80"],
+     "/ui/uploadUri"),
+    ("dripml", ["--set", "ui.uploadUri=/data/uploads"], "/ui/uploadUri"),
+    ("dripml", ["--set", "ui.s3.accessKeyId=AKIAEXAMPLE"], "accessKeyId"),
     ("dripml", ["--set", "ui.auth.token=s3cret"], "token"),
     ("dripml", ["--set", "ui.auth.trustedUserHeader=X-User: admin"],
      "/ui/auth/trustedUserHeader"),

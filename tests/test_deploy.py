@@ -281,6 +281,29 @@ def test_dry_run_prints_the_script_and_touches_nothing(workdir: Path,
     assert list(workdir.iterdir()) == [] and not (bin_dir / "argv").exists()
 
 
+def test_no_create_namespace_for_a_namespaced_role(workdir: Path) -> None:
+    """``--no-create-namespace`` (and the page's Deploy, whose Role is namespaced) leaves
+    helm's ``--create-namespace`` out; the default keeps it."""
+    from dripml.ui.deployments import Deployments
+    from dripml.ui.settings import UiSettings
+
+    result = CliRunner().invoke(app, [
+        "deploy", "adult@champion", "--target", "kubernetes", "--image", IMAGE,
+        "--namespace", "team-a", "--no-create-namespace", "--tracking-uri", IN_CLUSTER,
+        "--dry-run"])
+    assert result.exit_code == 0, result.output
+    command = shlex.split(result.output.splitlines()[-1])
+    assert command[:7] == ["helm", "upgrade", "--install", "adult", str(CHART), "--namespace",
+                           "team-a"] and "--create-namespace" not in command
+    assert make_plan(create_namespace=False).command == tuple(
+        a for a in make_plan().command if a != "--create-namespace")
+    page = Deployments(UiSettings(data_dir=workdir / "ui", deploy_target="kubernetes",
+                                  tracking_uri=IN_CLUSTER, namespace="team-a"))
+    planned = page.plan("adult", 3, image=IMAGE)
+    assert "--namespace team-a" in planned.script and "--create-namespace" not in planned.script
+    assert list(workdir.iterdir()) == [], "planning writes nothing"
+
+
 def test_dry_run_script_does_what_apply_does(workdir: Path, monkeypatch: pytest.MonkeyPatch,
                                              tmp_path_factory: pytest.TempPathFactory) -> None:
     """Running the printed script (against the helm stand-in) writes the same values file and

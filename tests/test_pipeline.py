@@ -8,9 +8,7 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +18,14 @@ import yaml
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
+import kfp_emulator
 import ports
 from dripml import kfp as pipeline
 from dripml.errors import ClusterError, SpecError
 from dripml.orchestration import backends, local_ray
 from dripml.orchestration.backend import ClusterBackend, JobClient
 from dripml.orchestration.kuberay import objects
+from kfp_emulator import FakeKfpApi
 
 BIN = Path(sys.executable).parent
 BASE = {"name": "adult", "task": "binary",
@@ -239,53 +239,10 @@ def test_the_steps_go_through_the_backend_interface(monkeypatch: pytest.MonkeyPa
 # ---------------------------------------------------------------- submit, to a KFP API
 
 
-class FakeKfpApi(BaseHTTPRequestHandler):
-    """The v2beta1 endpoints kfp.Client uses to start a run; it parses the pipeline spec
-    strictly, as the server does, and answers 400 when that fails."""
-
-    received: list[tuple[str, str, dict[str, Any]]] = []
-
-    def _reply(self, code: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        self.received.append(("GET", self.path, {}))
-        self._reply(200, {})
-
-    def do_POST(self) -> None:  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
-        self.received.append(("POST", self.path, body))
-        if self.path == "/apis/v2beta1/experiments":
-            self._reply(200, {"experiment_id": "exp-1", **body})
-        elif self.path == "/apis/v2beta1/runs":
-            try:
-                json_format.ParseDict(body["pipeline_spec"]["pipeline_spec"],
-                                      pipeline_spec_pb2.PipelineSpec())
-            except (json_format.ParseError, KeyError) as exc:
-                self._reply(400, {"error": str(exc)})
-                return
-            self._reply(200, {"run_id": "run-42", **body})
-        else:
-            self._reply(404, {"error": "not found"})
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
 def kfp_api() -> Iterator[str]:
-    FakeKfpApi.received = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeKfpApi)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    server.server_close()
+    with kfp_emulator.kfp_api() as url:
+        yield url
 
 
 def test_submit_creates_a_run_through_kfp_client(kfp_api: str, tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ import yaml
 
 from dripml.errors import RunNotFound
 from dripml.orchestration.run_queue import RunQueue, child_command
-from dripml.orchestration.run_store import RunStore, RunView
+from dripml.orchestration.run_store import SCHEMA_VERSION, RunStore, RunView
 
 
 @pytest.fixture
@@ -66,7 +66,7 @@ def test_a_run_reads_back_equal_from_a_reopened_sqlite_file(store: RunStore,
         assert [v.id for v in again.oldest("queued", 5)] == [second.id]
         with sqlite3.connect(tmp_path / "ui.db") as db:
             assert db.execute("pragma journal_mode").fetchone() == ("wal",)
-            assert db.execute("select version from ui_schema").fetchall() == [(1,)]
+            assert db.execute("select version from ui_schema").fetchall() == [(SCHEMA_VERSION,)]
     finally:
         again.close()
 

@@ -4,6 +4,7 @@ the runs list, and 404s. The browser drives them end to end in test_ui_browser.p
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from html.parser import HTMLParser
@@ -222,6 +223,35 @@ def test_running_and_failed_runs_offer_cancel_and_resume(client: TestClient) -> 
     runs = Elements(client.get("/runs").text)
     assert {f"run-{running.id}", f"run-{failed.id}", f"cancel-{running.id}",
             f"resume-{failed.id}"} <= set(runs.by_id)
+
+
+def test_while_trials_run_the_step_is_the_search(client: TestClient) -> None:
+    """The queue's event tailing: after ``loaded data`` the ``search`` event makes the step
+    the search, and the trial events keep it (the page no longer says "loaded data")."""
+    from dripml.orchestration.run_queue import _Child
+
+    services = client.app.state.services  # type: ignore[attr-defined]
+    run = services.store.create(recipe="all-types", recipe_version="2.1", pipeline="only",
+                                knobs={}, upload_id="d" * 32)
+    services.store.update(run.id, status="running")
+    events = [{"event": "step", "name": "loaded data (/srv/x/u.csv)", "state": "started"},
+              {"event": "step", "name": "loaded data (/srv/x/u.csv)", "state": "finished"},
+              {"event": "search", "total": 20}]
+    trials = [{"event": "trial", "done": n, "total": 20, "trial": n - 1, "state": "COMPLETE",
+               "algorithm": "lightgbm", "value": 0.8, "best_value": 0.8, "best_trial": 0,
+               "objective": "validation_roc_auc"} for n in (1, 2, 3)]
+    folder = services.queue.run_dir(run.id)
+    folder.mkdir(parents=True)
+    child = _Child(run.id, process=None)  # type: ignore[arg-type] # only the file is tailed
+    with open(folder / "events.jsonl", "w") as out:
+        for batch in (events, trials):  # two reads: the trials' lines come after the search's
+            out.write("".join(json.dumps(e) + "\n" for e in batch))
+            out.flush()
+            services.queue._tail(child)
+    view = services.store.get(run.id)
+    assert (view.step, view.done, view.total) == ("search", 3, 20)
+    html = client.get(f"/runs/{run.id}").text
+    assert ">search<" in html and ">loaded data<" not in html
 
 
 def test_a_malformed_recipe_file_is_a_page_naming_it_not_a_traceback(tmp_path: Path) -> None:

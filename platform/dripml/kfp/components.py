@@ -42,15 +42,17 @@ def wait_for_cluster(spec_yaml: str, backend: str, cluster: str) -> str:
 
 
 def run_search(spec_yaml: str, backend: str, cluster: str, address: str, tracking_uri: str,
-               run_id: str) -> str:
-    """Run Discover and Refine as a Ray job on the cluster; return the MLflow run id."""
+               run_id: str, tags: dict) -> str:
+    """Run Discover and Refine as a Ray job on the cluster, its search run carrying ``tags``
+    beside the pipeline run's; return the MLflow run id."""
     import os
 
     # Ray reads RAY_AUTH_MODE once, when it is imported (dripml.api imports it): set first.
     os.environ.setdefault("RAY_AUTH_MODE", "token")
     from dripml import api
 
-    return api.search_on_cluster(spec_yaml, backend, cluster, address, tracking_uri, run_id)
+    return api.search_on_cluster(spec_yaml, backend, cluster, address, tracking_uri, run_id,
+                                 tags)
 
 
 def register_model(spec_yaml: str, tracking_uri: str, search_run_id: str, run_id: str) -> str:

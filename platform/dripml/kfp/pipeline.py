@@ -53,7 +53,8 @@ __all__ = ["DEFAULT_SERVICE_ACCOUNT", "DEFAULT_TRACKING_URI", "PIPELINE_NAME", "
 
 def define(spec_yaml: str, manifest: dict[str, Any], *, image: str, namespace: str,
            auth_token_secret: str | None, image_pull_secrets: list[str] | None = None,
-           job_timeout_s: int, ready_timeout_s: int, tracking_uri: str) -> Any:
+           job_timeout_s: int, ready_timeout_s: int, tracking_uri: str,
+           tags: Mapping[str, str] | None = None) -> Any:
     """The pipeline function for one spec (pass it to ``kfp.compiler.Compiler().compile``
     or call it under ``kfp.local``).
 
@@ -69,6 +70,8 @@ def define(spec_yaml: str, manifest: dict[str, Any], *, image: str, namespace: s
         job_timeout_s, ready_timeout_s: bounds of the search and of the cluster start,
             seconds; the steps' pods get them (plus a margin) as ``activeDeadlineSeconds``.
         tracking_uri: default of the pipeline parameter ``tracking_uri``.
+        tags: MLflow tags the search run gets (compiled in; e.g. the UI's
+            ``dripml.ui_run`` and the recipe's), beside ``dripml.pipeline_run_id``.
 
     Returns:
         The ``@dsl.pipeline`` function, with parameters ``tracking_uri`` and ``backend``
@@ -112,7 +115,8 @@ def define(spec_yaml: str, manifest: dict[str, Any], *, image: str, namespace: s
             harden(ready, ready_timeout_s + 300)
             search = step["run_search"](spec_yaml=checked.output, backend=backend,
                                         cluster=created.output, address=ready.output,
-                                        tracking_uri=tracking_uri, run_id=run_id)
+                                        tracking_uri=tracking_uri, run_id=run_id,
+                                        tags=dict(tags or {}))
             search.set_display_name("search (Ray job)")
             harden(search, job_timeout_s + 600)
             if auth_token_secret:
@@ -149,7 +153,8 @@ class CompiledPipeline:
 
 def build(spec_source: SpecSource, *, backend: str = "kuberay", image: str | None = None,
           tracking_uri: str | None = None,
-          image_pull_secrets: list[str] | None = None) -> CompiledPipeline:
+          image_pull_secrets: list[str] | None = None,
+          tags: Mapping[str, str] | None = None) -> CompiledPipeline:
     """Validate the spec for ``backend`` and build its pipeline.
 
     Args:
@@ -161,6 +166,7 @@ def build(spec_source: SpecSource, *, backend: str = "kuberay", image: str | Non
         tracking_uri: MLflow as the steps reach it (default :data:`DEFAULT_TRACKING_URI`,
             the ``charts/dripml`` server).
         image_pull_secrets: Secrets the steps' pods pull ``image`` with.
+        tags: MLflow tags of the search run (``KEY`` -> ``VALUE``), compiled in.
 
     Raises:
         SpecError: malformed spec, unknown backend, or (``kuberay``) data the cluster
@@ -173,7 +179,7 @@ def build(spec_source: SpecSource, *, backend: str = "kuberay", image: str | Non
         auth_token_secret=spec.cluster.auth_token_secret, image_pull_secrets=image_pull_secrets,
         job_timeout_s=int(spec.cluster.job_timeout_s),
         ready_timeout_s=int(spec.cluster.ready_timeout_s),
-        tracking_uri=tracking_uri or DEFAULT_TRACKING_URI)
+        tracking_uri=tracking_uri or DEFAULT_TRACKING_URI, tags=tags)
     return CompiledPipeline(function, spec, planned.manifest)
 
 
@@ -217,7 +223,8 @@ class SubmittedRun:
 def submit(spec_source: SpecSource, *, host: str, experiment: str | None = None,
            run_name: str | None = None, namespace: str | None = None,
            service_account: str = DEFAULT_SERVICE_ACCOUNT, image: str | None = None,
-           tracking_uri: str | None = None) -> SubmittedRun:
+           tracking_uri: str | None = None,
+           tags: Mapping[str, str] | None = None) -> SubmittedRun:
     """Compile the spec's pipeline and create a run of it on the KFP server at ``host`` with
     ``kfp.Client`` (credentials as kfp.Client finds them: ``KF_PIPELINES_SA_TOKEN_PATH``,
     a kubeconfig, or none).
@@ -229,6 +236,8 @@ def submit(spec_source: SpecSource, *, host: str, experiment: str | None = None,
         namespace: the Kubeflow profile namespace (multi-user installs).
         service_account: what the steps run as (RayCluster RBAC).
         image, tracking_uri: as :func:`build`.
+        tags: MLflow tags the run's search run carries (``drip pipeline submit --tag``), as
+            ``drip run --tag`` gives them.
 
     Raises:
         SpecError: as :func:`build`.
@@ -237,7 +246,7 @@ def submit(spec_source: SpecSource, *, host: str, experiment: str | None = None,
     import kfp
     from kfp import compiler
 
-    built = build(spec_source, image=image, tracking_uri=tracking_uri)
+    built = build(spec_source, image=image, tracking_uri=tracking_uri, tags=tags)
     experiment = experiment or built.spec.name
     with tempfile.TemporaryDirectory() as folder:
         package = Path(folder) / "pipeline.yaml"

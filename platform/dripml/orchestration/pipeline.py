@@ -117,7 +117,8 @@ def wait_cluster_step(spec_yaml: str, backend: str, cluster: str) -> str:
 
 
 def search_step(spec_yaml: str, backend: str, cluster: str, address: str, tracking_uri: str,
-                run_id: str, on_log: Callable[[str], None] | None = None) -> str:
+                run_id: str, on_log: Callable[[str], None] | None = None,
+                tags: Mapping[str, str] | None = None) -> str:
     """Run the search as a Ray job on the cluster at ``address``; return the MLflow run id.
 
     The job runs ``drip run`` with ``--no-alias``: versions are registered, the alias moves
@@ -127,6 +128,7 @@ def search_step(spec_yaml: str, backend: str, cluster: str, address: str, tracki
 
     Args:
         on_log: called with each new chunk of the job's output; default: print it.
+        tags: more MLflow tags of the search run (the pipeline's ``run_id`` tag wins).
 
     Raises:
         ClusterError: the cluster is gone, or the job failed, was stopped or timed out (its
@@ -139,7 +141,9 @@ def search_step(spec_yaml: str, backend: str, cluster: str, address: str, tracki
     from dripml.orchestration import ray_jobs
     from dripml.productionize import tracking
 
-    ray_jobs.submit_search(address, spec, tracking_uri=tracking_uri, tags={RUN_TAG: run_id},
+    ray_jobs.submit_search(address, spec, tracking_uri=tracking_uri,
+                       tags={**{str(k): str(v) for k, v in (tags or {}).items()},
+                             RUN_TAG: run_id},
                        python=client.python, set_alias=False,
                        timeout_s=spec.cluster.job_timeout_s, on_log=on_log or _print_log)
     tracking.configure(tracking_uri)

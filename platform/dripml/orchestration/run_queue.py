@@ -21,6 +21,10 @@ starts again, :meth:`RunQueue.start` finds the rows still ``running`` whose proc
 and queues them again with ``--resume`` (``attempts`` + 1): the run continues where it
 stopped, its finished trials kept. One queue per store: two UIs sharing one database would
 each take the other's runs for orphans.
+
+On a cluster (``submitter``: a :class:`~dripml.orchestration.kfp_runs.KfpRuns`), the worker
+hands every run to it instead: uploads are staged where the pipeline's pods read them, and
+each run is a Kubeflow pipeline run submitted with ``drip pipeline submit``.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ import yaml
 from dripml.orchestration.run_store import RunStore, RunView, now
 
 if TYPE_CHECKING:
+    from dripml.orchestration.kfp_runs import KfpRuns
     from dripml.recipes import Recipe
 
 __all__ = ["CANCEL_GRACE_S", "POLL_S", "RunQueue", "child_command"]
@@ -137,11 +142,13 @@ class RunQueue:
             embedded MLflow store is the same as ``drip run``'s).
         cancel_grace_s: after a cancel's SIGINT, seconds until SIGTERM, and again until
             SIGKILL.
+        submitter: cluster mode: runs go to it (Kubeflow pipeline runs), not to children.
     """
 
     def __init__(self, store: RunStore, work_dir: Path, *, tracking_uri: str | None = None,
                  concurrency: int = 1, python: str = sys.executable, cwd: Path | None = None,
-                 cancel_grace_s: float = CANCEL_GRACE_S, poll_s: float = POLL_S) -> None:
+                 cancel_grace_s: float = CANCEL_GRACE_S, poll_s: float = POLL_S,
+                 submitter: KfpRuns | None = None) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
         self.store = store
@@ -152,6 +159,7 @@ class RunQueue:
         self.cwd = Path(cwd or Path.cwd()).absolute()
         self.cancel_grace_s = cancel_grace_s
         self.poll_s = poll_s
+        self.submitter = submitter
         self._children: dict[str, _Child] = {}
         self._orphans: dict[str, psutil.Process] = {}
         self._stopping = threading.Event()
@@ -171,8 +179,10 @@ class RunQueue:
         stems. Writes the run's spec with :meth:`Recipe.build_spec` (raises its
         ``SpecError`` naming the field) and returns the run, status ``queued``."""
         name = pipeline or next(iter(recipe.pipelines))
-        spec = recipe.build_spec(knobs, train=str(upload),
-                                 test=None if test_upload is None else str(test_upload),
+        # Cluster mode: the data where the pipeline's pods read it (DataError if not).
+        stage = self.submitter.stage if self.submitter is not None else str
+        spec = recipe.build_spec(knobs, train=stage(upload),
+                                 test=None if test_upload is None else stage(test_upload),
                                  pipeline=name)
         return self.submit_spec(spec, recipe=recipe.name, recipe_version=recipe.version,
                                 pipeline=name, knobs=dict(knobs), upload_id=upload.stem,
@@ -238,7 +248,11 @@ class RunQueue:
         cancel was asked; one whose process still exits is waited for first."""
         if self._thread is not None:
             return
+        if self.submitter is not None:
+            self.submitter.recover()
         for view in self.store.list(limit=10_000, status="running"):
+            if self.submitter is not None:
+                break  # cluster mode: the submitter follows its runs
             process = _alive(view.pid, view.pid_started)
             if process is None:
                 self._recover(view)
@@ -271,6 +285,9 @@ class RunQueue:
         self._stop_children()
 
     def _tick(self) -> None:
+        if self.submitter is not None:
+            self.submitter.tick()
+            return
         for run_id, process in list(self._orphans.items()):
             if not _running(process):
                 del self._orphans[run_id]
@@ -424,8 +441,8 @@ def _progress(event: Mapping[str, Any]) -> dict[str, Any]:
         return {"mlflow_run_id": event.get("run_id"), "run_url": event.get("url")}
     if kind == "step" and event.get("state") == "started":
         return {"step": event.get("name")}
-    if kind == "search":
-        return {"total": event.get("total")}
+    if kind == "search":  # the trials' step: the trial events leave it so
+        return {"step": "search", "total": event.get("total")}
     if kind == "trial":
         return {"done": int(event.get("done") or 0), "total": event.get("total"),
                 "best_value": event.get("best_value"), "objective": event.get("objective")}

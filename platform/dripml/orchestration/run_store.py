@@ -10,8 +10,9 @@ Embedded, the store is a SQLite file beside the UI's data (``sqlite:///<ui dir>/
 write-ahead log, one engine per store shared by the queue's worker thread and the web
 server's threads); on a cluster it is the chart's PostgreSQL
 (``postgresql+psycopg2://user:password@host/db``). The schema is created on open
-(``create_all``) and its version kept in table ``ui_schema``; no Alembic yet: the first
-change to a column brings a migration step here (or Alembic) keyed on that version.
+(``create_all``) and its version kept in table ``ui_schema``; no Alembic yet: ``create_all``
+adds missing tables, never columns, so each later column is added by a step of
+:func:`_migrate` keyed on that version (version 2: ``kfp_run_id``).
 """
 
 from __future__ import annotations
@@ -32,8 +33,11 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     create_engine,
+    delete,
     event,
+    inspect,
     select,
+    text,
 )
 from sqlalchemy.engine import Dialect, Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
@@ -42,7 +46,7 @@ from dripml.errors import RunNotFound, StoreError
 
 __all__ = ["SCHEMA_VERSION", "STATUSES", "Base", "RunRecord", "RunStore", "RunView", "Status"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """The ``ui_runs`` layout this code reads and writes (kept in table ``ui_schema``)."""
 
 Status = Literal["queued", "running", "finished", "failed", "cancelled"]
@@ -120,6 +124,14 @@ class RunRecord(Base):
     pid_started: Mapped[float | None] = mapped_column(Float)
     resume: Mapped[bool] = mapped_column(default=False)
     cancel_requested: Mapped[bool] = mapped_column(default=False)
+    # Cluster mode: the Kubeflow Pipelines run that executes it (schema version 2).
+    kfp_run_id: Mapped[str | None] = mapped_column(String(64))
+
+
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    2: ("ALTER TABLE ui_runs ADD COLUMN kfp_run_id VARCHAR(64)",),
+}
+"""Schema version -> the statements that bring the previous version to it."""
 
 
 @dataclass(frozen=True)
@@ -142,6 +154,7 @@ class RunView:
         endpoint_url: set by the UI after a deploy.
         attempts: 1 + the number of resumes.
         pid, pid_started, resume, cancel_requested: the queue's bookkeeping.
+        kfp_run_id: cluster mode: the Kubeflow Pipelines run executing it.
     """
 
     id: str
@@ -174,6 +187,7 @@ class RunView:
     pid_started: float | None = None
     resume: bool = False
     cancel_requested: bool = False
+    kfp_run_id: str | None = None
 
     @property
     def terminal(self) -> bool:
@@ -218,7 +232,7 @@ class RunStore:
         # (the queue's worker and the web server's threads share the store).
         self._write = threading.Lock()
         Base.metadata.create_all(self.engine)
-        with self._sessions.begin() as session:
+        with self._write, self._sessions.begin() as session:
             found = session.scalars(select(SchemaVersion.version)).all()
             if not found:
                 session.add(SchemaVersion(version=SCHEMA_VERSION))
@@ -227,6 +241,8 @@ class RunStore:
                     f"the UI's run store {self.engine.url!r} has schema version {max(found)}, "
                     f"newer than this dripml's {SCHEMA_VERSION}: upgrade dripml, or point "
                     f"the UI at another data folder")
+            elif max(found) < SCHEMA_VERSION:
+                _migrate(session, max(found))
 
     def close(self) -> None:
         """Close the store's connections (the store is unusable afterwards)."""
@@ -304,6 +320,20 @@ class RunStore:
                               f"({self.engine.url.render_as_string(hide_password=True)}); "
                               f"the runs page lists the ids")
         return row
+
+
+def _migrate(session: Session, version: int) -> None:
+    """Bring a store at schema ``version`` to :data:`SCHEMA_VERSION` (in the caller's
+    transaction): the columns each later version added, when missing (``create_all`` made
+    the tables of a new store with every column already)."""
+    columns = {c["name"] for c in inspect(session.connection()).get_columns("ui_runs")}
+    for step in range(version + 1, SCHEMA_VERSION + 1):
+        for statement in _MIGRATIONS.get(step, ()):
+            column = statement.split("ADD COLUMN ", 1)[1].split()[0]
+            if column not in columns:
+                session.execute(text(statement))
+    session.execute(delete(SchemaVersion))
+    session.add(SchemaVersion(version=SCHEMA_VERSION))
 
 
 def _engine(url: str) -> Engine:

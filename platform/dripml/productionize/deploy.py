@@ -105,11 +105,13 @@ class DeployPlan:
     """Everything one deployment does, decided before anything is touched.
 
     Attributes:
-        release, namespace: the Helm release and the namespace it goes to (created if missing).
+        release, namespace: the Helm release and the namespace it goes to.
         chart: the ``dripml-endpoint`` chart folder.
         values: the chart values (image, model URI, tracking URI, GPU).
         values_file: where :func:`apply` writes ``values``, relative to the working directory.
         sets: extra ``KEY=VALUE`` chart values, passed to helm as ``--set`` after the file.
+        create_namespace: helm creates ``namespace`` if missing (``--create-namespace``);
+            False where the caller may not create namespaces (a namespaced Role).
     """
 
     release: str
@@ -118,12 +120,14 @@ class DeployPlan:
     values: dict[str, Any]
     values_file: Path
     sets: tuple[str, ...] = ()
+    create_namespace: bool = True
 
     @property
     def command(self) -> tuple[str, ...]:
         """The exact helm command :func:`apply` runs."""
         argv = ["helm", "upgrade", "--install", self.release, _shown(self.chart),
-                "--namespace", self.namespace, "--create-namespace",
+                "--namespace", self.namespace,
+                *(["--create-namespace"] if self.create_namespace else []),
                 "-f", str(self.values_file)]
         for assignment in self.sets:
             argv += ["--set", assignment]
@@ -143,7 +147,8 @@ class DeployPlan:
 def plan(model: str, *, target: str, image: str | None = None, gpu: bool = False,
          gpu_count: int = 1, namespace: str = DEFAULT_NAMESPACE, release: str | None = None,
          tracking_uri: str | None = None, cluster_tracking_uri: str | None = None,
-         sets: Sequence[str] = (), repo_root: Path | None = None) -> DeployPlan:
+         sets: Sequence[str] = (), repo_root: Path | None = None,
+         create_namespace: bool = True) -> DeployPlan:
     """Plan the deployment of ``model`` (``NAME[@alias]``, ``NAME/version`` or a URI).
 
     Args:
@@ -158,6 +163,8 @@ def plan(model: str, *, target: str, image: str | None = None, gpu: bool = False
             ``tracking_uri``); must be http(s) and not a loopback address.
         sets: extra chart values as ``KEY=VALUE`` (helm ``--set`` syntax).
         repo_root: the checkout holding ``charts/`` (default: found from this package).
+        create_namespace: let helm create ``namespace`` when missing (default); False for
+            a caller allowed only inside an existing namespace (the UI's namespaced Role).
 
     Raises:
         DeployError: a bad argument, a missing chart or a missing image; the message says
@@ -189,7 +196,7 @@ def plan(model: str, *, target: str, image: str | None = None, gpu: bool = False
                              gpu_count=gpu_count if gpu else 0)
     return DeployPlan(release=release, namespace=namespace, chart=chart,
                       values=values, values_file=DEPLOY_DIR / namespace / f"{release}.values.yaml",
-                      sets=tuple(sets))
+                      sets=tuple(sets), create_namespace=create_namespace)
 
 
 def endpoint_values(*, image: Image, model_uri: str, tracking_uri: str,

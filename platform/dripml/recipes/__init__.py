@@ -20,8 +20,9 @@ from dripml.recipes.loading import (
     shipped_recipes_dir,
 )
 from dripml.recipes.model import Param, ParamType, Pipeline, Recipe
+from dripml.recipes.named_sources import DataSource, recipe_data, source_columns
 from dripml.recipes.sources import data_sources
 
-__all__ = ["KnobError", "Param", "ParamType", "Pipeline", "Recipe", "RecipeError",
+__all__ = ["DataSource", "KnobError", "Param", "ParamType", "Pipeline", "Recipe", "RecipeError",
            "data_sources", "default_recipe_dirs", "find_recipes", "get_recipe", "load_recipe",
-           "shipped_recipes_dir"]
+           "recipe_data", "shipped_recipes_dir", "source_columns"]

@@ -1,9 +1,10 @@
 """A recipe: named base specs ("pipelines") a scientist wrote and the few typed knobs a
 non-technical user may turn, each mapped onto spec fields by dotted path.
 
-Only the knobs' paths (and the data sources, from the upload) are ever written into a base
-spec: everything else is the scientist's. See :mod:`dripml.recipes.knobs` for the values
-each param type takes and :mod:`dripml.recipes.loading` for the YAML files.
+Only the knobs' paths (and the data sources: the upload, or one of the recipe's named
+``sources``, see :mod:`dripml.recipes.named_sources`) are ever written into a base spec:
+everything else is the scientist's. See :mod:`dripml.recipes.knobs` for the values each param
+type takes and :mod:`dripml.recipes.loading` for the YAML files.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from dripml.core.spec import check_fields, load_spec
 from dripml.errors import KnobError, SpecError
 from dripml.recipes import knobs as knob_values
+from dripml.recipes.named_sources import DataSource
 from dripml.recipes.paths import path_problem, write
 
 __all__ = ["PLACEHOLDER_TRAIN", "Param", "ParamType", "Pipeline", "Recipe"]
@@ -137,6 +139,9 @@ class Recipe(_Model):
         default=None, description="Where to ask the scientist: a mailto: or issue URL.")
     pipelines: dict[str, Pipeline] = Field(min_length=1)
     params: list[Param] = Field(default_factory=list)
+    sources: dict[str, DataSource] = Field(
+        default_factory=dict, description="Data sets a user may pick instead of uploading, by "
+        "name (ordered); see dripml.recipes.named_sources.")
     source: Path | None = Field(default=None, exclude=True)
 
     @field_validator("version", mode="before")
@@ -152,6 +157,14 @@ class Recipe(_Model):
         bad = [name for name in value if not re.match(SLUG, name)]
         if bad:
             raise ValueError(f"pipeline names are [a-z0-9-] slugs, got {bad}")
+        return value
+
+    @field_validator("sources")
+    @classmethod
+    def _source_names(cls, value: dict[str, DataSource]) -> dict[str, DataSource]:
+        bad = [name for name in value if not re.match(SLUG, name)]
+        if bad:
+            raise ValueError(f"source names are [a-z0-9-] slugs, got {bad}")
         return value
 
     @model_validator(mode="after")
@@ -276,13 +289,15 @@ class Recipe(_Model):
 
     def public(self) -> dict[str, Any]:
         """JSON-ready, for a page or an API: name, version, title, description, contact,
-        pipelines (name, title, description) and params (:meth:`Param.public`); never the
-        base specs or the file's path."""
+        pipelines (name, title, description), params (:meth:`Param.public`) and sources
+        (name, title, description); never the base specs, the sources' URIs or the file's
+        path."""
         return {"name": self.name, "version": self.version, "title": self.title,
                 "description": self.description, "contact": self.contact,
                 "pipelines": [{"name": name, "title": p.title, "description": p.description}
                               for name, p in self.pipelines.items()],
-                "params": [param.public() for param in self.params]}
+                "params": [param.public() for param in self.params],
+                "sources": [s.public(name) for name, s in self.sources.items()]}
 
     def _write(self, pipeline: str, values: Mapping[str, Any], *, train: str,
                test: str | None) -> dict[str, Any]:

@@ -30,7 +30,8 @@ def serve(*, host: str = "127.0.0.1", port: int = 8080,
           data_dir: str | Path = ".dripml/ui", tracking_uri: str | None = None,
           token: str | None = None, trusted_user_header: str | None = None,
           max_upload_mib: int = 200, deploy_target: str = "local",
-          public_url: str | None = None, kfp_host: str | None = None) -> None:
+          public_url: str | None = None, kfp_host: str | None = None,
+          upload_uri: str | None = None) -> None:
     """Serve the page on ``host:port`` until Ctrl-C or SIGTERM (blocks).
 
     Args:
@@ -45,12 +46,15 @@ def serve(*, host: str = "127.0.0.1", port: int = 8080,
         max_upload_mib: the largest upload, MiB.
         deploy_target: ``local`` or ``kubernetes``.
         public_url: the page's address as users reach it (for links in bundles).
-        kfp_host: the Kubeflow Pipelines API (accepted for the chart; runs still execute
-            in this process tree: a warning says so).
+        kfp_host: the Kubeflow Pipelines API: the page's runs are submitted there as
+            Kubeflow pipeline runs (``drip pipeline submit``), not run in this process tree.
+        upload_uri: with ``kfp_host``: ``s3://bucket/prefix`` the uploads are copied to
+            (default ``DRIPML_UI_UPLOAD_URI``).
 
     Raises:
         SettingsError: a host beyond loopback with neither a token nor a trusted header
-            (the message says what to set), or a setting out of range.
+            (the message says what to set), a KFP host without an upload URI, or a setting
+            out of range.
     """
     import uvicorn
 
@@ -61,7 +65,7 @@ def serve(*, host: str = "127.0.0.1", port: int = 8080,
         host=host, port=port, recipe_dirs=recipe_dirs, data_dir=data_dir,
         tracking_uri=tracking_uri, token=token, trusted_user_header=trusted_user_header,
         max_upload_mib=max_upload_mib, deploy_target=deploy_target, public_url=public_url,
-        kfp_host=kfp_host)
+        kfp_host=kfp_host, upload_uri=upload_uri)
     warning = api.exposure_warning(host, port)
     if warning:
         guard = ("a token (DRIPML_UI_TOKEN) is required" if settings.token_value else
@@ -70,9 +74,8 @@ def serve(*, host: str = "127.0.0.1", port: int = 8080,
         print(warning.replace("the endpoint", "the UI").split(";")[0]
               + f"; {guard}; traffic is plain HTTP (put TLS in front)", flush=True)
     if settings.kfp_host:
-        print(f"warning: --kfp-host {settings.kfp_host}: submitting the page's runs to "
-              f"Kubeflow Pipelines is not built yet; they run in this pod on its embedded "
-              f"Ray", flush=True)
+        print(f"runs are submitted to Kubeflow Pipelines at {settings.kfp_host}; uploads "
+              f"are copied to {settings.upload_uri}", flush=True)
     print(f"drip ui: http://{_shown(host)}:{port}/  (API docs: /api/docs)", flush=True)
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning",
                 proxy_headers=not ui_settings.is_loopback(host))

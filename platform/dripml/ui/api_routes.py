@@ -17,7 +17,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from dripml.errors import DripmlError, KnobError, RecipeError, RunNotFound, SpecError
+from dripml.errors import DataError, DripmlError, KnobError, RecipeError, RunNotFound, SpecError
+from dripml.ui import sources as recipe_sources
 from dripml.ui.deployments import curl_line
 from dripml.ui.services import Services
 from dripml.ui.uploads import UploadError, UploadInfo, example_record
@@ -44,8 +45,21 @@ class PipelineOut(BaseModel):
     description: str = ""
 
 
+class SourceOut(BaseModel):
+    name: str = Field(description="what POST /api/runs takes as `source`")
+    title: str
+    description: str = Field("", description="Markdown")
+
+
+class SourceColumnsOut(BaseModel):
+    source: str
+    columns: list[str] = Field(description="the data set's columns, in file order")
+
+
 class RecipeOut(RecipeSummary):
     pipelines: list[PipelineOut]
+    sources: list[SourceOut] = Field(default_factory=list, description="data sets a user "
+                                     "may pick instead of uploading (POST /api/runs `source`)")
     params: list[dict[str, Any]] = Field(description="the knobs: key, label, help, type, "
                                          "default, required, min/max/step, choices, unit")
     contact: str | None = None
@@ -92,8 +106,10 @@ class RunBrief(BaseModel):
 
 class RunOut(RunBrief):
     knobs: dict[str, Any]
-    upload_id: str
+    upload_id: str = Field(description="the upload's id, or source:<name> for a data set")
     test_upload_id: str | None
+    source: str | None = Field(None, description="the recipe's data set the run trained on "
+                               "(None: an upload)")
     step: str | None
     mlflow_run_id: str | None
     run_url: str | None
@@ -136,7 +152,8 @@ def _brief_fields(run: Any) -> dict[str, Any]:
 
 def run_out(run: Any) -> RunOut:
     return RunOut(**_brief_fields(run), knobs=dict(run.knobs or {}), upload_id=run.upload_id,
-                  test_upload_id=run.test_upload_id, step=run.step,
+                  test_upload_id=run.test_upload_id, source=recipe_sources.source_of(run),
+                  step=run.step,
                   mlflow_run_id=run.mlflow_run_id, run_url=run.run_url,
                   leaderboard=list(run.leaderboard or []), frontier=list(run.frontier or []),
                   test_metrics=dict(run.test_metrics or {}), error=run.error)
@@ -211,6 +228,23 @@ def get_recipe(name: str, request: Request) -> RecipeOut:
     return RecipeOut(**{k: public.get(k) for k in RecipeOut.model_fields if k in public})
 
 
+@router.get("/recipes/{name}/sources/{source}/columns", response_model=SourceColumnsOut,
+            responses={404: {"description": "no such recipe or data set"},
+                       502: {"description": "the data set cannot be read"}})
+def source_columns(name: str, source: str, request: Request) -> SourceColumnsOut:
+    """The columns of one of the recipe's data sets (its header only), for the column
+    knobs of the form."""
+    recipe = _recipe(services(request), name)
+    try:
+        found = recipe_sources.columns(recipe, source)
+    except KnobError as error:
+        raise HTTPException(404, str(error).removeprefix("knob 'source': ")) from None
+    except DataError as error:
+        raise HTTPException(502, f"source {source!r}: the data set cannot be read ({error}); "
+                                 "ask the recipe's author") from None
+    return SourceColumnsOut(source=source, columns=found)
+
+
 @router.post("/uploads", response_model=UploadOut,
              responses={400: {"description": "unreadable, empty or headerless file"},
                         413: {"description": "larger than the upload limit"},
@@ -238,8 +272,11 @@ def create_run(
     upload_id: str | None = Form(None, description="or: an id from POST /api/uploads"),
     test_file: UploadFile | None = File(None, description="optional test data"),  # noqa: B008
     test_upload_id: str | None = Form(None, description="or: a test upload's id"),
+    source: str | None = Form(None, description="or, instead of file/upload_id: one of the "
+                              "recipe's data sets by name (GET /api/recipes/{name}: sources)"),
 ) -> RunCreated:
-    """Queue a run of ``recipe`` on the upload with the given knob values."""
+    """Queue a run of ``recipe`` on the upload (``file`` or ``upload_id``) or on one of the
+    recipe's data sets (``source``), exactly one of them, with the given knob values."""
     svc = services(request)
     chosen = _recipe(svc, recipe)
     try:
@@ -250,6 +287,8 @@ def create_run(
     if not isinstance(values, dict):
         raise HTTPException(400, "params: must be a JSON object of knob values, e.g. "
                                  '{"label": "income"}')
+    if _data_fields(file, upload_id, source, test_file, test_upload_id):
+        return _source_run(svc, chosen, str(source), values, pipeline or None)
     saved: list[UploadInfo] = []
     try:
         train = _upload_for(svc, file, upload_id, "file", saved, required=True)
@@ -264,11 +303,46 @@ def create_run(
             raise HTTPException(422, str(error)) from None
         except SpecError as error:
             raise HTTPException(422, str(error)) from None
+        except DripmlError as error:  # cluster mode: the upload could not be staged
+            raise HTTPException(502, str(error)) from None
     except HTTPException:
         for info in saved:
             info.path.unlink(missing_ok=True)
             info.path.with_suffix(".json").unlink(missing_ok=True)
         raise
+    return RunCreated(id=run.id)
+
+
+def _given(file: UploadFile | None) -> bool:
+    return file is not None and bool(file.filename or file.size)
+
+
+def _data_fields(file: UploadFile | None, upload_id: str | None, source: str | None,
+                 test_file: UploadFile | None, test_upload_id: str | None) -> bool:
+    """Whether the run is on a recipe data set; 400 unless exactly one of file, upload_id
+    and source is given (and no test data beside a source)."""
+    given = [name for name, present in (("file", _given(file)), ("upload_id", bool(upload_id)),
+                                        ("source", bool(source))) if present]
+    if len(given) > 1:
+        raise HTTPException(400, f"file, upload_id, source: give exactly one of them (the "
+                                 f"training data), got {' and '.join(given)}")
+    if given != ["source"]:
+        return False
+    if _given(test_file) or test_upload_id:
+        raise HTTPException(400, "test_file, test_upload_id: a data set (source) brings its "
+                                 "own test data; send them only with file or upload_id")
+    return True
+
+
+def _source_run(svc: Services, recipe: Any, source: str, values: dict[str, Any],
+                pipeline: str | None) -> RunCreated:
+    try:
+        run = recipe_sources.submit(svc.queue, recipe, source, values, pipeline=pipeline)
+    except (KnobError, SpecError) as error:
+        raise HTTPException(422, str(error)) from None
+    except DataError as error:
+        raise HTTPException(502, f"source {source!r}: the data set cannot be read ({error}); "
+                                 "ask the recipe's author") from None
     return RunCreated(id=run.id)
 
 
@@ -285,7 +359,8 @@ def _upload_for(svc: Services, file: UploadFile | None, upload_id: str | None, f
             raise _upload_error(error) from None
     if required:
         raise HTTPException(400, f"{field}: upload a CSV or Parquet file (or pass the "
-                                 f"upload_id of one sent to POST /api/uploads)")
+                                 f"upload_id of one sent to POST /api/uploads, or pick one of "
+                                 f"the recipe's data sets as source)")
     return None
 
 
@@ -364,8 +439,10 @@ def deploy_run(run_id: str, body: DeployIn, request: Request) -> DeployOut:
         raise HTTPException(502, f"deploy of {run.model_name}/{body.version} failed: "
                                  f"{error}") from None
     try:
-        record = example_record(svc.uploads.get(run.upload_id).path, drop=_label(svc, run))
-    except (UploadError, OSError):
+        rows = (recipe_sources.example_source(svc.spec_path(run.id))
+                if recipe_sources.source_of(run) else svc.uploads.get(run.upload_id).path)
+        record = example_record(rows, drop=_label(svc, run)) if rows else {}
+    except (UploadError, OSError, ValueError):
         record = {}
     svc.store.update(run_id, endpoint_url=url)
     return DeployOut(url=url, curl=curl_line(url, record), model=run.model_name,

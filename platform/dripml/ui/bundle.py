@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from dripml.ui.sources import source_of
+
 FILES = ("README.md", "spec.yaml", "knobs.json", "metrics.json", "leaderboard.csv",
          "frontier.csv")
 
@@ -33,18 +35,22 @@ def readme(run: Any, *, page_url: str | None) -> str:
                      for k, v in (run.knobs or {}).items())
     model = (f"{run.model_name}/{run.model_version}" if run.model_name else "none registered")
     link = f"\nOn the page: {page_url.rstrip('/')}/runs/{run.id}\n" if page_url else ""
+    source = source_of(run)
+    data = (f"the recipe's data set `{source}`" if source else "the user's upload")
+    where = (f"the recipe's data set {source}" if source else "the UI's copies of the upload")
+    rerun = f"--source {source}" if source else "--data train=YOUR.csv"
     return (f"# dripml run {run.id}: recipe {run.recipe} {run.recipe_version}\n\n"
-            f"Status: {run.status}. Pipeline: {run.pipeline}. Model: {model}.\n"
+            f"Status: {run.status}. Pipeline: {run.pipeline}. Data: {data}. Model: {model}.\n"
             f"MLflow run: {run.mlflow_run_id or '-'} {run.run_url or ''}\n{link}\n"
             f"## Files\n\n"
             f"- `spec.yaml`: the full spec the run trained with (rerun: `drip run spec.yaml`;"
-            f" the data paths are the UI's copies of the upload)\n"
+            f" the data paths are {where})\n"
             f"- `knobs.json`: the values the user set on the recipe's form\n"
             f"- `metrics.json`: test metrics and the best CV objective\n"
             f"- `leaderboard.csv`: every trial, best first\n"
             f"- `frontier.csv`: the refit candidates with their measured serving cost\n\n"
             f"## Reproduce from the recipe\n\n"
-            f"    drip recipe run {run.recipe} --data train=YOUR.csv {knobs}\n"
+            f"    drip recipe run {run.recipe} {rerun} {knobs}\n"
             + (f"\n## Error\n\n```\n{run.error}\n```\n" if run.error else ""))
 
 

@@ -73,8 +73,11 @@ class Deployments:
         ref = refs.ModelRef(run.model_name, version=str(version))
         key = f"{ref.name}/{ref.version}"
         if self.settings.deploy_target == "kubernetes":
+            # Its own namespace, which exists: the UI's Role is namespaced (no namespace
+            # creation rights).
             result = api.deploy(key, target="kubernetes", tracking_uri=self.settings.tracking_uri,
-                                namespace=self.settings.resolved_namespace())
+                                namespace=self.settings.resolved_namespace(),
+                                create_namespace=False)
             plan = result.plan
             return (f"http://{getattr(plan, 'release', ref.name)}-dripml-endpoint."
                     f"{getattr(plan, 'namespace', 'dripml')}.svc:{CLUSTER_PORT}")
@@ -94,7 +97,8 @@ class Deployments:
         if self.settings.deploy_target == "kubernetes":
             return api.deploy(key, target="kubernetes", image=image, dry_run=True,
                               tracking_uri=self.settings.tracking_uri,
-                              namespace=self.settings.resolved_namespace())
+                              namespace=self.settings.resolved_namespace(),
+                              create_namespace=False)
         return api.deploy(key, target="local", image=image, port=free_loopback_port(),
                           dry_run=True, tracking_uri=self.settings.tracking_uri)
 

@@ -80,6 +80,15 @@ def create_services(settings: UiSettings) -> Services:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = RunStore(settings.resolved_store_url())
     queue = RunQueue(store, settings.data_dir, tracking_uri=settings.tracking_uri)
+    if settings.kfp_host:  # cluster mode: Kubeflow pipeline runs, uploads on S3
+        from dripml.orchestration.kfp_runs import KfpRuns
+        from dripml.ui.settings import check_cluster_mode
+
+        check_cluster_mode(settings)
+        assert settings.upload_uri is not None
+        queue.submitter = KfpRuns(store, queue.run_dir, host=settings.kfp_host,
+                                  upload_uri=settings.upload_uri,
+                                  tracking_uri=settings.tracking_uri)
     uploads = Uploads(settings.data_dir / "uploads", max_bytes=settings.max_upload_bytes)
     return Services(settings=settings, store=store, queue=queue, uploads=uploads,
                     deployments=Deployments(settings))

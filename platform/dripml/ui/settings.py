@@ -18,6 +18,8 @@ TOKEN_VARIABLE = "DRIPML_UI_TOKEN"
 """The environment variable holding the UI's bearer token."""
 DATABASE_VARIABLE = "DRIPML_UI_DATABASE_URL"
 """The environment variable holding the run store's SQLAlchemy URL (it may hold a password)."""
+UPLOAD_URI_VARIABLE = "DRIPML_UI_UPLOAD_URI"
+"""The environment variable naming where uploads go for cluster runs (``s3://bucket/prefix``)."""
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 """In a pod: the namespace it runs in (where Deploy puts endpoints)."""
 DEFAULT_NAMESPACE = "dripml"
@@ -44,8 +46,13 @@ class UiSettings(BaseModel):
         public_url: the page's address as users reach it (links in the bundle).
         database_url: the run store's SQLAlchemy URL (``DRIPML_UI_DATABASE_URL``, e.g.
             ``postgresql+psycopg2://...``; default ``sqlite:///<data_dir>/ui.db``).
-        kfp_host: the Kubeflow Pipelines API on a cluster (``--kfp-host``). Not used yet:
-            runs execute in the UI's own process tree (embedded Ray) even then.
+        kfp_host: the Kubeflow Pipelines API on a cluster (``--kfp-host``): runs are
+            submitted there as Kubeflow pipeline runs instead of running in the UI's own
+            process tree (embedded Ray).
+        upload_uri: with ``kfp_host`` (required then): ``s3://bucket/prefix`` each upload is
+            copied to (``<prefix>/<upload id>.<ext>``), where the pipeline's pods read it
+            (``--upload-uri``, ``DRIPML_UI_UPLOAD_URI``; S3 credentials as boto3 finds
+            them, endpoint ``AWS_ENDPOINT_URL``).
         namespace: where a Kubernetes Deploy goes (default: the pod's own namespace, else
             ``dripml``).
     """
@@ -64,6 +71,7 @@ class UiSettings(BaseModel):
     public_url: str | None = None
     database_url: SecretStr | None = None
     kfp_host: str | None = None
+    upload_uri: str | None = None
     namespace: str | None = None
 
     @property
@@ -107,20 +115,22 @@ def load(*, host: str = "127.0.0.1", port: int = 8080,
          token: str | None = None, trusted_user_header: str | None = None,
          max_upload_mib: int = 200, deploy_target: str = "local",
          public_url: str | None = None, kfp_host: str | None = None,
-         database_url: str | None = None, environ: Mapping[str, str] | None = None
-         ) -> UiSettings:
+         database_url: str | None = None, environ: Mapping[str, str] | None = None,
+         upload_uri: str | None = None) -> UiSettings:
     """The settings from arguments, the token defaulting to ``DRIPML_UI_TOKEN`` and the
-    database URL to ``DRIPML_UI_DATABASE_URL``.
+    database URL to ``DRIPML_UI_DATABASE_URL``, the upload URI to ``DRIPML_UI_UPLOAD_URI``.
 
     Raises:
-        SettingsError: a field out of range (names it), or a host beyond loopback with
-            neither a token nor a trusted user header (says what to set).
+        SettingsError: a field out of range (names it), a host beyond loopback with
+            neither a token nor a trusted user header, or a KFP host without an
+            ``s3://`` upload URI (says what to set).
     """
     from pydantic import ValidationError
 
     env = os.environ if environ is None else environ
     token = token or env.get(TOKEN_VARIABLE) or None
     database_url = database_url or env.get(DATABASE_VARIABLE) or None
+    upload_uri = upload_uri or env.get(UPLOAD_URI_VARIABLE) or None
     try:
         settings = UiSettings(
             host=host, port=port, recipe_dirs=[Path(d) for d in recipe_dirs or ()],
@@ -128,13 +138,34 @@ def load(*, host: str = "127.0.0.1", port: int = 8080,
             token=SecretStr(token) if token else None,
             trusted_user_header=trusted_user_header or None, max_upload_mib=max_upload_mib,
             deploy_target=deploy_target, public_url=public_url, kfp_host=kfp_host or None,
-            database_url=SecretStr(database_url) if database_url else None)
+            database_url=SecretStr(database_url) if database_url else None,
+            upload_uri=upload_uri)
     except ValidationError as error:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
                              for e in error.errors())
         raise SettingsError(f"drip ui: {problems}") from None
     check_exposure(settings)
+    check_cluster_mode(settings)
     return settings
+
+
+def check_cluster_mode(settings: UiSettings) -> None:
+    """With a KFP host, require an ``s3://`` upload URI (the pipeline's pods cannot read the
+    UI's own folder).
+
+    Raises:
+        SettingsError: what to set.
+    """
+    if not settings.kfp_host:
+        return
+    uri = settings.upload_uri or ""
+    if not uri.startswith("s3://") or len(uri) <= len("s3://"):
+        got = f" (got {uri!r})" if uri else ""
+        raise SettingsError(
+            f"drip ui --kfp-host {settings.kfp_host}: the pipeline's pods must read the "
+            f"uploads, so set --upload-uri s3://BUCKET/PREFIX (or {UPLOAD_URI_VARIABLE}; "
+            f"chart value ui.uploadUri){got}, with S3 credentials in the environment "
+            f"(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL for MinIO)")
 
 
 def check_exposure(settings: UiSettings) -> None:

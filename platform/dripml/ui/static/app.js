@@ -1,5 +1,6 @@
-// dripml's pages: upload the data file, fill the column lists, submit a run, follow its
-// progress, cancel/resume, deploy. Our own small script: no framework, no third-party file.
+// dripml's pages: upload the data file (or pick one of the recipe's data sets), fill the column
+// lists, submit a run, follow its progress, cancel/resume, deploy. Our own small script: no
+// framework, no third-party file.
 "use strict";
 
 (function () {
@@ -103,6 +104,14 @@
     });
   }
 
+  function resetColumns(form) {
+    form.querySelectorAll("select.column-select").forEach((select) => {
+      select.innerHTML = "";
+      select.add(new Option("Choose a data file first", ""));
+      select.disabled = true;
+    });
+  }
+
   function collectParams(form) {
     const params = {};
     form.querySelectorAll("[data-knob]").forEach((field) => {
@@ -147,7 +156,7 @@
       try {
         upload = await post("/api/uploads", body);
         status.textContent = `${chosen.name} uploaded: ${upload.columns.length} columns.`;
-        fillColumns(form, upload.columns);
+        if (!source) fillColumns(form, upload.columns);
         return upload;
       } catch (error) {
         status.textContent = "";
@@ -159,9 +168,53 @@
 
     file.addEventListener("change", () => { uploading = uploadChosen(); });
 
+    // "Your data": the upload, or one of the recipe's data sets (radios, when it has some).
+    const uploadField = document.getElementById("upload-field");
+    const sourceStatus = document.getElementById("source-status");
+    let source = "";          // the chosen data set's name; "" for the upload
+    let sourceColumns = null; // the pending/loaded columns of the chosen data set
+    async function chooseSource(name) {
+      source = name;
+      show(document.getElementById("error-source"), "");
+      if (uploadField) uploadField.hidden = Boolean(name);
+      if (!name) {
+        if (sourceStatus) sourceStatus.textContent = "";
+        if (upload) fillColumns(form, upload.columns); else resetColumns(form);
+        return null;
+      }
+      sourceStatus.textContent = "Reading the data set's columns…";
+      const url = `/api/recipes/${encodeURIComponent(form.dataset.recipe)}/sources/` +
+        `${encodeURIComponent(name)}/columns`;
+      try {
+        const response = await fetch(url, {credentials: "same-origin"});
+        const data = await response.json();
+        if (!response.ok) throw Object.assign(new Error(""), {detail: data.detail});
+        if (source !== name) return null;  // another choice was made meanwhile
+        sourceStatus.textContent = `${data.columns.length} columns.`;
+        fillColumns(form, data.columns);
+        return data.columns;
+      } catch (error) {
+        sourceStatus.textContent = "";
+        show(document.getElementById("error-source"), messageOf(error.detail || error.message));
+        return null;
+      }
+    }
+    form.querySelectorAll('input[name="data_source"]').forEach((radio) => {
+      radio.addEventListener("change", () => {
+        if (radio.checked) sourceColumns = chooseSource(radio.value);
+      });
+    });
+
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
       clearErrors(form);
+      if (source) {
+        if (sourceColumns) await sourceColumns;
+        const body = new FormData();
+        body.append("recipe", form.dataset.recipe);
+        body.append("source", source);
+        return startRun(body);
+      }
       if (uploading) await uploading;
       if (!upload) {
         if (!(file.files && file.files[0])) {
@@ -174,6 +227,10 @@
       const body = new FormData();
       body.append("recipe", form.dataset.recipe);
       body.append("upload_id", upload.id);
+      return startRun(body);
+    });
+
+    async function startRun(body) {
       body.append("params", JSON.stringify(collectParams(form)));
       const pipeline = document.getElementById("pipeline");
       if (pipeline) body.append("pipeline", pipeline.value);
@@ -187,7 +244,7 @@
         showError(form, error.detail);
         submit.disabled = false;
       }
-    });
+    }
   }
 
   // ---------------------------------------------------------------- cancel / resume
