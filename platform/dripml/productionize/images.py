@@ -79,7 +79,7 @@ MODEL_PATH_IN_IMAGE = "/opt/dripml/bento/src/model"
 """Where the model bundle lies in the image (the image sets ``DRIPML_MODEL_PATH`` to it)."""
 
 SERVING_PACKAGES = ("bentoml", "pydantic", "pyyaml", "httpx", "cloudpickle", "numpy", "pandas",
-                    "scikit-learn")
+                    "scikit-learn", "httptools", "uvloop")
 """What the server imports whatever the model (dripml is installed from its wheel without
 dependencies; its serving path imports only these and the model's own libraries)."""
 

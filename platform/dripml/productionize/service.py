@@ -28,6 +28,11 @@ so it cannot be handed Python arguments, only the environment.
   larger one gets a 413 (:mod:`dripml.productionize.guard`).
 - ``DRIPML_SERVE_TOKEN`` (optional): when set, ``/predict`` requires
   ``Authorization: Bearer <token>``; on Kubernetes, from a Secret.
+- ``DRIPML_SERVE_FAST_PATH`` (optional, default ``on``): dripml's lean ``/predict``
+  (:mod:`dripml.productionize.fastpath`); ``off`` takes BentoML's route for every request.
+- ``DRIPML_SERVE_ACCESS_LOG`` (optional, default ``off``): BentoML's per-request access log.
+- ``DRIPML_SERVE_TRACING`` (optional, default ``off``): BentoML's OpenTelemetry spans for
+  ``/predict`` and the probes (with ``tracing`` configured in BentoML's configuration).
 
 Both ``DRIPML_MODEL_PATH`` and ``DRIPML_MODEL_URI`` name a pickled model, and loading it runs
 its code: whoever sets them is trusted (see ``SECURITY.md``).
@@ -76,4 +81,7 @@ DripmlService = serving.build_service(
     metrics=_metrics,
     max_body_mib=CONFIG.max_body_mib,
     token=CONFIG.token,
+    fast_path=CONFIG.fast_path,
+    access_log=CONFIG.access_log,
+    tracing=CONFIG.tracing,
 )

@@ -80,7 +80,7 @@ from dripml.core.costs import SINGLE_THREAD_ENV
 from dripml.core.features import Feature, InputIssue, join_issues, split_issues
 from dripml.core.model import Prediction, TrainedModel
 from dripml.errors import ModelNotFoundError, ServeError, SettingsError
-from dripml.productionize import guard
+from dripml.productionize import fastpath, guard
 
 MAX_RECORDS = 10_000
 """Most records one ``POST /predict`` accepts."""
@@ -141,11 +141,15 @@ def _field_type(feature: Feature) -> Any:
     if feature.kind == "numeric":
         # Strict: 3 and 3.5 pass; "3", true and NaN/Infinity are rejected.
         return Annotated[float | None, Field(strict=True, allow_inf_nan=False)]
-    if feature.kind == "categorical" and feature.categories and all(
-            _INTEGER.fullmatch(c) for c in feature.categories):
+    if _integer_coded(feature):
         # Integer-coded categories ("1", "2", ...) may come as JSON integers too.
         return str | StrictInt | None
     return str | None
+
+
+def _integer_coded(feature: Feature) -> bool:
+    return feature.kind == "categorical" and bool(feature.categories) and all(
+        _INTEGER.fullmatch(c) for c in feature.categories)
 
 
 def _python_name(name: str) -> bool:
@@ -466,7 +470,8 @@ def build_service(model: TrainedModel, model_ref: str, version_label: str, *,
                   workers: int = 1, timeout_s: float = 60.0, batching: bool = False,
                   metrics: Mapping[str, float] | None = None,
                   max_body_mib: float = settings.DEFAULT_SERVE_MAX_BODY_MIB,
-                  token: str | None = None) -> Any:
+                  token: str | None = None, fast_path: bool = True,
+                  access_log: bool = False, tracing: bool = False) -> Any:
     """A BentoML 1.4 service class serving ``model``.
 
     Routes: ``POST /predict`` with JSON ``{"records": [record, ...]}`` (1 to
@@ -497,6 +502,14 @@ def build_service(model: TrainedModel, model_ref: str, version_label: str, *,
             the OpenAPI description; None or {} when unknown.
         max_body_mib: the largest request body, MiB (> 0).
         token: the bearer token ``/predict`` requires; None: open.
+        fast_path: answer valid ``/predict`` requests without BentoML's route
+            (:mod:`dripml.productionize.fastpath`: the same bodies, 1 to 3 ms less per
+            request on 2 cores); off while ``batching`` is on.
+        access_log: BentoML's access log (a log line written per request; off by default).
+        tracing: BentoML's OpenTelemetry spans for ``/predict`` and the probes. Off, those
+            routes are in ``tracing.excluded_urls``: BentoML samples no span by default
+            (``tracing.sample_rate`` 0) yet builds three per request (a sixth of a
+            worker's time per single-row request, profiled).
 
     Returns:
         The class decorated with ``@bentoml.service`` (named :data:`SERVICE_NAME`); bind it to a
@@ -558,7 +571,10 @@ def build_service(model: TrainedModel, model_ref: str, version_label: str, *,
                 **_documented_errors(spec, token_required=token is not None))
 
     @bentoml.service(name=SERVICE_NAME, description=description, workers=workers,
-                     traffic={"timeout": timeout_s}, service_class=_DocumentedService)
+                     traffic={"timeout": timeout_s}, service_class=_DocumentedService,
+                     logging={"access": {"enabled": access_log}},
+                     tracing={} if tracing else {"excluded_urls": [
+                         f"{route}$" for route in _UNTRACED_ROUTES]})
     class DripmlService:
         served = model
         label = version_label
@@ -585,10 +601,24 @@ def build_service(model: TrainedModel, model_ref: str, version_label: str, *,
     DripmlService.add_asgi_middleware(
         guard.RequestGuard, max_body_bytes=max(1, int(max_body_mib * guard.MIB)), token=token,
         protected=(PREDICT_ROUTE,))
+    if fast_path and not batching:  # inside the guard: the token and body limit come first
+        def predict_json(rows: list[dict[str, Any]]) -> dict[str, Any]:
+            prediction = model.predict_records(rows)
+            count_issues(prediction.issues)
+            return _response(prediction, version_label).model_dump(mode="json")
+
+        checker = fastpath.RecordChecker(
+            model.encoder.features, max_records=MAX_RECORDS, integer_categories=frozenset(
+                f.name for f in model.encoder.features if _integer_coded(f)))
+        DripmlService.add_asgi_middleware(fastpath.PredictFastPath, predict=predict_json,
+                                          checker=checker, route=PREDICT_ROUTE)
     DripmlService.add_asgi_middleware(ClientErrorMiddleware, route=PREDICT_ROUTE)
     DripmlService.add_asgi_middleware(DocsRedirectMiddleware)
     return DripmlService
 
+
+_UNTRACED_ROUTES = (PREDICT_ROUTE, "/healthz", "/livez", "/readyz", "/metrics")
+"""Routes left out of BentoML's OpenTelemetry spans unless ``tracing`` is on."""
 
 _ERROR_RESPONSES = {
     400: "Invalid request: a field of a record, the JSON, or a body that ended before its "
