@@ -18,6 +18,11 @@ import pytest
 from dripml.core import datasets
 from dripml.core.model import TrainedModel
 
+# Refine starts one real server per candidate to measure it on the serving path (seconds
+# each); the suite's many small runs keep the in-process figures. The tests of the serving
+# path turn it back on (monkeypatch.delenv).
+os.environ.setdefault("DRIPML_REFINE_SERVING_PATH", "false")
+
 
 @pytest.fixture(autouse=True)
 def _ray_auth_mode_restored(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,7 +9,7 @@ import pytest
 from dripml.core.costs import ServingCost
 from dripml.core.results import FoldScore
 from dripml.core.spec import ConstraintsSpec, RefineSpec, SelectSpec, load_spec
-from dripml.discover import trials
+from dripml.discover import probe_calibration, trials
 from dripml.errors import ConstraintError, SearchError, SpecError
 from dripml.refine import candidates, frontier
 from dripml.refine.frontier import CandidateCost
@@ -254,6 +254,32 @@ def test_probe_judges_latency_limits_on_its_median() -> None:
     assert spec.constraints.probed
     assert not load_spec({**spec.model_dump(exclude_unset=True),
                           "constraints": {"max_memory_mb": 5}}).constraints.probed
+
+
+def test_calibrated_probe_does_not_prune_what_the_serving_path_would_accept() -> None:
+    spec = load_spec({"name": "p", "task": "binary", "algorithms": ["lightgbm"],
+                      "data": {"train": "x.csv", "label": "y"},
+                      "constraints": {"max_latency_p99_ms": 2.0}})
+    # The case: 3.6 ms read in a busy worker whose reference ran 3x slower there than
+    # alone; alone the model takes ~1.2 ms, within the 2 ms the serving path would accept.
+    busy = FoldScore(0, {}, 1.0, probe_latency_p50_ms=3.6, probe_latency_p99_ms=9.0,
+                     probe_reference_ms=0.3)
+    assert trials.probe_judged(busy.probe, 0.1)["latency_p99_ms"] == pytest.approx(1.2)
+    assert trials.probe_violations(busy.probe, spec, alone_ms=0.1) == ()
+    uncalibrated = FoldScore(0, {}, 1.0, probe_latency_p50_ms=3.6, probe_latency_p99_ms=9.0)
+    assert trials.probe_violations(uncalibrated.probe, spec, alone_ms=0.1)  # 3.6 > 2 x 1.5
+    # Over the limit x margin even calibrated (12 / 3 = 4 ms > 3 ms): pruned, and says so.
+    slow = FoldScore(0, {}, 1.0, probe_latency_p50_ms=12.0, probe_reference_ms=0.3)
+    (broken,) = trials.probe_violations(slow.probe, spec, alone_ms=0.1)
+    assert broken.value == pytest.approx(4.0)
+    # A reference that ran faster in the worker never scales the probe up.
+    quick = FoldScore(0, {}, 1.0, probe_latency_p50_ms=2.9, probe_reference_ms=0.05)
+    assert trials.probe_judged(quick.probe, 0.1)["latency_p50_ms"] == 2.9
+    assert probe_calibration.calibrated_ms(2.9, None, 0.1) == 2.9
+    # Real timing: the reference probed beside itself calibrates to the same scale.
+    call = probe_calibration.reference_call()
+    latency, reference_ms = probe_calibration.probe_with_reference(call, rows=20)
+    assert latency.p50_ms > 0 and reference_ms > 0 and probe_calibration.reference_alone_ms() > 0
 
 
 # ------------------------------------------------------------------------------ spec

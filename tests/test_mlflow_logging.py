@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
+from sklearn.metrics import roc_auc_score
 
 from dripml import api
 from dripml.core import data
@@ -34,7 +35,8 @@ class Run:
 
 @pytest.fixture(scope="module")
 def run(adult_small_csv: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Run:
-    """LightGBM and logistic regression, 2 folds, both refit and registered (top_k 2)."""
+    """LightGBM and logistic regression, 2 folds, both refit and registered (top_k 2), and
+    their greedy and stacked ensembles."""
     root = tmp_path_factory.mktemp("mlflow_logging")
     uri = f"sqlite:///{root}/mlflow.db"
     spec = {
@@ -44,7 +46,7 @@ def run(adult_small_csv: dict[str, Path], tmp_path_factory: pytest.TempPathFacto
         "algorithms": [{"name": "lightgbm", "params": {"n_estimators": 20}},
                        {"name": "logistic_regression"}],
         "search": {"algorithm": "random", "num_trials": 2, "seed": 0},
-        "refine": {"top_k": 2},
+        "refine": {"top_k": 2, "ensembles": ["greedy", "stacked"], "ensemble_min_gain": 0},
     }
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
@@ -123,7 +125,10 @@ def test_version_descriptions_are_model_cards(run: Run) -> None:
 
 @pytest.mark.slow
 def test_models_lists_each_versions_own_metrics(run: Run) -> None:
-    assert len(run.result.versions) == 2, "both candidates should be frontier points"
+    searched = {p.candidate.algorithm: p.candidate.trial for p in run.result.frontier.points
+                if p.candidate.algorithm in ("lightgbm", "logistic_regression")}
+    assert set(searched.values()) == {0, 1}, "both candidates should be measured"
+    assert len(run.result.versions) >= 2  # and their ensembles and compiled twins
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
         rows = api.models(run.uri)
@@ -189,3 +194,29 @@ def test_input_example_keeps_integers_as_integers() -> None:
     assert _example_dtype(with_missing, "numeric") == "float64"
     assert _example_dtype(pd.Series([1, None], dtype="Int64"), "numeric") == "float64"
     assert _example_dtype(pd.Series(["a", "b"]), "categorical") is object
+
+
+@pytest.mark.slow
+def test_ensembles_are_registered_frontier_points_that_load_and_predict(run: Run) -> None:
+    points = {p.candidate.algorithm: p.candidate for p in run.result.frontier.points}
+    assert {"ensemble(greedy)", "ensemble(stacked)"} <= set(points)
+    greedy = points["ensemble(greedy)"]
+    singles = [points["lightgbm"], points["logistic_regression"]]
+    assert greedy.objective >= max(c.objective for c in singles)  # never below its best member
+    assert greedy.trial not in set(run.result.leaderboard["trial"])  # numbered past the search
+    assert greedy.cost.latency_p50_ms > 0 and greedy.cost.model_mb > 0
+    # It scores best and costs most, so it is on the frontier, hence registered.
+    version = run.result.versions[greedy.trial]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        mlflow.set_registry_uri(run.uri)
+        mlflow.set_tracking_uri(run.uri)
+        model = tracking.load_trained_model(f"models:/{run.result.model.name}/{version}")
+    assert model.algorithm == "ensemble(greedy)"
+    assert "lightgbm" in " ".join(tracking.pip_requirements(model))  # its members' needs
+    test = pd.read_csv(run.test_csv)
+    proba = model.predict_proba(test.drop(columns=LABEL))[">50K"].to_numpy()
+    auc = roc_auc_score(test[LABEL] == ">50K", proba)
+    assert auc == pytest.approx(greedy.test_metrics["test_roc_auc"], rel=1e-9)
+    labels = model.predict_records([model.example]).labels
+    assert labels[0] in {"<=50K", ">50K"}

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import _thread
+import asyncio
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -31,7 +33,7 @@ from dripml import api, cli
 from dripml.core.features import Feature, TabularEncoder, join_issues, split_issues
 from dripml.core.model import TrainedModel
 from dripml.errors import ModelNotFoundError, ModelRefError
-from dripml.productionize import guard, serving, tracking
+from dripml.productionize import fastpath, guard, serving, tracking
 
 # --------------------------------------------------------------------------- request_model
 
@@ -129,6 +131,77 @@ def test_awkward_feature_names_become_aliases() -> None:
     assert record.model_validate(data).model_dump(by_alias=True) == data
     with pytest.raises(ValidationError, match="my col"):
         record.model_validate({**data, "my col": "oops"})
+
+
+FAST_VARIANTS = [  # (change to GOOD, whether the documented schema accepts the record)
+    ({}, True), ({"age": 39.5}, True), ({"age": None}, True), ({"grade": 10}, True),
+    ({"grade": None, "note": None, "workclass": None}, True), ({"workclass": "Unseen"}, True),
+    ({"age": "39"}, False), ({"age": True}, False), ({"age": float("nan")}, False),
+    ({"age": float("inf")}, False), ({"workclass": 3}, False), ({"grade": True}, False),
+    ({"grade": 1.5}, False), ({"note": 5}, False), ({"note": ["a"]}, False),
+    ({"colour": "red"}, False)]
+
+
+def test_fast_path_accepts_only_what_the_schema_accepts(record: type) -> None:
+    checker = fastpath.RecordChecker(FEATURES, integer_categories=frozenset({"grade"}),
+                                     max_records=3)
+    for change, valid in FAST_VARIANTS:
+        raw = json.dumps({"records": [{**GOOD, **change}]})
+        accepted = checker.records(json.loads(raw))
+        assert (accepted is not None) == valid, change
+        if valid:
+            expected = record.model_validate_json(raw[len('{"records": ['):-2])
+            assert accepted == [expected.model_dump(by_alias=True)], change
+        else:
+            with pytest.raises(ValidationError):
+                record.model_validate_json(raw[len('{"records": ['):-2])
+    missing = {k: v for k, v in GOOD.items() if k != "note"}
+    for data in ({"records": [missing]}, {"records": []}, {"records": [GOOD] * 4},
+                 {"records": [GOOD], "mode": "fast"}, {"rows": [GOOD]}, [GOOD],
+                 {"records": GOOD}, {"records": ["x"]}, None):
+        assert checker.records(json.loads(json.dumps(data))) is None, data
+
+
+def test_fast_path_hands_what_it_declines_to_bentoml() -> None:
+    checker = fastpath.RecordChecker(FEATURES, integer_categories=frozenset(), max_records=3)
+    inner_got: list[bytes] = []
+
+    async def inner(scope: dict, receive: Any, send: Any) -> None:
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body, more = body + message["body"], message.get("more_body", False)
+        inner_got.append(body)
+        await send({"type": "http.response.start", "status": 400, "headers": []})
+        await send({"type": "http.response.body", "body": b"inner"})
+
+    app = fastpath.PredictFastPath(inner, checker=checker,
+                                   predict=lambda rows: {"n": len(rows), "age": rows[0]["age"]})
+
+    def call(body: bytes, content_type: bytes = b"application/json",
+             method: str = "POST") -> tuple[int, bytes]:
+        sent: list[dict] = []
+        messages = [{"type": "http.request", "body": body[:5], "more_body": True},
+                    {"type": "http.request", "body": body[5:], "more_body": False}]
+
+        async def receive() -> dict:
+            return messages.pop(0)
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "path": "/predict", "method": method,
+                 "headers": [(b"content-type", content_type)]}
+        asyncio.run(app(scope, receive, send))
+        return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
+
+    good = json.dumps({"records": [{**GOOD, "age": 39}]}).encode()
+    assert call(good) == (200, b'{"n":1,"age":39.0}') and not inner_got
+    for body, content_type in ((b'{"records": [', b"application/json"),
+                               (good.replace(b'"note"', b'"nope"'), b"application/json"),
+                               (good, b"text/plain")):
+        assert call(body, content_type) == (400, b"inner")
+        assert inner_got.pop() == body  # the whole body, as it came
 
 
 def test_readable_error_formats_bentoml_bodies() -> None:
@@ -348,12 +421,34 @@ def test_server_probes_and_docs(server: serving.ServerHandle) -> None:
         assert spec_json["components"]["schemas"]["Record"]["example"] == server.example
         info = spec_json["info"]
         assert info["title"] == "tiny v1" and info["version"] == "1"
-        assert "lightgbm (binary)" in info["description"]
+        # the champion is LightGBM or its compiled twin, whichever measured faster
+        assert re.search(r"lightgbm(\+tl2cgen)? \(binary\)", info["description"])
         assert "Test metrics: accuracy 0." in info["description"]  # the version's, from MLflow
         assert "warnings" in spec_json["components"]["schemas"]["PredictResponse"]["properties"]
         docs = client.get("/docs", follow_redirects=True)
         assert docs.status_code == 200 and "<html" in docs.text.lower()
         assert client.get("/metrics").status_code == 200
+
+
+@pytest.mark.slow
+def test_fast_path_answers_as_bentoml_route_does(
+        server: serving.ServerHandle, tiny_model: Trained, adult_files: dict[str, Path]) -> None:
+    records = _adult_rows(adult_files["test"], tiny_model.model)
+    records[1] = {**records[1], "workclass": "Space-agency"}
+    body = json.dumps({"records": records}).encode()
+    with httpx.Client(base_url=server.url, timeout=30, trust_env=False) as client:
+        fast = client.post("/predict", content=body,
+                           headers={"Content-Type": "application/json"})
+        # Another Content-Type takes BentoML's route, which reads JSON whatever it says.
+        route = client.post("/predict", content=body, headers={"Content-Type": "text/plain"})
+    assert fast.status_code == route.status_code == 200, (fast.text, route.text)
+    assert fast.json() == route.json()
+    assert fast.json()["warnings"] == route.json()["warnings"] != []
+    assert fast.headers["content-type"] == route.headers["content-type"] == "application/json"
+    assert "server" not in fast.headers  # BentoML's route names itself; the fast path does not
+    assert route.headers["server"].startswith("BentoML")
+    worker_maps = [Path(f"/proc/{pid}/maps").read_text() for pid in server.pids()[1:]]
+    assert worker_maps and not any("_raylet" in m for m in worker_maps)  # no Ray in serving
 
 
 @pytest.mark.slow
@@ -575,6 +670,14 @@ def test_endpoint_limits(guarded: serving.ServerHandle) -> None:
                           headers=auth)
         assert bad.status_code == 400 and "records.0.age" in bad.json()["error"]
         errors["bad record"] = (400, bad.json())
+        for name, content in (("bad JSON", b'{"records": [{"age": '), ("missing column", json.dumps(
+                {"records": [{k: v for k, v in guarded.example.items() if k != "sex"}]}))):
+            response = client.post("/predict", content=content, headers={
+                **auth, "Content-Type": "application/json"})
+            assert response.status_code == 400, (name, response.text)
+            errors[name] = (400, response.json())
+        assert "records.0.sex: Field required" in errors["missing column"][1]["error"]
+        assert "body: Invalid JSON" in errors["bad JSON"][1]["error"]
         spec = client.get("/docs.json").json()
     assert guarded.token_required and "$DRIPML_SERVE_TOKEN" in guarded.curl_example()
     # Over the limit by Content-Length: a 413 before a byte of the body is sent.

@@ -85,6 +85,11 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch, clean: Path) -> 
         "DRIPML_SERVE_BATCHING": "on",
         "DRIPML_SERVE_MAX_BODY_MIB": "0.5",
         "DRIPML_SERVE_TOKEN": "t0ken\n",
+        "DRIPML_SERVE_FAST_PATH": "off",
+        "DRIPML_SERVE_ACCESS_LOG": "ON",
+        "DRIPML_SERVE_TRACING": "true",
+        "DRIPML_REFINE_SERVING_PATH": "false",
+        "CC": "clang",
         "DRIPML_STORE_TIMEOUT_S": "2.5",
         "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
         "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
@@ -107,10 +112,21 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch, clean: Path) -> 
     assert settings.ray_auth_mode() == "token"
     assert settings.serve_settings() == settings.ServeSettings(
         model_path="/models/adult", model_uri="models:/adult/3", model_ref="adult@champion",
-        workers=4, batching="on", max_body_mib=0.5, token="t0ken")
+        workers=4, batching="on", max_body_mib=0.5, token="t0ken", fast_path=False,
+        access_log=True, tracing=True)
     assert "t0ken" not in repr(settings.serve_settings())  # never in a log line
     assert settings.store_timeout_s() == 2.5
     assert settings.mlflow_http_env() == {}  # the user's MLflow HTTP values win
+    assert settings.c_compiler() == "clang" and not settings.refine_serving_path()
+
+
+def test_a_serve_switch_is_on_or_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    defaults = settings.serve_settings()
+    assert (defaults.fast_path, defaults.access_log, defaults.tracing) == (True, False, False)
+    monkeypatch.setenv("DRIPML_SERVE_FAST_PATH", "sometimes")
+    with pytest.raises(SettingsError, match="DRIPML_SERVE_FAST_PATH must be on or off, got "
+                                            "'sometimes'"):
+        settings.serve_settings()
 
 
 def test_an_empty_variable_counts_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:

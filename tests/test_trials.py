@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import ray
+from sklearn.metrics import roc_auc_score
 
 from dripml import api
 from dripml.core import data
@@ -85,6 +86,14 @@ def test_grid_search_runs_every_config_and_fold(ray_cluster, small_adult) -> Non
         assert r.objective == pytest.approx(np.mean(values))
         assert {"train_roc_auc", "validation_accuracy",
                 "validation_coverage_at_precision_0.9"} <= set(r.folds[0].metrics)
+    # Out-of-fold predictions kept for Refine's ensembles (top_k 5: every trial may be a
+    # candidate), in each fold's validation order: they reproduce the fold's score.
+    splits = folds_module.make_folds(dataset.y_train, spec)
+    for r in result.trials:
+        for fold, (_, validation) in zip(r.folds, splits, strict=True):
+            assert fold.oof.shape == (len(validation), 2) and fold.oof.dtype == np.float32
+            assert roc_auc_score(dataset.y_train[validation], fold.oof[:, 1]) == pytest.approx(
+                fold.metrics["validation_roc_auc"], abs=1e-6)
     assert result.best.objective == max(r.objective for r in result.trials)
     assert 0.8 < result.best.objective < 1.0
 

@@ -450,9 +450,11 @@ def list_recipes(dirs: list[str | Path] | None = None) -> dict[str, Recipe]:
     return find_recipes(default_recipe_dirs() if dirs is None else dirs)
 
 
-def render_recipe(recipe: str | Path | Recipe, /, *, data: Mapping[str, str | Path],
+def render_recipe(recipe: str | Path | Recipe, /, *,
+                  data: Mapping[str, str | Path] | None = None,
                   knobs: Mapping[str, Any] | None = None, pipeline: str | None = None,
-                  recipe_dirs: list[str | Path] | None = None) -> dict[str, Any]:
+                  recipe_dirs: list[str | Path] | None = None,
+                  source: str | None = None) -> dict[str, Any]:
     """The spec a recipe run trains: the pipeline's base spec with the data and the knobs.
 
     Args:
@@ -461,6 +463,8 @@ def render_recipe(recipe: str | Path | Recipe, /, *, data: Mapping[str, str | Pa
         data: ``{"train": FILE}`` and optionally ``"test"``; local paths are made absolute.
             Without a test file the base spec's ``data.test_fraction`` (default 0.2) of
             train is held out for the test.
+        source: instead of ``data``: the name of one of the recipe's data sets
+            (``sources``); exactly one of ``data`` and ``source``.
         knobs: knob key -> value (strings as from ``--set k=v``, or JSON values); missing
             knobs take their defaults. Column knobs must name a column of train (its header
             is read).
@@ -472,40 +476,47 @@ def render_recipe(recipe: str | Path | Recipe, /, *, data: Mapping[str, str | Pa
     Raises:
         RecipeError: no such recipe, or a malformed file.
         KnobError: a knob value breaks its param's rules (the message names the knob).
-        SpecError: bad ``data`` keys, or the spec is invalid with these values.
+        SpecError: bad ``data`` keys, both or neither of ``data`` and ``source``, or the
+            spec is invalid with these values.
+        KnobError: (knob ``source``) the recipe has no data set ``source``.
         DataError: train cannot be read.
     """
     from dripml.core.preview import preview
-    from dripml.recipes import data_sources, get_recipe
+    from dripml.recipes import get_recipe, recipe_data
 
     found = get_recipe(recipe, recipe_dirs)
-    train_source, test_source = data_sources(data)
+    train_source, test_source = recipe_data(found, data=data, source=source)
     values = found.resolve(knobs or {}, columns=preview(train_source).columns,
                            pipeline=pipeline)
     return found.build_spec(values, train=train_source, test=test_source, pipeline=pipeline)
 
 
-def run_recipe(recipe: str | Path | Recipe, /, *, data: Mapping[str, str | Path],
+def run_recipe(recipe: str | Path | Recipe, /, *,
+               data: Mapping[str, str | Path] | None = None,
                knobs: Mapping[str, Any] | None = None, pipeline: str | None = None,
                reporter: Reporter | None = None, resume: bool = False,
                tracking_uri: str | None = None, ray_address: str | None = None,
                recipe_dirs: list[str | Path] | None = None,
                tags: Mapping[str, str] | None = None,
-               log_file: str | Path | None = None) -> TrainResult:
+               log_file: str | Path | None = None,
+               source: str | None = None) -> TrainResult:
     """:func:`train` on the spec :func:`render_recipe` builds, its MLflow search run tagged
     ``dripml.recipe``, ``dripml.recipe_version``, ``dripml.recipe_pipeline`` and
     ``dripml.knobs`` (the resolved knob values as JSON; see
-    :meth:`dripml.recipes.Recipe.tags`), plus ``tags``.
+    :meth:`dripml.recipes.Recipe.tags`), ``dripml.recipe_source`` (the data set's name,
+    with ``source``), plus ``tags``.
 
     Args: as :func:`render_recipe` and :func:`train`.
 
     Raises: as :func:`render_recipe` and :func:`train`.
     """
     from dripml.recipes import get_recipe
+    from dripml.recipes.named_sources import SOURCE_TAG
 
     found = get_recipe(recipe, recipe_dirs)
-    spec = render_recipe(found, data=data, knobs=knobs, pipeline=pipeline)
-    run_tags = {**found.tags(knobs or {}, pipeline=pipeline), **(tags or {})}
+    spec = render_recipe(found, data=data, knobs=knobs, pipeline=pipeline, source=source)
+    source_tag = {} if source is None else {SOURCE_TAG: source}
+    run_tags = {**found.tags(knobs or {}, pipeline=pipeline), **source_tag, **(tags or {})}
     return train(spec, ray_address=ray_address, tracking_uri=tracking_uri, reporter=reporter,
                  tags=run_tags, log_file=log_file, resume=resume)
 
@@ -1014,7 +1025,8 @@ def deploy(model: str, *, target: str, image: str | None = None, gpu: bool = Fal
            release: str | None = None, sets: tuple[str, ...] | list[str] = (),
            tracking_uri: str | None = None, cluster_tracking_uri: str | None = None,
            dry_run: bool = False,
-           on_plan: Callable[[DeployPlan | LocalPlan], None] | None = None) -> Deployment:
+           on_plan: Callable[[DeployPlan | LocalPlan], None] | None = None,
+           create_namespace: bool = True) -> Deployment:
     """Deploy a registered model as an HTTP endpoint: on this machine (its serving image
     with podman or docker on 127.0.0.1, or ``bentoml serve`` without one) or on Kubernetes
     (``helm upgrade --install`` of the ``dripml-endpoint`` chart).
@@ -1034,6 +1046,8 @@ def deploy(model: str, *, target: str, image: str | None = None, gpu: bool = Fal
         dry_run: plan only: change and start nothing; ``script`` says what would run.
         on_plan: called with the plan once it is made, before anything is written or
             started (not on a dry run); the CLI prints the command there.
+        create_namespace: (kubernetes) helm creates ``namespace`` when missing; False where
+            the caller may act only inside an existing namespace (the UI's namespaced Role).
 
     Returns:
         A :class:`Deployment`.
@@ -1058,7 +1072,8 @@ def deploy(model: str, *, target: str, image: str | None = None, gpu: bool = Fal
                           server=deployment.run_local(local, tracking_uri=tracking_uri))
     kube = deployment.plan(model, target=target, image=image, gpu=gpu, namespace=namespace,
                            release=release, tracking_uri=tracking_uri,
-                           cluster_tracking_uri=cluster_tracking_uri, sets=tuple(sets))
+                           cluster_tracking_uri=cluster_tracking_uri, sets=tuple(sets),
+                           create_namespace=create_namespace)
     script = deployment.render(kube)
     if dry_run:
         return Deployment(kube, script)
@@ -1189,7 +1204,8 @@ def wait_for_cluster(spec_yaml: str, backend: str, cluster: str) -> str:
 
 
 def search_on_cluster(spec_yaml: str, backend: str, cluster: str, address: str,
-                      tracking_uri: str, run_id: str) -> str:
+                      tracking_uri: str, run_id: str,
+                      tags: Mapping[str, str] | None = None) -> str:
     """Run Discover and Refine as a Ray job on ``cluster`` (Job Submission API at
     ``address``): ``drip run --no-alias``, so versions are registered and the alias stays
     where it is; the job's output is printed as it comes.
@@ -1197,6 +1213,9 @@ def search_on_cluster(spec_yaml: str, backend: str, cluster: str, address: str,
     Ray reads ``RAY_AUTH_MODE`` when it is imported, and this module imports Ray: a process
     that submits to a cluster with token authentication sets ``RAY_AUTH_MODE=token`` before
     importing ``dripml.api`` (the pipeline's component does).
+
+    Args:
+        tags: more MLflow tags of the search run (``drip pipeline submit --tag``).
 
     Returns:
         The MLflow run id of the search (tagged ``dripml.pipeline_run_id`` = ``run_id``).
@@ -1207,7 +1226,8 @@ def search_on_cluster(spec_yaml: str, backend: str, cluster: str, address: str,
     """
     from dripml.orchestration import pipeline
 
-    return pipeline.search_step(spec_yaml, backend, cluster, address, tracking_uri, run_id)
+    return pipeline.search_step(spec_yaml, backend, cluster, address, tracking_uri, run_id,
+                                tags=tags)
 
 
 def register_chosen(spec_yaml: str, tracking_uri: str, search_run_id: str, run_id: str) -> str:

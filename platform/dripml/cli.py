@@ -310,13 +310,22 @@ def pipeline_submit(
     image: Annotated[str | None, typer.Option(help="Trainer image of the steps.")] = None,
     tracking_uri: Annotated[str, typer.Option(
         help="MLflow tracking URI as seen from the cluster.")] = "",
+    tag: Annotated[list[str] | None, typer.Option(
+        help="KEY=VALUE tag for the MLflow search run (repeatable).")] = None,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help='Print {"run_id", "experiment", "url"} as JSON.')] = False,
 ) -> None:
     """Compile SPEC's pipeline and start a run of it on a Kubeflow Pipelines server."""
     from dripml import kfp
 
-    run = kfp.submit(spec, host=host, experiment=experiment, namespace=namespace,
-                     service_account=service_account, image=image,
-                     tracking_uri=tracking_uri or None)
+    # kfp.Client prints the experiment's and run's links: on stderr when stdout is JSON.
+    with redirect_stdout(sys.stderr) if as_json else nullcontext():
+        run = kfp.submit(spec, host=host, experiment=experiment, namespace=namespace,
+                         service_account=service_account, image=image,
+                         tracking_uri=tracking_uri or None, tags=_parse_tags(tag or []))
+    if as_json:
+        print(json.dumps({"run_id": run.run_id, "experiment": run.experiment, "url": run.url}))
+        return
     out.print(f"submitted run {run.run_id} in experiment {run.experiment!r}: {run.url}")
 
 
@@ -428,8 +437,13 @@ def ui_command(
     deploy_target: Annotated[str, typer.Option(
         help="Where Deploy puts an endpoint: local or kubernetes.")] = "local",
     kfp_host: Annotated[str | None, typer.Option(
-        help="Kubeflow Pipelines API (cluster; runs still execute in this process tree "
-             "for now).")] = None,
+        help="Kubeflow Pipelines API: runs become Kubeflow pipeline runs (needs "
+             "--upload-uri).")] = None,
+    upload_uri: Annotated[str | None, typer.Option(
+        envvar="DRIPML_UI_UPLOAD_URI",
+        help="With --kfp-host: s3://BUCKET/PREFIX the uploads are copied to for the "
+             "pipeline's pods (S3 credentials as boto3 finds them; AWS_ENDPOINT_URL).")
+    ] = None,
 ) -> None:
     """The web page: run a recipe on your data, compare the models, deploy one (Ctrl-C
     stops it). With DRIPML_UI_TOKEN set, every request needs that token;
@@ -439,7 +453,8 @@ def ui_command(
     _quiet_libraries()
     ui.serve(host=host, port=port, recipe_dirs=recipes, data_dir=data_dir,
              tracking_uri=tracking_uri, trusted_user_header=trusted_user_header,
-             max_upload_mib=max_upload_mib, deploy_target=deploy_target, kfp_host=kfp_host)
+             max_upload_mib=max_upload_mib, deploy_target=deploy_target, kfp_host=kfp_host,
+             upload_uri=upload_uri)
 
 
 @app.command()
@@ -656,6 +671,10 @@ def deploy(
     runtime: Annotated[str, typer.Option(
         help="--target local: the container runtime, podman or docker.")] = "podman",
     namespace: Annotated[str, typer.Option(help="Namespace (created if missing).")] = "dripml",
+    create_namespace: Annotated[bool, typer.Option(
+        "--create-namespace/--no-create-namespace",
+        help="Let helm create --namespace when missing (--no-create-namespace: it must "
+             "exist, e.g. with a namespaced Role).")] = True,
     release: Annotated[str | None, typer.Option(
         help="Helm release name (default: the model name).")] = None,
     sets: Annotated[list[str] | None, typer.Option(
@@ -689,7 +708,7 @@ def deploy(
                           runtime=runtime, namespace=namespace, release=release,
                           sets=sets or (), tracking_uri=tracking_uri,
                           cluster_tracking_uri=cluster_tracking_uri, dry_run=dry_run,
-                          on_plan=planned)
+                          on_plan=planned, create_namespace=create_namespace)
     if dry_run:
         print(done.script, end="")
     elif done.server is not None:
@@ -767,6 +786,9 @@ def _print_frontier(board: Any) -> None:
                objective: objective.removeprefix("validation_") + " (cv)",
                "latency_p50_ms": "p50 ms", "latency_p99_ms": "p99 ms",
                "throughput_rows_s": "rows/s", "model_mb": "MB", "memory_mb": "peak MB"}
+    if "requests_per_s" in board and board["requests_per_s"].notna().any():  # served
+        columns |= {"inproc_latency_p50_ms": "in-proc p50", "inproc_latency_p99_ms":
+                    "in-proc p99", "requests_per_s": "req/s"}
     if board["cost_per_million"].notna().any():
         columns["cost_per_million"] = "per 1M"
     columns |= {"frontier": "frontier of", "version": "version"}
@@ -856,9 +878,12 @@ RecipeArg = Annotated[str, typer.Argument(
 RecipeDirs = Annotated[list[Path] | None, typer.Option(
     "--recipes", help="A folder of recipes (repeatable; default ./recipes, then the shipped "
                       "examples).")]
-DataPairs = Annotated[list[str], typer.Option(
+DataPairs = Annotated[list[str] | None, typer.Option(
     "--data", help="train=FILE (CSV or Parquet), and optionally test=FILE (default: the "
                    "recipe's test fraction of train is held out).")]
+SourceOpt = Annotated[str | None, typer.Option(
+    "--source", help="Instead of --data: one of the recipe's data sets, by name (`drip "
+                     "recipe list --json` shows them).")]
 KnobPairs = Annotated[list[str] | None, typer.Option(
     "--set", help="KNOB=VALUE (repeatable); `drip recipe list` shows the knobs.")]
 PipelineOpt = Annotated[str | None, typer.Option(
@@ -915,7 +940,8 @@ def recipe_list(recipes: RecipeDirs = None, json_output: Json = False) -> None:
 @_friendly
 def recipe_run(
     recipe: RecipeArg,
-    data: DataPairs,
+    data: DataPairs = None,
+    source: SourceOpt = None,
     knobs: KnobPairs = None,
     pipeline: PipelineOpt = None,
     recipes: RecipeDirs = None,
@@ -940,10 +966,10 @@ def recipe_run(
     with redirect_stdout(sys.stderr) if json_output else nullcontext():
         try:
             result = api.run_recipe(
-                recipe, data=_pairs("--data", data), knobs=_pairs("--set", knobs or []),
+                recipe, data=_pairs("--data", data or []), knobs=_pairs("--set", knobs or []),
                 pipeline=pipeline, reporter=_reporter(events), resume=resume,
                 tracking_uri=tracking_uri, recipe_dirs=list(recipes) if recipes else None,
-                log_file=log_file)
+                log_file=log_file, source=source)
         except Interrupted as stop:
             if stop.run_id is None:
                 raise
@@ -967,7 +993,8 @@ def recipe_run(
 @_friendly
 def recipe_render(
     recipe: RecipeArg,
-    data: DataPairs,
+    data: DataPairs = None,
+    source: SourceOpt = None,
     knobs: KnobPairs = None,
     pipeline: PipelineOpt = None,
     recipes: RecipeDirs = None,
@@ -979,9 +1006,9 @@ def recipe_render(
 
     from dripml import api
 
-    spec = api.render_recipe(recipe, data=_pairs("--data", data),
+    spec = api.render_recipe(recipe, data=_pairs("--data", data or []),
                              knobs=_pairs("--set", knobs or []), pipeline=pipeline,
-                             recipe_dirs=list(recipes) if recipes else None)
+                             recipe_dirs=list(recipes) if recipes else None, source=source)
     text = yaml.safe_dump(spec, sort_keys=False)
     if output is None:
         sys.stdout.write(text)

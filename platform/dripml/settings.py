@@ -46,6 +46,7 @@ __all__ = [
     "base_image",
     "bentoml_home",
     "cache_dir",
+    "c_compiler",
     "cuda_visible_devices",
     "default_tracking_uri",
     "logs_dir",
@@ -91,6 +92,9 @@ DEFAULT_SERVE_WORKERS = 1
 DEFAULT_SERVE_BATCHING = "auto"
 DEFAULT_SERVE_MAX_BODY_MIB = 10.0
 """Largest request body the prediction server reads, MiB (larger ones get a 413)."""
+DEFAULT_SERVE_FAST_PATH = True
+DEFAULT_SERVE_ACCESS_LOG = False
+DEFAULT_SERVE_TRACING = False
 
 
 @dataclass(frozen=True)
@@ -178,6 +182,20 @@ SERVE_TOKEN = Variable(
     "When set, `/predict` requires `Authorization: Bearer <token>` (401 otherwise); health, "
     "readiness, `/metrics` and the docs stay open. On Kubernetes, take it from a Secret.",
     ("productionize.service", "productionize.serving", "cli"))
+SERVE_FAST_PATH = Variable(
+    "DRIPML_SERVE_FAST_PATH", "`on`",
+    "`off` sends every `/predict` request through BentoML's own route (per-request pydantic "
+    "model, thread-pool hop) instead of dripml's lean path; the answers are the same.",
+    ("productionize.service",))
+SERVE_ACCESS_LOG = Variable(
+    "DRIPML_SERVE_ACCESS_LOG", "`off`",
+    "`on` turns on BentoML's access log of the prediction server (one line per request).",
+    ("productionize.service",))
+SERVE_TRACING = Variable(
+    "DRIPML_SERVE_TRACING", "`off`",
+    "`on` keeps BentoML's OpenTelemetry spans for `/predict` and the health probes (off, "
+    "they are excluded: BentoML samples none by default yet builds them per request).",
+    ("productionize.service",))
 STORE_TIMEOUT_S = Variable(
     "DRIPML_STORE_TIMEOUT_S", f"`{DEFAULT_STORE_TIMEOUT_S:g}`",
     "Seconds a tracking server has to answer the store check that `drip run`, `drip models`, "
@@ -209,6 +227,16 @@ BENTOML_HOME = Variable(
     "BENTOML_HOME", f"`$PWD/{STATE_DIR}/bentoml`",
     "BentoML's home for `drip serve` (its logs go to `logs/serve-PORT.log` there).",
     ("productionize.serving",))
+REFINE_SERVING_PATH = Variable(
+    "DRIPML_REFINE_SERVING_PATH", "`true`",
+    "`false` measures Refine's candidates in process only, whatever `refine.serving_path` "
+    "says (no server started per candidate: CI, machines without a spare core).",
+    ("refine.serving_cost",))
+C_COMPILER = Variable(
+    "CC", "`gcc`",
+    "The C compiler that builds Refine's compiled trees (treelite/tl2cgen); not needed to "
+    "serve them.",
+    ("algorithms.compiled",))
 CUDA_VISIBLE_DEVICES = Variable(
     "CUDA_VISIBLE_DEVICES", "unset: every GPU `nvidia-smi` lists",
     "The GPUs an embedded Ray cluster may use; empty or `-1` means none, so a spec asking "
@@ -222,10 +250,11 @@ RAY_AUTH_MODE = Variable(
 VARIABLES: tuple[Variable, ...] = (
     DRIPML_TRACKING_URI, TRACKING_URI, DRIPML_RAY_ADDRESS, RAY_ADDRESS, CACHE_DIR, BASE_IMAGE,
     GPU_BASE_IMAGE, MODEL_PATH, MODEL_URI, MODEL_REF,
-    SERVE_WORKERS, SERVE_BATCHING, SERVE_MAX_BODY_MIB, SERVE_TOKEN,
-    STORE_TIMEOUT_S, MLFLOW_HTTP_REQUEST_TIMEOUT, MLFLOW_HTTP_REQUEST_MAX_RETRIES,
-    MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR, TRAIN_STORAGE, BENTOML_HOME,
-    CUDA_VISIBLE_DEVICES,
+    SERVE_WORKERS, SERVE_BATCHING, SERVE_MAX_BODY_MIB, SERVE_TOKEN, SERVE_FAST_PATH,
+    SERVE_ACCESS_LOG, SERVE_TRACING, STORE_TIMEOUT_S, MLFLOW_HTTP_REQUEST_TIMEOUT,
+    MLFLOW_HTTP_REQUEST_MAX_RETRIES,
+    MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR, TRAIN_STORAGE, BENTOML_HOME, REFINE_SERVING_PATH,
+    C_COMPILER, CUDA_VISIBLE_DEVICES,
     RAY_AUTH_MODE)
 """Every environment variable dripml reads, in the README's order."""
 
@@ -400,6 +429,9 @@ class ServeSettings:
         max_body_mib: ``DRIPML_SERVE_MAX_BODY_MIB``, the largest request body, MiB (> 0).
         token: ``DRIPML_SERVE_TOKEN``, the bearer token ``/predict`` requires; None when
             unset. Left out of ``repr``, so it never reaches a log.
+        fast_path: ``DRIPML_SERVE_FAST_PATH``, dripml's lean ``/predict`` (default on).
+        access_log: ``DRIPML_SERVE_ACCESS_LOG``, BentoML's access log (default off).
+        tracing: ``DRIPML_SERVE_TRACING``, BentoML's spans for ``/predict`` (default off).
     """
 
     model_path: str | None
@@ -409,14 +441,18 @@ class ServeSettings:
     batching: str = DEFAULT_SERVE_BATCHING
     max_body_mib: float = DEFAULT_SERVE_MAX_BODY_MIB
     token: str | None = field(default=None, repr=False)
+    fast_path: bool = DEFAULT_SERVE_FAST_PATH
+    access_log: bool = DEFAULT_SERVE_ACCESS_LOG
+    tracing: bool = DEFAULT_SERVE_TRACING
 
 
 def serve_settings(*, environ: Mapping[str, str] | None = None) -> ServeSettings:
     """The server's settings, read once (BentoML hands the service nothing but these).
 
     Raises:
-        SettingsError: ``DRIPML_SERVE_WORKERS`` is not a whole number of at least 1, or
-            ``DRIPML_SERVE_MAX_BODY_MIB`` not a number above 0.
+        SettingsError: ``DRIPML_SERVE_WORKERS`` is not a whole number of at least 1,
+            ``DRIPML_SERVE_MAX_BODY_MIB`` not a number above 0, or ``DRIPML_SERVE_FAST_PATH``
+            / ``DRIPML_SERVE_ACCESS_LOG`` / ``DRIPML_SERVE_TRACING`` not on or off.
     """
     workers_text = _read(SERVE_WORKERS, environ)
     workers = DEFAULT_SERVE_WORKERS
@@ -432,7 +468,28 @@ def serve_settings(*, environ: Mapping[str, str] | None = None) -> ServeSettings
         model_path=_read(MODEL_PATH, environ), model_uri=_read(MODEL_URI, environ),
         model_ref=_read(MODEL_REF, environ), workers=workers,
         batching=_read(SERVE_BATCHING, environ) or DEFAULT_SERVE_BATCHING,
-        max_body_mib=serve_max_body_mib(environ=environ), token=serve_token(environ=environ))
+        max_body_mib=serve_max_body_mib(environ=environ), token=serve_token(environ=environ),
+        fast_path=_switch(SERVE_FAST_PATH, DEFAULT_SERVE_FAST_PATH, environ),
+        access_log=_switch(SERVE_ACCESS_LOG, DEFAULT_SERVE_ACCESS_LOG, environ),
+        tracing=_switch(SERVE_TRACING, DEFAULT_SERVE_TRACING, environ))
+
+
+_ON, _OFF = frozenset({"on", "true", "1", "yes"}), frozenset({"off", "false", "0", "no"})
+
+
+def _switch(variable: Variable, default: bool, environ: Mapping[str, str] | None) -> bool:
+    """An on/off variable (``on``/``off``, also ``true``/``false``, ``1``/``0``,
+    ``yes``/``no``, any case); ``default`` when unset.
+
+    Raises:
+        SettingsError: any other value (the message names the variable and the choices).
+    """
+    text = _read(variable, environ)
+    if text is None:
+        return default
+    if text.lower() in _ON | _OFF:
+        return text.lower() in _ON
+    raise SettingsError(f"{variable.name} must be on or off, got {text!r}")
 
 
 def serve_max_body_mib(*, environ: Mapping[str, str] | None = None) -> float:
@@ -449,6 +506,18 @@ def serve_token(*, environ: Mapping[str, str] | None = None) -> str | None:
     """``DRIPML_SERVE_TOKEN``, the bearer token ``/predict`` requires, or None (open).
     Surrounding blanks (a trailing newline from a Secret file) are dropped."""
     return _read(SERVE_TOKEN, environ)
+
+
+def refine_serving_path(*, environ: Mapping[str, str] | None = None) -> bool:
+    """``DRIPML_REFINE_SERVING_PATH``: False when it is ``false``, ``0``, ``no`` or ``off``
+    (any case); True when unset or anything else."""
+    return (_read(REFINE_SERVING_PATH, environ) or "true").lower() not in {
+        "false", "0", "no", "off"}
+
+
+def c_compiler(*, environ: Mapping[str, str] | None = None) -> str:
+    """``CC``, else ``gcc``: the compiler name (resolved on PATH by the caller)."""
+    return _read(C_COMPILER, environ) or "gcc"
 
 
 # --------------------------------------------------------------------------- documentation

@@ -17,6 +17,7 @@ from dripml.algorithms.base import (
     register,
 )
 from dripml.algorithms.preprocessing import LINEAR_INPUT, linear_preprocessor
+from dripml.algorithms.row_path import compile_rows
 from dripml.core.model import Recipe
 from dripml.core.spec import Task
 
@@ -43,12 +44,13 @@ def linear_model(ctx: BuildContext, params: dict[str, Any], max_iter: int = 1000
 
 def _logistic_regression(ctx: BuildContext, params: dict[str, Any]) -> Recipe:
     estimator = LogisticRegression(**{"max_iter": 1000, **params}, random_state=ctx.seed)
-    return Recipe(estimator, linear_input(ctx), preprocessor_key=LINEAR_INPUT)
+    return Recipe(estimator, linear_input(ctx), preprocessor_key=LINEAR_INPUT,
+                  row_path=compile_rows)
 
 
 def _ridge(ctx: BuildContext, params: dict[str, Any]) -> Recipe:
     return Recipe(Ridge(**params, random_state=ctx.seed), linear_input(ctx),
-                  preprocessor_key=LINEAR_INPUT)
+                  preprocessor_key=LINEAR_INPUT, row_path=compile_rows)
 
 
 LOGISTIC_REGRESSION = register(Algorithm(

@@ -110,7 +110,16 @@ class ServingCost:
             it could not be measured (the message is in ``memory_error``).
         cost_per_million: price of one million predictions at ``throughput_rows_s``, in the
             currency of ``instance_price_per_hour``; None without a price.
-        latency_calls: timed single-row calls behind the percentiles.
+        latency_calls: timed single-row calls behind the in-process percentiles.
+        inproc_latency_p50_ms, inproc_latency_p99_ms: the in-process percentiles, always;
+            the latencies above equal them unless the candidate was served
+            (``refine.serving_path``, see :mod:`dripml.refine.serving_cost`: then they are
+            the endpoint's and ``serving_requests`` is set); None in costs made before.
+        requests_per_s, latency_p99_concurrent_ms: the endpoint's throughput and p99 at
+            ``refine.concurrency`` (``cost_per_million`` is then per million requests at it).
+        serving_requests: single-record requests behind the endpoint's p50/p99.
+        serving_rss_mb: the server's peak resident set while loaded, MB.
+        serving_error: why the endpoint's figures are infinite (failed start, memory watch).
     """
 
     latency_p50_ms: float
@@ -121,6 +130,13 @@ class ServingCost:
     cost_per_million: float | None = None
     latency_calls: int = MIN_LATENCY_CALLS
     memory_error: str | None = None
+    inproc_latency_p50_ms: float | None = None
+    inproc_latency_p99_ms: float | None = None
+    requests_per_s: float | None = None
+    latency_p99_concurrent_ms: float | None = None
+    serving_requests: int | None = None
+    serving_rss_mb: float | None = None
+    serving_error: str | None = None
 
     def value(self, name: str) -> float | None:
         """A cost by name (``latency_p99_ms``, ``model_mb``...); None if not measured."""
@@ -350,7 +366,8 @@ def measure_all(models: Sequence[Any], records: Sequence[Record], *,
         out.append(ServingCost(
             latency_p50_ms=latency.p50_ms, latency_p99_ms=latency.p99_ms,
             throughput_rows_s=throughput, model_mb=len(blob) / MB, memory_mb=memory_mb,
-            cost_per_million=price, latency_calls=latency.calls, memory_error=memory_error))
+            cost_per_million=price, latency_calls=latency.calls, memory_error=memory_error,
+            inproc_latency_p50_ms=latency.p50_ms, inproc_latency_p99_ms=latency.p99_ms))
     return out
 
 

@@ -10,7 +10,7 @@ does not import MLflow: Ray workers import it for every fold.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -42,6 +42,15 @@ class Recipe:
     fit_params: dict[str, Any] = field(default_factory=dict)
     input_kind: str = "encoded"
     preprocessor_key: tuple[Any, ...] | None = None
+    row_path: Callable[[Any, Any], Callable[[Any], Any] | None] | None = None
+    """``row_path(preprocessor, estimator)``, both fitted, compiles them into one fast
+    function of a few encoded rows returning what the estimator's ``predict_proba``
+    (``predict`` for regression) would (or None when it cannot); see
+    :mod:`dripml.algorithms.row_path`. None: always scikit-learn's path."""
+
+
+ROW_PATH_MAX_ROWS = 16
+"""Most rows a :attr:`Recipe.row_path` transforms; larger batches share scikit-learn's costs."""
 
 
 class FittedRecipe:
@@ -68,18 +77,48 @@ class FittedRecipe:
         return self
 
     def predict(self, X: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        rows = self._row_predict(X)
+        if rows is not None:
+            return self._outputs(rows(X))
         if self.recipe.preprocessor is not None:
             X = self.recipe.preprocessor.transform(X)
         return self.predict_transformed(X)
+
+    def _row_predict(self, X: Any) -> Callable[[Any], Any] | None:
+        """The recipe's compiled row path for ``X`` (an encoded matrix of at most
+        :data:`ROW_PATH_MAX_ROWS` rows), compiled once per fitted preprocessor and estimator;
+        else None."""
+        compile_rows = getattr(self.recipe, "row_path", None)  # None in older pickles
+        if (compile_rows is None or self.recipe.preprocessor is None or hasattr(X, "iloc")
+                or getattr(X, "shape", (ROW_PATH_MAX_ROWS + 1,))[0] > ROW_PATH_MAX_ROWS):
+            return None
+        key = (self.recipe.preprocessor, self.recipe.estimator)
+        cached = self.__dict__.get("_rows")
+        if cached is None or cached[0] != key:
+            cached = (key, compile_rows(*key))
+            self._rows = cached
+        return cached[1]
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_rows", None)  # compiled again on first use
+        return state
 
     def predict_transformed(self, X: Any) -> tuple[np.ndarray, np.ndarray | None]:
         """Predict from preprocessed rows (see :meth:`fit_transformed`)."""
         estimator = self.recipe.estimator
         if self.task == "regression":
-            return np.asarray(estimator.predict(X), dtype=np.float64).ravel(), None
+            return self._outputs(estimator.predict(X))
         if not hasattr(estimator, "predict_proba"):
             return np.asarray(estimator.predict(X), dtype=np.int64), None
-        raw = np.asarray(estimator.predict_proba(X))
+        return self._outputs(estimator.predict_proba(X))
+
+    def _outputs(self, raw: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        """(y_pred, y_proba) from the estimator's ``predict`` (regression) or
+        ``predict_proba`` output."""
+        if self.task == "regression":
+            return np.asarray(raw, dtype=np.float64).ravel(), None
+        raw = np.asarray(raw)
         proba = raw.astype(np.float64)
         if raw.dtype != np.float64:
             # float32 rows (a model on embeddings) sum to one only within 1e-7; metrics

@@ -28,6 +28,11 @@ class FoldScore:
 
     ``started_ms``, ``ended_ms``: wall-clock start and end of the fold's task (Unix epoch,
     milliseconds, the worker's clock), scoring and probe included; None when not recorded.
+
+    ``oof``: the fold model's predictions on its validation rows, in the fold's order
+    (float32: probabilities (n_val, K), or values (n_val,) for regression), which Refine's
+    ensembles (:mod:`dripml.refine.ensembles`) combine; kept in memory only, for trials
+    that may become candidates (never logged); None otherwise.
     """
 
     fold: int
@@ -37,15 +42,19 @@ class FoldScore:
     probe_latency_p99_ms: float | None = None
     probe_model_mb: float | None = None
     predict_row_ms: float | None = None
+    probe_reference_ms: float | None = None
     started_ms: int | None = None
     ended_ms: int | None = None
+    oof: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def probe(self) -> dict[str, float]:
         """The probe's measurements by cost name (as :mod:`dripml.refine.frontier` names them)."""
         values = {"latency_p50_ms": self.probe_latency_p50_ms,
                   "latency_p99_ms": self.probe_latency_p99_ms,
-                  "model_mb": self.probe_model_mb}
+                  "model_mb": self.probe_model_mb,
+                  # the reference timed beside the model (dripml.discover.probe_calibration)
+                  "reference_ms": self.probe_reference_ms}
         return {k: v for k, v in values.items() if v is not None}
 
 

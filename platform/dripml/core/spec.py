@@ -534,8 +534,9 @@ class RefineSpec(_Model):
 
     The candidates are the best trial of each algorithm (with ``per_algorithm``) and then the
     next best trials until there are ``top_k``; each is refit on all training rows and
-    measured on the serving path (``TrainedModel.predict_records``, see
-    :mod:`dripml.core.costs`).
+    measured in process (``TrainedModel.predict_records``, see :mod:`dripml.core.costs`) and,
+    with ``serving_path``, through the real ``/predict`` server
+    (:mod:`dripml.refine.serving_cost`).
     """
 
     top_k: int = Field(default=5, ge=1, le=50, description="Candidates to refit and measure.")
@@ -551,8 +552,67 @@ class RefineSpec(_Model):
     instance_price_per_hour: float | None = Field(
         default=None, gt=0,
         description="Price of the serving instance per hour (any currency); gives each "
-        "candidate a cost per million predictions = price / (3600 * throughput_rows_s) * 1e6.",
+        "candidate a cost per million predictions = price / (3600 * throughput_rows_s) * 1e6; "
+        "on the serving path, per million requests = price / (3600 * requests_per_s) * 1e6.",
     )
+    serving_path: bool = Field(
+        default=True,
+        description="Also measure every candidate through the real /predict server (started "
+        "on 127.0.0.1 as `drip serve` runs it, see dripml.refine.serving_cost): its p50/p99 "
+        "become latency_p50_ms/latency_p99_ms, which constraints and select judge; the "
+        "in-process ones stay as inproc_latency_p50_ms/inproc_latency_p99_ms. false keeps "
+        "the in-process figures as the costs (so does DRIPML_REFINE_SERVING_PATH=false).",
+    )
+    serving_cpus: int = Field(
+        default=1, ge=1, le=1024,
+        description="CPUs the measured server is pinned to (CPU affinity, not a cgroup "
+        "quota), like the deployment's CPU limit.",
+    )
+    serving_memory_mib: float | None = Field(
+        default=None, gt=0,
+        description="The deployment's memory limit, MiB, as an RSS watch (not RLIMIT_AS): a "
+        "server whose summed resident set goes over it is stopped and the candidate gets "
+        "infinite latencies.",
+    )
+    serving_seconds: float = Field(
+        default=3.0, ge=0.5, le=600,
+        description="Seconds of load per candidate on the serving path (half at concurrency "
+        "1, half at `concurrency`), after the server is ready; a time budget cuts it.",
+    )
+    concurrency: int = Field(
+        default=8, ge=1, le=1024,
+        description="Concurrent connections of the serving path's throughput and p99.",
+    )
+    ensembles: list[Literal["greedy", "stacked"]] | None = Field(
+        default=None,
+        description="Ensembles of the refit candidates added as frontier points "
+        "(dripml.refine.ensembles): greedy (Caruana's ensemble selection on Discover's "
+        "out-of-fold predictions), stacked (a logistic/ridge meta-model on them). Default "
+        "[greedy] when two or more candidates qualify; [] turns them off.",
+    )
+    ensemble_min_gain: float = Field(
+        default=0.001, ge=0,
+        description="How much an ensemble's CV objective must beat its best member's (in the "
+        "objective's units, e.g. 0.001 ROC AUC) to become a frontier point. Its CV score is "
+        "slightly optimistic (the weights are chosen on the same out-of-fold rows), and it "
+        "costs the sum of its members: a gain under this is noise bought with latency.",
+    )
+    compiled_trees: bool | None = Field(
+        default=None,
+        description="Add a compiled twin of every refit LightGBM and XGBoost candidate as a "
+        "frontier point (algorithm '<name>+tl2cgen': the trees compiled to C with treelite, "
+        "tl2cgen and gcc; see dripml.algorithms.compiled), kept only if its test predictions "
+        "equal the original's within 1e-6. Default: on when treelite/tl2cgen import and a C "
+        "compiler is found (else skipped with a message); false turns it off.",
+    )
+
+    @field_validator("ensembles")
+    @classmethod
+    def _distinct_ensembles(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError(f"refine.ensembles lists a kind twice: {value}; name each of "
+                             "greedy, stacked at most once")
+        return value
 
 
 class ConstraintsSpec(_Model):
@@ -562,9 +622,12 @@ class ConstraintsSpec(_Model):
     """
 
     max_latency_p99_ms: float | None = Field(
-        default=None, gt=0, description="Single-row latency, 99th percentile, milliseconds.")
+        default=None, gt=0, description="Single-record latency, 99th percentile, milliseconds: "
+        "the endpoint's (POST /predict at concurrency 1) with refine.serving_path, else in "
+        "process.")
     max_latency_p50_ms: float | None = Field(
-        default=None, gt=0, description="Single-row latency, median, milliseconds.")
+        default=None, gt=0, description="Single-record latency, median, milliseconds (the "
+        "endpoint's with refine.serving_path, as max_latency_p99_ms).")
     max_model_mb: float | None = Field(
         default=None, gt=0, description="Pickled model size, MB (10^6 bytes).")
     max_memory_mb: float | None = Field(
@@ -585,7 +648,8 @@ class ConstraintsSpec(_Model):
                                            self.max_model_mb))
 
 
-SelectCost = Literal["latency_p99_ms", "model_mb", "memory_mb", "cost_per_million"]
+SelectCost = Literal["latency_p99_ms", "model_mb", "memory_mb", "cost_per_million",
+                     "inproc_latency_p99_ms"]
 
 
 class SelectSpec(_Model):
@@ -609,7 +673,9 @@ class SelectSpec(_Model):
     )
     cost: SelectCost = Field(
         default="latency_p99_ms",
-        description="The cost cheapest_within minimises and ties are broken on.",
+        description="The cost cheapest_within minimises and ties are broken on; "
+        "latency_p99_ms is the endpoint's with refine.serving_path (inproc_latency_p99_ms: "
+        "in process; without the serving path it falls back to latency_p99_ms).",
     )
 
     @model_validator(mode="after")

@@ -20,6 +20,7 @@ from dripml.core import costs, metrics
 from dripml.core.model import FittedRecipe
 from dripml.core.results import FoldScore
 from dripml.core.spec import Spec
+from dripml.discover import probe_calibration
 
 
 def make_folds(y: np.ndarray, spec: Spec) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -81,6 +82,7 @@ def run_fold(
     transformed: TransformedFold | None = None,
     probe_calls: int = 0,
     row_calls: int = 0,
+    keep_predictions: bool = False,
 ) -> FoldScore:
     """Fit one configuration on fold ``fold`` of ``splits`` and score it (a Ray task).
 
@@ -100,6 +102,9 @@ def run_fold(
     (after one untimed) give ``predict_row_ms``, their median: what a time budget needs to
     know of the model's serving speed (see :mod:`dripml.core.budget`); not part of
     ``fit_time_s`` either.
+
+    With ``keep_predictions`` the validation predictions come back too (``FoldScore.oof``,
+    float32), for Refine's ensembles.
     """
     from threadpoolctl import threadpool_limits
 
@@ -123,7 +128,9 @@ def run_fold(
             fitted.fit_transformed(X_train, y_train)
             fit_time_s = time.perf_counter() - started
             predict = fitted.predict
-        scores = _score(predict, X_val, y_val, validation_metrics, "validation")
+        predicted = predict(X_val)
+        scores = _scored(predicted, y_val, validation_metrics, "validation")
+        oof = _compact(predicted, ctx.task) if keep_predictions else None
         if train_metrics:
             # On the rows the estimator was fitted on, as the shared path does: a target
             # encoding's are cross-fitted; transform(X_train) would hand each row its own label.
@@ -133,26 +140,32 @@ def run_fold(
     if probe_calls <= 0:
         return FoldScore(fold=fold, metrics=scores, fit_time_s=fit_time_s,
                          predict_row_ms=row_ms, started_ms=started_ms,
-                         ended_ms=int(time.time() * 1000))
+                         ended_ms=int(time.time() * 1000), oof=oof)
     if transformed is not None:
         fitted.recipe.preprocessor = transformed.preprocessor
     rows = X.iloc[val_idx] if hasattr(X, "iloc") else X[val_idx]
-    latency, size_mb = probe(fitted, rows, probe_calls)
+    latency, size_mb, reference_ms = probe(fitted, rows, probe_calls)
     return FoldScore(fold=fold, metrics=scores, fit_time_s=fit_time_s,
                      probe_latency_p50_ms=latency.p50_ms, probe_latency_p99_ms=latency.p99_ms,
-                     probe_model_mb=size_mb, started_ms=started_ms,
-                     ended_ms=int(time.time() * 1000))
+                     probe_model_mb=size_mb, probe_reference_ms=reference_ms,
+                     started_ms=started_ms,
+                     ended_ms=int(time.time() * 1000), oof=oof)
 
 
-def probe(fitted: FittedRecipe, rows: Any, calls: int) -> tuple[costs.Latency, float]:
+def probe(fitted: FittedRecipe, rows: Any, calls: int) -> tuple[costs.Latency, float, float]:
     """Single-row latency of ``fitted`` over ``rows`` (encoded matrix or, for custom models,
-    a DataFrame) and its pickled size in MB."""
+    a DataFrame), its pickled size in MB, and the p50 ms of the reference model timed beside
+    it (:mod:`dripml.discover.probe_calibration`: the driver calibrates the latency with it)."""
+    from threadpoolctl import threadpool_limits
+
     fitted.single_threaded()
     n = max(1, min(len(rows), calls // 2))
     single = ([rows.iloc[i:i + 1] for i in range(n)] if hasattr(rows, "iloc")
               else [rows[i:i + 1] for i in range(n)])
-    latency = costs.probe_latency_ms(lambda i: fitted.predict(single[i]), rows=n, passes=2)
-    return latency, costs.model_size_mb(fitted)
+    with threadpool_limits(limits=1):
+        latency, reference_ms = probe_calibration.probe_with_reference(
+            lambda i: fitted.predict(single[i]), rows=n, passes=2)
+    return latency, costs.model_size_mb(fitted), reference_ms
 
 
 def time_rows_ms(predict: Callable[[Any], Any], rows: Any, calls: int) -> float:
@@ -172,8 +185,21 @@ def time_rows_ms(predict: Callable[[Any], Any], rows: Any, calls: int) -> float:
 
 def _score(predict: Callable[[Any], tuple[np.ndarray, np.ndarray | None]], X: Any,
            y: np.ndarray, bound: list[metrics.BoundMetric], split: str) -> dict[str, float]:
-    y_pred, proba = predict(X)
+    return _scored(predict(X), y, bound, split)
+
+
+def _scored(predicted: tuple[np.ndarray, np.ndarray | None], y: np.ndarray,
+            bound: list[metrics.BoundMetric], split: str) -> dict[str, float]:
+    y_pred, proba = predicted
     return {f"{split}_{k}": v for k, v in metrics.score_all(bound, y, y_pred, proba).items()}
+
+
+def _compact(predicted: tuple[np.ndarray, np.ndarray | None], task: str) -> np.ndarray | None:
+    """Validation predictions as an ensemble reads them, float32: probabilities (n, K) for
+    classification (None when the model gives none), values (n,) for regression."""
+    y_pred, proba = predicted
+    kept = y_pred if task == "regression" else proba
+    return None if kept is None else np.asarray(kept, dtype=np.float32)
 
 
 def warm_up(algorithm_names: Sequence[str]) -> str:

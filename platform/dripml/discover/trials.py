@@ -47,7 +47,7 @@ from dripml.core.data import Dataset
 from dripml.core.objective import Objective, resolve_objective
 from dripml.core.results import FoldScore, SearchResult, TrialResult, TrialState, aggregate
 from dripml.core.spec import MetricSpec, Spec
-from dripml.discover import halving, retries, search
+from dripml.discover import halving, oof, probe_calibration, retries, search
 from dripml.discover.folds import (
     make_folds,
     run_fold,
@@ -234,6 +234,9 @@ def discover(
     limit = spec.search.max_concurrent or _default_concurrency(
         spec, 1 if ladder is not None else len(folds))
     probe_calls = spec.search.cost_probe_calls if spec.constraints.probed else 0
+    if probe_calls:  # the probe's calibration reference, timed alone before any trial runs
+        probe_calibration.reference_alone_ms()
+    keep_oof = oof.wanted(spec)
     # Under a run's time budget, fold 0 times a few single-row predictions (no probe needed)
     # so that the reserve for Refine knows what measuring each model's latency will cost.
     row_calls = (budget.ROW_TIMING_CALLS
@@ -303,7 +306,8 @@ def discover(
                 ref = _run_fold_remote.options(**options).remote(
                     X_ref, y_ref, splits_ref, i, name, params, ctx, n_classes, train_bound,
                     validation_bound, None if retry else transformed(state.config, i),
-                    probe_calls if i == 0 else 0, row_calls if i == 0 else 0)
+                    probe_calls if i == 0 else 0, row_calls if i == 0 else 0,
+                    keep_predictions=keep_oof)
             state.pending[ref] = fit
 
     row_scale = len(dataset.y_train) / float(np.mean([len(t) for t, _ in folds]))
@@ -325,6 +329,8 @@ def discover(
     def note(result: TrialResult) -> None:
         nonlocal best
         results.append(result)
+        if keep_oof:  # Refine's ensembles read the candidates' out-of-fold predictions
+            oof.prune(results, spec, objective.direction)
         if planner is not None:
             # What one fit may cost and still leave time to finish a trial of all folds.
             per_fit = search_deadline().left_s() * slots / len(folds)
@@ -527,28 +533,38 @@ def _enqueue_planned(study: optuna.Study, spec: Spec, planner: Planner,
         study.enqueue_trial(fixed, skip_if_exists=False)
 
 
-def probe_judged(probe: dict[str, float]) -> dict[str, float]:
+def probe_judged(probe: dict[str, float], alone_ms: float | None = None) -> dict[str, float]:
     """What the probe rule compares with the limits: the probe's median latency stands for
     both latency percentiles (a median over a p99 limit proves the limit cannot be met, and
-    unlike a 200-call p99 inside a busy worker it is stable), its size for the model size."""
+    unlike a 200-call p99 inside a busy worker it is stable), its size for the model size.
+
+    The median is first calibrated (:func:`dripml.discover.probe_calibration.calibrated_ms`)
+    with the reference timed beside it in the worker and the same reference timed alone
+    (``alone_ms``; by default the driver's, measured before the trials started): the worker's
+    neighbours slow every call there, and a busy worker must not prune a model that is fast
+    alone."""
     judged = {k: v for k, v in probe.items() if k == "model_mb"}
     if "latency_p50_ms" in probe:
-        judged |= {"latency_p50_ms": probe["latency_p50_ms"],
-                   "latency_p99_ms": probe["latency_p50_ms"]}
+        if alone_ms is None and probe.get("reference_ms"):
+            alone_ms = probe_calibration.reference_alone_ms()
+        p50 = probe_calibration.calibrated_ms(probe["latency_p50_ms"],
+                                              probe.get("reference_ms"), alone_ms)
+        judged |= {"latency_p50_ms": p50, "latency_p99_ms": p50}
     return judged
 
 
-def probe_violations(probe: dict[str, float], spec: Spec) -> tuple[constraints.Violation, ...]:
+def probe_violations(probe: dict[str, float], spec: Spec, *,
+                     alone_ms: float | None = None) -> tuple[constraints.Violation, ...]:
     """The constraints a fold's probe breaks by more than ``cost_probe_margin`` (judged as
-    :func:`probe_judged` says)."""
+    :func:`probe_judged` says, calibrated with ``alone_ms`` as there)."""
     if not probe:
         return ()
-    return constraints.violations(probe_judged(probe), spec.constraints,
+    return constraints.violations(probe_judged(probe, alone_ms), spec.constraints,
                                spec.search.cost_probe_margin)
 
 
 def _probe_text(violation: constraints.Violation, spec: Spec) -> str:
-    what = ("median single-row latency" if violation.cost.startswith("latency")
+    what = ("calibrated median single-row latency" if violation.cost.startswith("latency")
             else "pickled size")
     unit = constraints.UNITS[violation.cost]
     return (f"{what} {violation.value:.4g} {unit} > {violation.constraint} "

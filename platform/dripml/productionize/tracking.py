@@ -284,7 +284,10 @@ def pip_requirements(algorithm: str | TrainedModel) -> list[str]:
     packages = ["scikit-learn", "numpy", "pandas", "scipy", "cloudpickle", "threadpoolctl"]
     declaration = (registry.find(algorithm) if isinstance(algorithm, str)
                    else registry.for_model(algorithm))
-    for package in declaration.requirements if declaration is not None else ():
+    extras = list(declaration.requirements if declaration is not None else ())
+    if not isinstance(algorithm, str):  # an ensemble's estimator lists its members' needs
+        extras += getattr(algorithm.fitted.recipe.estimator, "requirements", None) or ()
+    for package in extras:
         if package not in packages:
             packages.append(package)
     pins = []

@@ -43,6 +43,12 @@ from dripml.errors import ConstraintError
 COSTS = ("latency_p99_ms", "model_mb", "memory_mb", "cost_per_million")
 """Costs a frontier is computed against (cost_per_million only with an instance price)."""
 
+SERVING_COLUMNS = ("inproc_latency_p50_ms", "inproc_latency_p99_ms", "requests_per_s",
+                   "latency_p99_concurrent_ms", "serving_rss_mb")
+"""In-process latencies and serving-path figures (:mod:`dripml.refine.serving_cost`) beside
+the costs; the serving ones are None unless the candidate was served (then
+``latency_p50_ms``/``latency_p99_ms`` are the endpoint's, else equal to the in-process ones)."""
+
 
 
 @dataclass(frozen=True)
@@ -126,7 +132,7 @@ class Frontier:
 def measured(cost: ServingCost) -> dict[str, float | None]:
     """Every measured cost of ``cost`` by name (None where not measured)."""
     names = ("latency_p50_ms", "latency_p99_ms", "throughput_rows_s", "model_mb",
-             "memory_mb", "cost_per_million")
+             "memory_mb", "cost_per_million", *SERVING_COLUMNS)
     return {name: cost.value(name) for name in names}
 
 
@@ -171,6 +177,8 @@ def choose(candidates: Sequence[CandidateCost], select: SelectSpec, direction: s
 
     def cost_of(i: int) -> float:
         value = candidates[i].value(select.cost)
+        if value is None and select.cost == "inproc_latency_p99_ms":  # not served: in process
+            value = candidates[i].value("latency_p99_ms")
         return math.inf if value is None else value
 
     indices = range(len(candidates))
@@ -273,6 +281,7 @@ def table(frontier: Frontier) -> pd.DataFrame:
             "latency_p50_ms": c.cost.latency_p50_ms, "latency_p99_ms": c.cost.latency_p99_ms,
             "throughput_rows_s": c.cost.throughput_rows_s, "model_mb": c.cost.model_mb,
             "memory_mb": c.cost.memory_mb, "cost_per_million": c.cost.cost_per_million,
+            **{name: getattr(c.cost, name) for name in SERVING_COLUMNS},
             "feasible": p.feasible, "violations": "; ".join(str(v) for v in p.violations),
             "frontier": ",".join(p.frontiers), "chosen": p.chosen,
             "version": p.version or "",

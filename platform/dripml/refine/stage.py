@@ -9,6 +9,10 @@ The step after Discover, in the active (parent) MLflow run:
 2. each is measured on the serving path (:func:`dripml.core.costs.measure`: single-row latency
    p50/p99 over ``refine.latency_calls`` calls, batch throughput, pickled size, peak memory
    in a fresh process, and a cost per million predictions with ``instance_price_per_hour``);
+   with ``refine.serving_path`` (the default) each is then served as ``drip serve`` runs it
+   and loaded for ``refine.serving_seconds`` (:mod:`dripml.refine.serving_cost`): the
+   endpoint's p50/p99 become ``latency_p50_ms``/``latency_p99_ms`` (what constraints and
+   ``select`` judge), the in-process ones stay as ``inproc_latency_p50_ms``/``_p99_ms``;
 3. :func:`dripml.refine.frontier.build` computes the frontier of the CV objective against each cost
    among the candidates that meet ``constraints`` and picks the ``select`` policy's point
    (a :class:`~dripml.errors.ConstraintError` if none meets them, after the table and plot
@@ -58,7 +62,7 @@ from dripml.core.spec import Spec
 from dripml.errors import ConstraintError, TrackingError
 from dripml.productionize import evaluation, model_card, tracking
 from dripml.refine import candidates as selection
-from dripml.refine import frontier
+from dripml.refine import compiled_candidates, ensembles, frontier, serving_cost
 from dripml.refine.candidates import Refit
 
 log = logging.getLogger(__name__)
@@ -101,8 +105,9 @@ def run(dataset: Dataset, spec: Spec, result: SearchResult, objective: Objective
     report = reporter or Reporter()
     deadline = deadline or Deadline(None)
     chosen_trials = selection.candidates(result, spec.refine, spec.constraints)
-    measured, refits, skipped = measure_candidates(dataset, spec, chosen_trials, report,
-                                                   deadline=deadline)
+    measured, refits, skipped = measure_candidates(
+        dataset, spec, chosen_trials, report, deadline=deadline, ensemble_objective=objective,
+        first_free_trial=max(t.number for t in result.trials) + 1)
     options = {"objective_key": objective.key, "direction": objective.direction,
                "constraints": spec.constraints, "select": spec.select}
     try:
@@ -111,6 +116,11 @@ def run(dataset: Dataset, spec: Spec, result: SearchResult, objective: Objective
         log_frontier(frontier.build(measured, **options, choose_point=False))
         raise
     by_number = {t.number: t for t in chosen_trials}
+    by_number |= compiled_candidates.twin_trials(  # the compiled twins
+        ((c.trial, c.algorithm, dict(c.params)) for c in measured), chosen_trials)
+    by_number |= {c.trial: ensembles.as_trial(c.trial, c.algorithm, dict(c.params), c.objective,
+                                              objective.key)
+                  for c in measured if c.trial not in by_number}  # the ensembles
     chosen = by_number[placed.chosen.candidate.trial]
     refit = refits[chosen.number]
     mlflow.log_metrics({**refit.test_metrics, "refit_time_s": refit.fit_time_s,
@@ -160,13 +170,21 @@ def needs_memory(spec: Spec) -> bool:
 
 
 def measure_candidates(dataset: Dataset, spec: Spec, candidates: list[TrialResult],
-                       reporter: Reporter | None = None, *, deadline: Deadline | None = None
+                       reporter: Reporter | None = None, *, deadline: Deadline | None = None,
+                       ensemble_objective: Objective | None = None,
+                       first_free_trial: int | None = None
                        ) -> tuple[list[frontier.CandidateCost], dict[int, Refit], list[str]]:
     """Refit the candidates, then measure their serving costs together on up to 1,000 test
     records (latencies interleaved, see :func:`dripml.core.costs.measure_latencies`).
 
     With a bounded ``deadline``, refit and measure what fits (see the module docstring);
     the first candidate is always refit and measured.
+
+    With ``ensemble_objective``, the spec's ensembles of the refits
+    (:mod:`dripml.refine.ensembles`) join them after the refits, numbered from
+    ``first_free_trial`` (default: past the candidates), and are measured last. Then the
+    compiled twins of the LightGBM and XGBoost refits (``refine.compiled_trees``,
+    :mod:`dripml.refine.compiled_candidates`), numbered past those.
 
     Returns:
         The measured candidates, the refits by trial number (every refit one, measured or
@@ -211,6 +229,19 @@ def measure_candidates(dataset: Dataset, spec: Spec, candidates: list[TrialResul
             estimated += estimate
             spent += time.monotonic() - started
         refit_trials = [t for t in candidates if t.number in refits]
+        if ensemble_objective is not None:  # extra points, numbered past the search's trials
+            extra, cut = ensembles.extend(
+                dataset, spec, refit_trials, refits, ensemble_objective,
+                first_number=first_free_trial or max(t.number for t in candidates) + 1,
+                reporter=report, time_left_s=deadline.left_s() - least_after(refit_trials))
+            refit_trials += extra
+            skipped += cut
+        twins, cut = compiled_candidates.extend(  # numbered past the search and ensembles
+            dataset, spec, refit_trials, refits,
+            first_number=max(first_free_trial or 0, max(refits, default=-1) + 1),
+            reporter=report, time_left_s=deadline.left_s() - least_after(refit_trials))
+        refit_trials += twins
+        skipped += cut
         plan = budget.MeasurePlan(len(refit_trials), spec.refine.latency_calls, True, 0.0)
         if deadline.bounded:
             timings = [budget.ModelTiming(*costs.time_calls(refits[t.number].model, records))
@@ -237,6 +268,15 @@ def measure_candidates(dataset: Dataset, spec: Spec, candidates: list[TrialResul
                 memory=meter if plan.memory else None,
                 min_calls=min(costs.MIN_LATENCY_CALLS, plan.calls),
                 memory_skipped="skipped: time budget", warmup=plan.warmup)
+    if to_measure and serving_cost.enabled(spec.refine):
+        with report.step(f"measured {len(to_measure)} candidate(s) through the /predict "
+                         f"server ({spec.refine.serving_seconds:g} s of load each)"):
+            measured, cut = serving_cost.measure_all(
+                [refits[t.number].model for t in to_measure], measured, records, spec.refine,
+                left_s=lambda: deadline.left_s() - budget.REGISTER_S - budget.FINISH_S,
+                tracking_uri=mlflow.get_tracking_uri(),
+                labels=[f"trial {t.number} ({t.algorithm})" for t in to_measure])
+        skipped += cut
     out = []
     for trial, cost in zip(to_measure, measured, strict=True):
         report.message(f"  trial {trial.number} ({trial.algorithm}): {describe(cost)}")
@@ -249,10 +289,17 @@ def measure_candidates(dataset: Dataset, spec: Spec, candidates: list[TrialResul
 
 
 def describe(cost: costs.ServingCost) -> str:
-    """One line: latency p50/p99, throughput, size, memory (and price per million)."""
+    """One line: latency p50/p99 (the endpoint's and in process, when served), throughput,
+    size, memory (and price per million)."""
     text = (f"latency p50 {cost.latency_p50_ms:.3f} ms, p99 {cost.latency_p99_ms:.3f} ms; "
             f"{cost.throughput_rows_s:,.0f} rows/s; {cost.model_mb:.3f} MB; "
             f"peak memory {cost.memory_mb:.1f} MB")
+    if cost.serving_requests is not None:
+        text = (f"endpoint {text} {cost.requests_per_s or 0:,.0f} req/s at c>1 (p99 "
+                f"{cost.latency_p99_concurrent_ms:.3f} ms); in process p50 "
+                f"{cost.inproc_latency_p50_ms:.3f} ms, p99 {cost.inproc_latency_p99_ms:.3f} ms")
+    if cost.serving_error:
+        text += f"; serving path: {cost.serving_error}"
     if cost.cost_per_million is not None:
         text += f"; {cost.cost_per_million:.4g} per 1M predictions"
     return text
@@ -266,6 +313,8 @@ def version_tags(point: frontier.FrontierPoint, objective_key: str) -> dict[str,
             "dripml.frontier_costs": ",".join(point.frontiers),
             "dripml.chosen": str(point.chosen).lower(),
             "latency_calls": str(c.cost.latency_calls)}
+    if c.cost.serving_requests is not None:  # latencies are the endpoint's
+        tags["serving_requests"] = str(c.cost.serving_requests)
     tags |= {k: f"{v:.6g}" for k, v in frontier.measured(c.cost).items() if v is not None}
     # Its own test metrics, so that `drip models` reads each version's (not the run's).
     tags |= {k: f"{v:.10g}" for k, v in c.test_metrics.items() if math.isfinite(v)}
