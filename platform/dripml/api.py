@@ -905,6 +905,17 @@ def frontier_table(run_id: str, tracking_uri: str | None = None) -> pd.DataFrame
     return stage.load_table(run_id)
 
 
+def frontier_points(run_id: str, tracking_uri: str | None = None) -> list[dict[str, Any]]:
+    """:func:`frontier_table` as JSON-ready records (what ``drip frontier --json`` prints and
+    ``summary()["frontier"]`` holds): ``version`` an int or None (not registered),
+    ``params`` decoded.
+
+    Raises:
+        TrackingError: as :func:`frontier_table`.
+    """
+    return _frontier_summary(frontier_table(run_id, tracking_uri))
+
+
 # ---------------------------------------------------------------------------------------
 # Productionize: serve, build a serving image, deploy
 # ---------------------------------------------------------------------------------------

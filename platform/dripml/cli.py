@@ -769,15 +769,10 @@ def frontier_command(
 
     _quiet_libraries()
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    board = api.frontier_table(run_id, tracking_uri)
     if json_output:
-        rows = json.loads(board.to_json(orient="records"))
-        for row in rows:  # the table keeps a candidate's params as JSON text
-            if isinstance(row.get("params"), str):
-                row["params"] = json.loads(row["params"])
-        _print_json(rows)
+        _print_json(api.frontier_points(run_id, tracking_uri))
         return
-    _print_frontier(board)
+    _print_frontier(api.frontier_table(run_id, tracking_uri))
 
 
 def _print_frontier(board: Any) -> None:

@@ -38,7 +38,7 @@ from dripml.core import metrics
 from dripml.core.data import Dataset
 from dripml.core.ensemble_model import EnsembleEstimator, EnsembleKind, meta_features
 from dripml.core.model import FittedRecipe, Recipe, TrainedModel
-from dripml.core.objective import Objective
+from dripml.core.objective import Objective, sort_key
 from dripml.core.progress import Reporter
 from dripml.core.results import TrialResult
 from dripml.core.spec import Spec
@@ -91,10 +91,8 @@ def greedy_select(predictions: Sequence[np.ndarray], score: Callable[[np.ndarray
     """
     if not predictions:
         raise ValueError("greedy selection needs at least one member's predictions")
-    sign = -1.0 if direction == "maximize" else 1.0
-
     def key(value: float) -> float:  # smaller is better; NaN worst
-        return math.inf if math.isnan(value) else sign * value
+        return sort_key(value, direction)
 
     stacked = np.stack([np.asarray(p, dtype=np.float64) for p in predictions])
     singles = [score(p) for p in stacked]
@@ -262,9 +260,8 @@ def _short_of_min_gain(kind: str, cv: float, members: Sequence[TrialResult], spe
                        objective: Objective) -> str | None:
     """Why an ensemble scoring ``cv`` is not worth its cost, or None when it beats its best
     member by at least ``refine.ensemble_min_gain`` (direction-aware)."""
-    sign = 1.0 if objective.direction == "maximize" else -1.0
-    best = max(members, key=lambda t: sign * t.objective)
-    gain = sign * (cv - best.objective)
+    best = min(members, key=lambda t: objective.sort_key(t.objective))
+    gain = objective.sort_key(best.objective) - objective.sort_key(cv)  # > 0: cv is better
     if gain >= spec.refine.ensemble_min_gain:
         return None
     return (f"{ALGORITHM.format(kind=kind)} not added: CV {cv:.5f} gains {gain:+.5f} over its "
