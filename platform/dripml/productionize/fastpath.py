@@ -43,13 +43,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from dripml.core.features import Feature
+from dripml.productionize.guard import Receive, Send, replay_body
 
 __all__ = ["INLINE_MAX_RECORDS", "PredictFastPath", "RecordChecker"]
 
 Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 INLINE_MAX_RECORDS = 32
@@ -161,7 +159,7 @@ class PredictFastPath:
             return
         content = await self._answer(body)
         if content is None:
-            await self.app(scope, _replay(body, receive), send)
+            await self.app(scope, replay_body(body, receive), send)
             return
         await send({"type": "http.response.start", "status": 200, "headers": [
             (b"content-type", b"application/json"),
@@ -207,16 +205,3 @@ async def _read_body(receive: Receive) -> bytes | None:
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             return b"".join(chunks)
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    replayed = False
-
-    async def replay() -> Message:
-        nonlocal replayed
-        if not replayed:
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay

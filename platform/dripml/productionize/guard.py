@@ -53,6 +53,23 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+
+
+def replay_body(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that hands the already-read ``body`` to the next app as one
+    ``http.request`` message, then defers to ``receive`` (a disconnect, say): how a middleware
+    that had to read the body passes the request on (the request guard, the /predict fast
+    path, the web page's CSRF check)."""
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 BODY_IDLE_TIMEOUT_S = 1.0
@@ -188,16 +205,7 @@ class RequestGuard:
         body = await self._read_body(receive, send, expected)
         if body is None:
             return
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replay_body(body, receive), send)
 
     def _auth_problem(self, scope: Scope) -> dict[str, Any] | None:
         assert self._token is not None

@@ -27,12 +27,10 @@ from urllib.parse import parse_qs
 
 from fastapi import HTTPException, Request
 
+from dripml.productionize.guard import Message, Receive, Send, replay_body
 from dripml.ui.settings import UiSettings
 
 Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 TOKEN_COOKIE = "dripml_ui_token"
@@ -207,16 +205,7 @@ async def _read_form(receive: Receive) -> tuple[bytes | None, Receive]:
             return None, receive
         more = message.get("more_body", False)
     body = b"".join(chunks)
-    replayed = False
-
-    async def replay() -> Message:
-        nonlocal replayed
-        if not replayed:
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return body, replay
+    return body, replay_body(body, receive)
 
 
 async def _json(send: Send, status: int, detail: str,
