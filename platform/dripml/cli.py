@@ -184,10 +184,7 @@ def run(
     if json_output and serve:
         raise SpecError("--json prints the run's summary and exits: drop --serve, and serve "
                         "the model with `drip serve NAME@ALIAS` afterwards")
-    _quiet_libraries()
-    log_file = settings.run_log_file()
-    err.print(f"library logs (MLflow, Ray, Optuna, warnings): {log_file}", highlight=False,
-              soft_wrap=True)
+    log_file = _library_log_file()
     # --json: stdout carries the JSON alone; anything printed on the way goes to stderr.
     with redirect_stdout(sys.stderr) if json_output else nullcontext():
         try:
@@ -195,7 +192,8 @@ def run(
                                reporter=_reporter(events), tags=tags, set_alias=alias,
                                log_file=log_file, resume=resume)
         except Interrupted as stop:
-            raise _with_resume_command(stop, spec) from None
+            raise _with_resume_command(
+                stop, f"drip run {shlex.quote(str(spec))} --resume") from None
     if json_output:
         _print_json({**result.summary(), "log_file": str(log_file)})
         return
@@ -203,9 +201,7 @@ def run(
     board = result.frontier_table()
     if board is not None:
         _print_frontier(board)
-    metrics = ", ".join(f"{k.removeprefix('test_')} {v:.4f}" for k, v in
-                        result.test_metrics.items())
-    out.print(f"[bold]test[/] ({len(result.test_metrics)} metrics): {metrics}")
+    _print_test_metrics(result.test_metrics)
     if alias and not result.model.alias_conflict:
         out.print(f"[bold]registered[/] {result.model.alias_uri} -> version "
                   f"{result.model.version} (run {result.run_id}, tracking {result.tracking_uri})")
@@ -226,11 +222,26 @@ def run(
                result.tracking_uri, 1)
 
 
-def _with_resume_command(stop: Interrupted, spec: Path) -> Interrupted:
-    """``stop`` saying ``drip run SPEC --resume`` as the way to resume."""
+def _library_log_file() -> Path:
+    """Quiet the libraries' own logging and say where it goes instead (``drip run``,
+    ``drip recipe run``): the run's log file under ``.dripml/logs/``."""
+    _quiet_libraries()
+    log_file = settings.run_log_file()
+    err.print(f"library logs (MLflow, Ray, Optuna, warnings): {log_file}", highlight=False,
+              soft_wrap=True)
+    return log_file
+
+
+def _print_test_metrics(test_metrics: Any) -> None:
+    metrics = ", ".join(f"{k.removeprefix('test_')} {v:.4f}" for k, v in test_metrics.items())
+    out.print(f"[bold]test[/] ({len(test_metrics)} metrics): {metrics}")
+
+
+def _with_resume_command(stop: Interrupted, command: str) -> Interrupted:
+    """``stop`` saying ``command`` (e.g. ``drip run SPEC --resume``) as the way to resume;
+    ``stop`` itself when no run was kept."""
     if stop.run_id is None:
         return stop
-    command = f"drip run {shlex.quote(str(spec))} --resume"
     return Interrupted(stop.signum, run_id=stop.run_id, kept=stop.kept, message=(
         f"interrupted by {stop.signal_name}: kept {stop.kept} finished trials in run "
         f"{stop.run_id}; resume with `{command}`"))
@@ -954,10 +965,7 @@ def recipe_run(
     os.environ.setdefault("RAY_AUTH_MODE", "token")
     from dripml import api
 
-    _quiet_libraries()
-    log_file = settings.run_log_file()
-    err.print(f"library logs (MLflow, Ray, Optuna, warnings): {log_file}", highlight=False,
-              soft_wrap=True)
+    log_file = _library_log_file()
     with redirect_stdout(sys.stderr) if json_output else nullcontext():
         try:
             result = api.run_recipe(
@@ -966,19 +974,13 @@ def recipe_run(
                 tracking_uri=tracking_uri, recipe_dirs=list(recipes) if recipes else None,
                 log_file=log_file, source=source)
         except Interrupted as stop:
-            if stop.run_id is None:
-                raise
             again = shlex.join(["drip", *sys.argv[1:], *([] if resume else ["--resume"])])
-            raise Interrupted(stop.signum, run_id=stop.run_id, kept=stop.kept, message=(
-                f"interrupted by {stop.signal_name}: kept {stop.kept} finished trials in run "
-                f"{stop.run_id}; resume with `{again}`")) from None
+            raise _with_resume_command(stop, again) from None
     if json_output:
         _print_json({**result.summary(), "log_file": str(log_file)})
         return
     _print_leaderboard(result.leaderboard, result.best.number)
-    metrics = ", ".join(f"{k.removeprefix('test_')} {v:.4f}" for k, v in
-                        result.test_metrics.items())
-    out.print(f"[bold]test[/] ({len(result.test_metrics)} metrics): {metrics}")
+    _print_test_metrics(result.test_metrics)
     out.print(f"[bold]registered[/] {result.model.model_uri} (run {result.run_id}, tracking "
               f"{result.tracking_uri}); serve it with: drip serve "
               f"{shlex.quote(f'{result.model.name}@{result.model.alias}')}", highlight=False)
