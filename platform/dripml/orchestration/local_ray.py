@@ -17,7 +17,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from typing import Any, ClassVar
 
 import httpx
 
+from dripml.core.network import free_loopback_port
 from dripml.core.spec import Spec
 from dripml.errors import ClusterError
 from dripml.orchestration import loopback
@@ -65,12 +65,6 @@ class LocalCluster:
         return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": self.token_file}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def state_file(name: str, state_dir: Path | None = None) -> Path:
     return (state_dir or STATE_DIR).resolve() / f"{name}.json"
 
@@ -93,17 +87,17 @@ def create(name: str, *, run_id: str, num_cpus: int | None = None,
     token_file.write_text(secrets.token_hex(32))
     # Unix socket paths are limited to 107 bytes: keep Ray's directory short.
     temp_dir = Path("/tmp") / f"dripml-ray-{secrets.token_hex(4)}"
-    gcs_port, dashboard_port = _free_port(), _free_port()
+    gcs_port, dashboard_port = free_loopback_port(), free_loopback_port()
     ray = Path(sys.executable).parent / "ray"
     command = [str(ray) if ray.exists() else "ray", "start", "--head", "--block",
                "--port", str(gcs_port), "--node-ip-address", "127.0.0.1",
                "--include-dashboard=true", "--dashboard-host", "127.0.0.1",
                "--dashboard-port", str(dashboard_port),
-               "--dashboard-agent-listen-port", str(_free_port()),
-               "--dashboard-agent-grpc-port", str(_free_port()),
-               "--metrics-export-port", str(_free_port()),
-               "--runtime-env-agent-port", str(_free_port()),
-               "--ray-client-server-port", str(_free_port()),
+               "--dashboard-agent-listen-port", str(free_loopback_port()),
+               "--dashboard-agent-grpc-port", str(free_loopback_port()),
+               "--metrics-export-port", str(free_loopback_port()),
+               "--runtime-env-agent-port", str(free_loopback_port()),
+               "--ray-client-server-port", str(free_loopback_port()),
                "--temp-dir", str(temp_dir), "--disable-usage-stats"]
     if num_cpus is not None:
         command += ["--num-cpus", str(num_cpus)]

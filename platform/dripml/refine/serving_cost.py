@@ -45,7 +45,6 @@ import logging
 import math
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
@@ -61,6 +60,7 @@ import numpy as np
 
 from dripml import settings
 from dripml.core.costs import MB, Record, ServingCost, cost_per_million
+from dripml.core.network import free_loopback_port
 from dripml.core.spec import RefineSpec
 
 log = logging.getLogger(__name__)
@@ -171,12 +171,6 @@ class _RssWatch:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _percentiles(ms: np.ndarray) -> tuple[float, float]:
@@ -324,7 +318,7 @@ def measure_endpoint(model: Any, record: Record, refine: RefineSpec, *,
     try:
         bundle = serving.write_bundle(model, folder / "bundle", model_uri="refine:candidate",
                                       version_label="refine/candidate")
-        handle = serving.serve(str(bundle.path), port=_free_port(), allow_local=True,
+        handle = serving.serve(str(bundle.path), port=free_loopback_port(), allow_local=True,
                                tracking_uri=tracking_uri, timeout_s=READY_TIMEOUT_S,
                                log_path=folder / "server.log")
         ready_s = time.monotonic() - started

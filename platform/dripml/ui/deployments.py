@@ -5,13 +5,13 @@ The local endpoints live as long as the UI: :meth:`Deployments.stop_all` ends th
 from __future__ import annotations
 
 import shlex
-import socket
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dripml import api
 from dripml.core import refs
+from dripml.core.network import free_loopback_port
 from dripml.errors import DeployError
 from dripml.ui.settings import UiSettings
 
@@ -32,12 +32,6 @@ class Endpoint:
     model: str
     version: int
     curl: str
-
-
-def free_loopback_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def curl_line(url: str, record: dict[str, Any]) -> str:
