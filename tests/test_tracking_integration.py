@@ -122,4 +122,6 @@ def test_embedded_default_store_is_under_dot_dripml(adult_small_csv: dict,
         "search": {"num_trials": 1}})
     assert result.tracking_uri == f"sqlite:///{in_tmp_dir / '.dripml' / 'mlflow.db'}"
     assert (in_tmp_dir / ".dripml" / "artifacts").is_dir()
-    assert [m.name for m in api.models()] == ["embedded"]
+    # one row per registered version: the trial, and its compiled twin when it is on the
+    # frontier (which depends on measured latency), all of the one model
+    assert {m.name for m in api.models()} == {"embedded"}
