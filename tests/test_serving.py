@@ -49,6 +49,10 @@ class FakeModel:
     def encoder(self) -> SimpleNamespace:
         return SimpleNamespace(features=self.features)
 
+    @property
+    def input_features(self) -> tuple[Feature, ...]:  # no data.preprocess: the encoder's
+        return self.features
+
 
 FEATURES = (
     Feature("age", "numeric"),

@@ -228,13 +228,18 @@ def validate(spec: SpecSource = None, /, *, read_data: bool = True,
 def _check_choices(checked: Spec, problems: Problems) -> None:
     """Algorithms, metrics and the grid, each problem under its field."""
     from dripml.algorithms import registry as algorithms
-    from dripml.core import metrics
+    from dripml.core import metrics, preprocess
     from dripml.core.objective import resolve_objective
 
     before = len(problems)
     for i, algorithm in enumerate(checked.algorithms):
         with problems.catch(f"algorithms[{i}].name"):
             algorithms.check(algorithm, checked.task, where=f"algorithms[{i}]")
+    if checked.data.preprocess is not None:
+        with problems.catch("data.preprocess"):
+            preprocess.load_step(checked.data.preprocess)
+    with problems.catch("postprocess"):
+        preprocess.load_postprocess(checked.postprocess)
     with problems.catch("metrics.objective"):
         resolve_objective(checked)
     for split in ("train", "validation", "test"):

@@ -19,6 +19,7 @@ from sklearn.model_selection import train_test_split
 
 from dripml.core import data_checks, datasets
 from dripml.core.features import Kind, TabularEncoder, identifier_note, infer_kinds
+from dripml.core.preprocess import Preprocessor
 from dripml.core.spec import DataSpec, Spec, Task
 from dripml.core.text import TextRules
 from dripml.errors import DataError
@@ -41,6 +42,9 @@ class Dataset:
             what loading decided on its own (identifier columns dropped, levels merged,
             datetime columns found), for the caller to show.
         task: binary, multiclass or regression.
+        preprocessor: ``data.preprocess`` fitted on the raw training rows, or None. With
+            one, ``X_train`` and ``X_test`` hold what it returned (the encoder's input) and
+            ``X_test_raw`` the raw test features (see :attr:`test_input`).
     """
 
     X_train: pd.DataFrame
@@ -51,6 +55,14 @@ class Dataset:
     encoder: TabularEncoder
     task: Task
     label: str
+    preprocessor: Preprocessor | None = None
+    X_test_raw: pd.DataFrame | None = None
+
+    @property
+    def test_input(self) -> pd.DataFrame:
+        """The test rows as a model takes them: the raw feature columns (before
+        ``data.preprocess``); ``X_test`` itself without a preprocessor."""
+        return self.X_test if self.X_test_raw is None else self.X_test_raw
 
 
 def read_table(source: str, na_values: list[str] | None = None) -> pd.DataFrame:
@@ -127,7 +139,9 @@ def text_rules(spec: Spec, kinds: Mapping[str, str]) -> dict[str, TextRules]:
 
 def load(spec: Spec) -> Dataset:
     """Read, check, split and encode the spec's data. Undeclared columns that look like row
-    identifiers are left out of the features (see :func:`find_identifiers`).
+    identifiers are left out of the features (see :func:`find_identifiers`). With
+    ``data.preprocess``, it is fitted on the raw training features right after the split
+    and applied to both splits before kinds are inferred (:mod:`dripml.core.preprocess`).
 
     Raises:
         DataError: a missing label or feature column (the message lists the columns found),
@@ -135,7 +149,10 @@ def load(spec: Spec) -> Dataset:
             (how many, which), a feature column empty in every training row, infinite
             values, a column numeric in train but holding text in test (each naming the
             column and the file; see :mod:`dripml.core.data_checks`), a label that does not
-            fit the task, or a class with too few rows for the folds.
+            fit the task, or a class with too few rows for the folds; ``data.preprocess``
+            failing or returning no DataFrame, another row count, or a column with one of
+            those problems (see :func:`_preprocess`).
+        SpecError: ``data.preprocess`` does not import.
     """
     data = spec.data
     train = read_table(data.train, data.na_values)
@@ -163,6 +180,12 @@ def load(spec: Spec) -> Dataset:
     features = data.features or [c for c in train.columns if c != data.label]
     y_train, y_test, classes = _encode_labels(train[data.label], test[data.label], spec)
     X_train = train[features].reset_index(drop=True)
+    X_test_raw = test[features].reset_index(drop=True)
+    preprocessor = None
+    if data.preprocess is not None:  # before kinds: the encoder reads what it returns
+        preprocessor, X_train, X_test = _preprocess(X_train, X_test_raw, data)
+        test = X_test
+        features = list(X_train.columns)
     overrides = data.type_overrides()
     kinds = infer_kinds(X_train, overrides)
     identifiers = find_identifiers(X_train, kinds, overrides)
@@ -181,7 +204,44 @@ def load(spec: Spec) -> Dataset:
         encoder=encoder,
         task=spec.task,
         label=data.label,
+        preprocessor=preprocessor,
+        X_test_raw=X_test_raw if preprocessor is not None else None,
     )
+
+
+def _preprocess(X_train: pd.DataFrame, X_test: pd.DataFrame, data: DataSpec
+                ) -> tuple[Preprocessor, pd.DataFrame, pd.DataFrame]:
+    """``data.preprocess`` fitted on the raw training features, and both splits through it.
+
+    Raises:
+        SpecError: the reference does not load.
+        DataError: the step failed or returned no DataFrame or another row count, it returned
+            a column named twice, or its output has a problem of the data checks (an empty
+            column, infinite values), or lacks a column ``column_types`` or ``text_columns``
+            names.
+    """
+    test_source = data.test or f"the test split of {data.train}"
+    declared = {c: k for c, k in data.type_overrides().items() if c in X_train.columns}
+    preprocessor, train_out = Preprocessor.fit(data.preprocess or "", X_train,
+                                               source=repr(data.train), kinds=declared)
+    test_out = preprocessor.transform_frame(X_test, source=repr(test_source))
+    output = f"data.preprocess {data.preprocess!r} output on {data.train!r}"
+    twice = sorted({str(c) for c in train_out.columns if list(train_out.columns).count(c) > 1})
+    if twice:
+        raise DataError(f"{output} names columns {twice} twice; return each column once")
+    missing = sorted(set(data.type_overrides()) - set(map(str, train_out.columns)))
+    if missing:
+        raise DataError(f"columns {missing} named in data.column_types or data.text_columns "
+                        f"are not in the {output}; it returns {list(train_out.columns)[:20]}")
+    if list(test_out.columns) != list(train_out.columns):
+        raise DataError(f"data.preprocess {data.preprocess!r} returned columns "
+                        f"{list(test_out.columns)[:20]} on {test_source!r} but "
+                        f"{list(train_out.columns)[:20]} on {data.train!r}; return the same "
+                        "columns for every row set")
+    data_checks.raise_problems(data_checks.frame_problems(
+        train_out, source=output, label=data.label, features=list(train_out.columns),
+        complete=True))
+    return preprocessor, train_out.reset_index(drop=True), test_out.reset_index(drop=True)
 
 
 def find_identifiers(frame: pd.DataFrame, kinds: Mapping[str, Kind],
@@ -209,7 +269,9 @@ def _check_columns(frame: pd.DataFrame, data: DataSpec, source: str) -> None:
         raise DataError(
             f"label column {data.label!r} is not in {source!r}; columns found: {columns}"
         )
-    wanted = set(data.features or []) | set(data.column_types) | set(data.text_columns)
+    wanted = set(data.features or [])
+    if data.preprocess is None:  # else they name columns the preprocessing returns
+        wanted |= set(data.column_types) | set(data.text_columns)
     missing = sorted(wanted - set(columns))
     if missing:
         raise DataError(f"columns {missing} named in the spec are not in {source!r}; "

@@ -10,6 +10,7 @@ does not import MLflow: Ray workers import it for every fold.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -18,7 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dripml.core.features import InputIssue, TabularEncoder
+from dripml.core.features import Feature, InputIssue, TabularEncoder
+from dripml.core.preprocess import Postprocessor, Preprocessor
 from dripml.core.spec import Task
 from dripml.errors import DataError
 
@@ -161,6 +163,9 @@ class Prediction:
     probabilities: np.ndarray | None
     classes: tuple[str, ...]
     issues: tuple[InputIssue, ...] = ()
+    outputs: list[dict[str, Any]] | None = None
+    """Per row, the columns the model's ``postprocess`` returned (``{"decision": ...}``);
+    None for a model without one."""
 
 
 @dataclass
@@ -176,17 +181,49 @@ class TrainedModel:
     params: dict[str, Any] = field(default_factory=dict)
     example: dict[str, Any] = field(default_factory=dict)
     """One real input record (JSON types), for docs and the printed ``curl`` line."""
+    preprocessor: Preprocessor | None = None
+    """``data.preprocess`` fitted on the training rows: raw records in, the encoder's input
+    out (see :mod:`dripml.core.preprocess`); None without one."""
+    postprocessor: Postprocessor | None = None
+    """``postprocess``: the predictions in, extra output columns out; None without one."""
 
     @property
     def feature_names(self) -> list[str]:
+        """The encoder's input columns (what ``data.preprocess`` returns, when set)."""
         return self.encoder.names
 
+    @property
+    def input_features(self) -> tuple[Feature, ...]:
+        """The columns a request gives: the raw ones ``data.preprocess`` reads, else the
+        encoder's features (names, kinds, categories)."""
+        preprocessor = getattr(self, "preprocessor", None)  # None in older pickles
+        if preprocessor is not None:
+            return preprocessor.input_features
+        return tuple(self.encoder.features)
+
+    @property
+    def input_names(self) -> list[str]:
+        """The names of :attr:`input_features`, in order."""
+        return [f.name for f in self.input_features]
+
+    def _model_input(self, frame: pd.DataFrame) -> pd.DataFrame:
+        preprocessor = getattr(self, "preprocessor", None)
+        return frame if preprocessor is None else preprocessor.transform_frame(frame)
+
     def predict_frame(self, frame: pd.DataFrame) -> Prediction:
-        """Predict for a DataFrame holding the feature columns."""
+        """Predict for a DataFrame holding the input columns (:attr:`input_names`)."""
+        frame = self._model_input(frame)
         if self.fitted.recipe.input_kind == "frame":
-            return self._decode(*self.fitted.predict(frame[self.feature_names]))
-        encoded = self.encoder.encode(frame)
-        return self._decode(*self.fitted.predict(encoded.matrix), encoded.issues)
+            prediction = self._decode(*self.fitted.predict(frame[self.feature_names]))
+        else:
+            encoded = self.encoder.encode(frame)
+            prediction = self._decode(*self.fitted.predict(encoded.matrix), encoded.issues)
+        postprocessor = getattr(self, "postprocessor", None)
+        if postprocessor is None:
+            return prediction
+        added = postprocessor.apply_frame(prediction_frame(prediction))
+        outputs = frame_records(added)
+        return dataclasses.replace(prediction, outputs=outputs)
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         """Predicted labels for a DataFrame holding the feature columns: shape (n,), the
@@ -219,8 +256,9 @@ class TrainedModel:
         if self.label not in frame.columns:
             raise DataError(f"column {self.label!r} (the label) is missing; evaluate needs "
                             "it to score the predictions")
-        X = (frame[self.feature_names] if self.fitted.recipe.input_kind == "frame"
-             else self.encoder.transform(frame))
+        features = self._model_input(frame)
+        X = (features[self.feature_names] if self.fitted.recipe.input_kind == "frame"
+             else self.encoder.transform(features))
         y_pred, proba = self.fitted.predict(X)
         y = frame[self.label]
         if self.task == "regression":
@@ -239,14 +277,26 @@ class TrainedModel:
     def predict_records(self, records: Sequence[Mapping[str, Any]] | pd.DataFrame
                         ) -> Prediction:
         """Predict for JSON-like records (or a DataFrame, then as :meth:`predict_frame`); no
-        pandas unless the model is custom code. ``issues`` of the result say which given
-        values were read as missing (see :class:`Prediction`)."""
+        pandas unless the model is custom code (``data.preprocess`` and ``postprocess`` run
+        through :func:`dripml.frame.call_records`, which picks the layout). ``issues`` of
+        the result say which given values were read as missing (see :class:`Prediction`);
+        ``outputs`` what ``postprocess`` added."""
         if isinstance(records, pd.DataFrame):
             return self.predict_frame(records)
+        preprocessor = getattr(self, "preprocessor", None)
+        if preprocessor is not None:
+            records = preprocessor.transform_records(records)
         if self.fitted.recipe.input_kind == "frame":
-            return self.predict_frame(pd.DataFrame(list(records), columns=self.feature_names))
-        encoded = self.encoder.encode_records(records)
-        return self._decode(*self.fitted.predict(encoded.matrix), encoded.issues)
+            prediction = self._decode(*self.fitted.predict(
+                pd.DataFrame(list(records), columns=self.feature_names)))
+        else:
+            encoded = self.encoder.encode_records(records)
+            prediction = self._decode(*self.fitted.predict(encoded.matrix), encoded.issues)
+        postprocessor = getattr(self, "postprocessor", None)
+        if postprocessor is None:
+            return prediction
+        outputs = postprocessor.apply_records(prediction_records(prediction))
+        return dataclasses.replace(prediction, outputs=outputs)
 
     def _decode(self, y_pred: np.ndarray, proba: np.ndarray | None,
                 issues: tuple[InputIssue, ...] = ()) -> Prediction:
@@ -271,9 +321,32 @@ def _json_value(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-def prediction_frame(prediction: Prediction) -> pd.DataFrame:
+def prediction_frame(prediction: Prediction, *, outputs: bool = False) -> pd.DataFrame:
+    """``prediction`` and ``probability_<class>`` columns (one row per prediction) and, with
+    ``outputs``, the columns ``postprocess`` added."""
     out = pd.DataFrame({"prediction": prediction.labels})
     if prediction.probabilities is not None:
         for j, name in enumerate(prediction.classes):
             out[f"probability_{name}"] = prediction.probabilities[:, j]
+    if outputs and prediction.outputs:
+        added = pd.DataFrame(prediction.outputs)
+        out = pd.concat([out, added.drop(columns=[c for c in added.columns if c in out])],
+                        axis=1)
     return out
+
+
+def prediction_records(prediction: Prediction) -> list[dict[str, Any]]:
+    """The rows of :func:`prediction_frame` as dicts of plain Python values, without
+    pandas (what ``postprocess`` gets on the request path)."""
+    names = [f"probability_{c}" for c in prediction.classes]
+    if prediction.probabilities is None:
+        return [{"prediction": label} for label in prediction.labels]
+    rows = prediction.probabilities.tolist()
+    return [{"prediction": label, **dict(zip(names, row, strict=True))}
+            for label, row in zip(prediction.labels, rows, strict=True)]
+
+
+def frame_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """A DataFrame's rows as dicts of JSON-ready values (None for missing)."""
+    return [{str(k): _json_value(v) for k, v in row.items()}
+            for row in frame.to_dict(orient="records")]

@@ -360,11 +360,13 @@ def _check_named_columns(train: Preview, data: DataSpec, problems: Problems) -> 
         "data.features": [c for c in data.features or [] if c not in columns],
         "data.text_columns": [c for c in data.text_columns if c not in columns],
     }
+    if data.preprocess is not None:  # types name what it returns: checked when data loads
+        named = {"data.features": named["data.features"]}
     for where, missing in named.items():
         if missing:
             problems.add(where, f"{_missing(missing, columns)} not in train "
                          f"{train.source!r}; columns found: {shown_columns(columns)}")
-    for name in data.column_types:
+    for name in data.column_types if data.preprocess is None else ():
         if name not in columns:
             problems.add(f"data.column_types.{name}",
                          f"{_missing([name], columns)} is not a column of train "

@@ -37,6 +37,10 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+_IMPORT_PATH = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
+"""``package.module:name`` of custom code (pre- and postprocessing)."""
+
+
 # ---------------------------------------------------------------------------------------
 # Data
 # ---------------------------------------------------------------------------------------
@@ -116,6 +120,29 @@ class DataSpec(_Model):
         description="Use a random sample of this many training rows (quick runs, CI).",
     )
     seed: int = Field(default=0, description="Seed of the test split and the sample.")
+    preprocess: str | list[str] | None = Field(
+        default=None,
+        description="Custom preprocessing run before dripml's encoder on training, test, "
+        "fold and request rows alike: 'package.module:name', a function DataFrame -> "
+        "DataFrame or a class with fit(df) -> self and transform(df) -> DataFrame (fitted on "
+        "the training rows only; see dripml.core.preprocess). It gets the raw feature "
+        "columns (data.features), which the endpoint's request schema lists; column_types "
+        "and text_columns name the columns it returns. A list of one is accepted; several "
+        "(tried as a search dimension) are not supported yet.",
+    )
+
+    @field_validator("preprocess")
+    @classmethod
+    def _one_preprocess(cls, value: str | list[str] | None) -> str | None:
+        if isinstance(value, list):
+            if len(value) != 1:
+                raise ValueError(f"lists {len(value)} functions; one function "
+                                 "for now (trying several as a search dimension is not "
+                                 "supported yet): give one 'package.module:name'")
+            value = value[0]
+        if value is not None and not _IMPORT_PATH.fullmatch(value):
+            raise ValueError(f"{value!r} must be written as 'package.module:name'")
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> DataSpec:
@@ -715,8 +742,24 @@ class Spec(_Model):
     constraints: ConstraintsSpec = Field(default_factory=ConstraintsSpec)
     select: SelectSpec = Field(default_factory=SelectSpec)
     cluster: ClusterSpec = Field(default_factory=ClusterSpec)
+    postprocess: str | None = Field(
+        default=None,
+        description="Custom postprocessing of every prediction: 'package.module:function', "
+        "called with a DataFrame of the predictions (column prediction and, for "
+        "classification, probability_<class>; one row per record) and returning a DataFrame "
+        "of as many rows whose columns (a business decision...) are added to each record: "
+        "the endpoint's `outputs`, predict_records and predict_frame (see "
+        "dripml.core.preprocess).",
+    )
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("postprocess")
+    @classmethod
+    def _postprocess_path(cls, value: str | None) -> str | None:
+        if value is not None and not _IMPORT_PATH.fullmatch(value):
+            raise ValueError(f"{value!r} must be written as 'package.module:function'")
+        return value
 
     @field_validator("k_fold", mode="before")
     @classmethod

@@ -229,10 +229,10 @@ def check_columns(model: TrainedModel, columns: Sequence[str], source: str) -> N
         DataError: a feature column is missing (names them and lists the features), or an
             input column has the name of an output column.
     """
-    missing = [name for name in model.feature_names if name not in columns]
+    missing = [name for name in model.input_names if name not in columns]
     if missing:
         raise DataError(f"the input {source!r} lacks the feature columns {missing}; the model "
-                        f"needs every one of {model.feature_names} (extra columns are kept "
+                        f"needs every one of {model.input_names} (extra columns are kept "
                         "and passed through)")
     clashes = [name for name in output_columns(model) if name in columns]
     if clashes:
@@ -281,7 +281,7 @@ def _model_frame(model: TrainedModel, table: pa.Table
     """The feature columns as the encoder reads them, and each bad row's reasons."""
     columns: dict[str, pd.Series] = {}
     problems: dict[int, list[str]] = {}
-    for feature in model.encoder.features:
+    for feature in model.input_features:  # raw columns when data.preprocess reads them
         array = table.column(feature.name)
         text = pa.types.is_string(array.type) or pa.types.is_large_string(array.type)
         values = array.to_pandas()

@@ -21,11 +21,12 @@ class PyfuncModel(mlflow.pyfunc.PythonModel):
     """MLflow pyfunc wrapper: a DataFrame of features in, a DataFrame out.
 
     Output columns: ``prediction`` (label, or value for regression) and, for
-    classification, ``probability_<class>`` per class (one row per input row).
+    classification, ``probability_<class>`` per class (one row per input row), then the
+    columns the model's ``postprocess`` adds, if any.
     """
 
     def __init__(self, model: TrainedModel) -> None:
         self.model = model
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
-        return prediction_frame(self.model.predict_frame(model_input))
+        return prediction_frame(self.model.predict_frame(model_input), outputs=True)

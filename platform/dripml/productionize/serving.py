@@ -79,7 +79,7 @@ from dripml.core import interrupts, refs
 from dripml.core.costs import SINGLE_THREAD_ENV
 from dripml.core.features import Feature, InputIssue, join_issues, split_issues
 from dripml.core.model import Prediction, TrainedModel
-from dripml.errors import ModelNotFoundError, ServeError, SettingsError
+from dripml.errors import DataError, ModelNotFoundError, ServeError, SettingsError
 from dripml.productionize import fastpath, guard
 
 MAX_RECORDS = 10_000
@@ -160,7 +160,9 @@ def _python_name(name: str) -> bool:
 def request_model(model: TrainedModel) -> type[BaseModel]:
     """The pydantic model of ONE input record of ``model``.
 
-    One field per feature, in the model's feature order; every key is required, every value is
+    One field per input column (:attr:`~dripml.core.model.TrainedModel.input_features`: the
+    raw columns ``data.preprocess`` reads, when the model has one, else the encoder's
+    features), in order; every key is required, every value is
     nullable (null = missing value); unknown keys are rejected (``extra="forbid"``). Types:
     numeric -> a JSON number (int or float; strings, booleans, NaN and Infinity rejected);
     categorical -> a string (also an integer when all training categories are integers);
@@ -177,7 +179,7 @@ def request_model(model: TrainedModel) -> type[BaseModel]:
         >>> Record.model_validate({"age": 39, "workclass": None, ...}).model_dump(by_alias=True)
     """
     fields: dict[str, Any] = {}
-    for i, feature in enumerate(model.encoder.features):
+    for i, feature in enumerate(model.input_features):
         name = feature.name if _python_name(feature.name) else f"feature_{i}"
         alias = None if name == feature.name else feature.name
         fields[name] = (_field_type(feature),
@@ -209,6 +211,10 @@ class PredictResponse(BaseModel):
                     "e.g. \"workclass: 1 unseen category ('Space-agency') read as missing\" "
                     "(categories unseen in training, dates that do not read as ISO-8601); "
                     "empty when none")
+    outputs: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="per record, the fields the model's `postprocess` function returned "
+                    "(e.g. {\"decision\": \"approve\"}); null for a model without one")
 
 
 def _warnings(issues: Sequence[InputIssue]) -> list[str]:
@@ -224,29 +230,34 @@ def _response(prediction: Prediction, version_label: str) -> PredictResponse:
     # Built without re-validation: the values come from the model, already of the right types.
     return PredictResponse.model_construct(
         predictions=prediction.labels, probabilities=probabilities,
-        model=version_label, classes=classes, warnings=_warnings(prediction.issues))
+        model=version_label, classes=classes, warnings=_warnings(prediction.issues),
+        outputs=prediction.outputs)
 
 
-RecordPrediction = tuple[str | float, dict[str, float] | None, tuple[InputIssue, ...]]
-"""One record's prediction, class probabilities and input issues: the unit adaptive batching
-splits."""
+RecordPrediction = tuple[str | float, dict[str, float] | None, tuple[InputIssue, ...],
+                         dict[str, Any] | None]
+"""One record's prediction, class probabilities, input issues and postprocess outputs: the
+unit adaptive batching splits."""
 
 
 def _per_record(prediction: Prediction, response: PredictResponse) -> list[RecordPrediction]:
     n = len(response.predictions)
     probabilities = response.probabilities or [None] * n
     issues = split_issues(prediction.issues, n) if prediction.issues else [()] * n
-    return list(zip(response.predictions, probabilities, issues, strict=True))
+    outputs = prediction.outputs if prediction.outputs is not None else [None] * n
+    return list(zip(response.predictions, probabilities, issues, outputs, strict=True))
 
 
 def _joined(parts: list[RecordPrediction], version_label: str,
             classes: list[str] | None) -> PredictResponse:
-    issues = [i for _, _, i in parts]
+    issues = [i for _, _, i, _ in parts]
     warnings = (_warnings(join_issues(issues, [1] * len(parts))) if any(issues) else [])
+    outputs = [o for _, _, _, o in parts]
     return PredictResponse.model_construct(
-        predictions=[label for label, _, _ in parts],
-        probabilities=[p for _, p, _ in parts] if classes else None,
-        model=version_label, classes=classes, warnings=warnings)
+        predictions=[label for label, _, _, _ in parts],
+        probabilities=[p for _, p, _, _ in parts] if classes else None,
+        model=version_label, classes=classes, warnings=warnings,
+        outputs=None if all(o is None for o in outputs) else outputs)
 
 
 # --------------------------------------------------------------------------- metrics
@@ -457,7 +468,7 @@ def docs_description(model: TrainedModel, model_ref: str, version_label: str,
               if k.startswith("test_")}
     scores = (", ".join(f"{k} {v:.4g}" for k, v in tested.items()) if tested
               else "not recorded")
-    kinds = ", ".join(f"{f.name} ({f.kind})" for f in model.encoder.features)
+    kinds = ", ".join(f"{f.name} ({f.kind})" for f in model.input_features)
     return (f"dripml model **{version_label}**: {model.algorithm} ({model.task}) predicting "
             f"{model.label!r}.\n\nTest metrics: {scores}.\n\nLoaded from {model_ref}.\n\n"
             f"Features: {kinds}.\n\nA category unseen in training (or a date that does not "
@@ -592,7 +603,10 @@ def build_service(model: TrainedModel, model_ref: str, version_label: str, *,
             """Predict one label (or value) per record, with class probabilities."""
             rows = ([r.model_dump(by_alias=True) for r in records] if aliased
                     else [r.__dict__ for r in records])
-            prediction = self.served.predict_records(rows)
+            try:
+                prediction = self.served.predict_records(rows)
+            except DataError as error:  # data.preprocess/postprocess refused these records
+                raise bentoml.exceptions.InvalidArgument(str(error)) from None
             count_issues(prediction.issues)
             response = _response(prediction, self.label)
             return _per_record(prediction, response) if batching else response
@@ -608,8 +622,8 @@ def build_service(model: TrainedModel, model_ref: str, version_label: str, *,
             return _response(prediction, version_label).model_dump(mode="json")
 
         checker = fastpath.RecordChecker(
-            model.encoder.features, max_records=MAX_RECORDS, integer_categories=frozenset(
-                f.name for f in model.encoder.features if _integer_coded(f)))
+            model.input_features, max_records=MAX_RECORDS, integer_categories=frozenset(
+                f.name for f in model.input_features if _integer_coded(f)))
         DripmlService.add_asgi_middleware(fastpath.PredictFastPath, predict=predict_json,
                                           checker=checker, route=PREDICT_ROUTE)
     DripmlService.add_asgi_middleware(ClientErrorMiddleware, route=PREDICT_ROUTE)

@@ -277,7 +277,9 @@ def pip_requirements(algorithm: str | TrainedModel) -> list[str]:
     Args:
         algorithm: an algorithm name, or the model (then a custom class's declared
             ``requirements`` count too); the extras are the declaration's ``requirements``
-            (see :mod:`dripml.algorithms`), none for an unknown name.
+            (see :mod:`dripml.algorithms`), none for an unknown name; a model's
+            ``data.preprocess`` and ``postprocess`` add the distributions their modules
+            import (:func:`dripml.core.preprocess.module_requirements`).
     """
     from dripml.algorithms import registry
 
@@ -287,6 +289,10 @@ def pip_requirements(algorithm: str | TrainedModel) -> list[str]:
     extras = list(declaration.requirements if declaration is not None else ())
     if not isinstance(algorithm, str):  # an ensemble's estimator lists its members' needs
         extras += getattr(algorithm.fitted.recipe.estimator, "requirements", None) or ()
+        # what data.preprocess and postprocess import (their own code travels by value)
+        for step in (getattr(algorithm, "preprocessor", None),
+                     getattr(algorithm, "postprocessor", None)):
+            extras += step.requirements if step is not None else ()
     for package in extras:
         if package not in packages:
             packages.append(package)
@@ -329,7 +335,8 @@ def log_version(model: TrainedModel, example: pd.DataFrame, spec: Spec, tags: di
     with warnings.catch_warnings():
         # Integer columns are long on purpose (they match the data); MLflow hints at doubles.
         warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
-        signature = infer_signature(example, prediction_frame(model.predict_frame(example)))
+        signature = infer_signature(example, prediction_frame(model.predict_frame(example),
+                                                              outputs=True))
         info = mlflow.pyfunc.log_model(
             name=name,
             python_model=PyfuncModel(model),
@@ -355,7 +362,7 @@ def input_example(frame: pd.DataFrame, model: TrainedModel, rows: int = 5) -> pd
     bool, datetimes datetime64, everything else strings (object)."""
     complete = frame.dropna()
     example = (complete if len(complete) >= rows else frame).head(rows).copy()
-    for feature in model.encoder.features:
+    for feature in model.input_features:
         column = frame[feature.name]
         example[feature.name] = example[feature.name].astype(_example_dtype(column,
                                                                             feature.kind))

@@ -17,6 +17,7 @@ from dripml.core import metrics
 from dripml.core import objective as objectives
 from dripml.core.data import Dataset
 from dripml.core.model import FittedRecipe, TrainedModel, example_record
+from dripml.core.preprocess import load_postprocess
 from dripml.core.results import SearchResult, TrialResult
 from dripml.core.spec import ConstraintsSpec, RefineSpec, Spec
 from dripml.discover.trials import fit_task_options, is_distributed
@@ -152,7 +153,9 @@ def _refit_here(dataset: Dataset, spec: Spec, trial: TrialResult) -> Refit:
     model = TrainedModel(encoder=dataset.encoder, fitted=fitted, task=spec.task,
                          classes=dataset.classes, label=dataset.label,
                          algorithm=trial.algorithm, params=dict(trial.params),
-                         example=example_record(dataset.X_test))
+                         example=example_record(dataset.test_input),
+                         preprocessor=dataset.preprocessor,
+                         postprocessor=load_postprocess(spec.postprocess))
     y_pred, proba = test_predictions(model, dataset)
     return Refit(model, evaluate(model, dataset, spec, (y_pred, proba)), fit_time_s,
                  y_pred, proba)

@@ -290,7 +290,8 @@ def _assemble(dataset: Dataset, spec: Spec, trials: list[TrialResult], weights: 
               "weights": [round(float(w), 6) for w in weights]}
     model = TrainedModel(encoder=first.encoder, fitted=fitted, task=spec.task,
                          classes=first.classes, label=first.label, algorithm=name,
-                         params=params, example=dict(first.example))
+                         params=params, example=dict(first.example),
+                         preprocessor=first.preprocessor, postprocessor=first.postprocessor)
     test = [refits[t.number] for t in trials]
     outputs = [r.test_pred if spec.task == "regression" else r.test_proba for r in test]
     combined = estimator.combine([np.asarray(o) for o in outputs])

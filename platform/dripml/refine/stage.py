@@ -192,7 +192,7 @@ def measure_candidates(dataset: Dataset, spec: Spec, candidates: list[TrialResul
     """
     report = reporter or Reporter()
     deadline = deadline or Deadline(None)
-    records = costs.json_records(dataset.X_test, costs.BATCH_ROWS)
+    records = costs.json_records(dataset.test_input, costs.BATCH_ROWS)
     modules = sorted({m for t in candidates
                       if (m := algorithms.dependency_module(t.algorithm_name)) is not None})
     refits: dict[int, Refit] = {}
@@ -347,7 +347,7 @@ def register(placed: frontier.Frontier, refits: dict[int, Refit], dataset: Datas
     chosen = placed.chosen
     started = time.monotonic()
     registered = tracking.log_and_register(
-        refits[chosen.candidate.trial].model, dataset.X_test, spec,
+        refits[chosen.candidate.trial].model, dataset.test_input, spec,
         tags=version_tags(chosen, placed.objective_key), set_alias=set_alias,
         description=card(chosen, refits[chosen.candidate.trial], dataset, spec,
                          placed.objective_key))
@@ -360,7 +360,7 @@ def register(placed: frontier.Frontier, refits: dict[int, Refit], dataset: Datas
         if per_version + budget.FINISH_S > deadline.left_s():
             continue
         versions[trial] = tracking.log_version(
-            refits[trial].model, dataset.X_test, spec,
+            refits[trial].model, dataset.test_input, spec,
             tags=version_tags(point, placed.objective_key), name=f"trial-{trial:03d}",
             description=card(point, refits[trial], dataset, spec, placed.objective_key))
     return registered, versions
