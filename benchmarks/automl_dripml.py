@@ -8,7 +8,9 @@ it on the test rows with the same code as the other tools (``automl_runner.score
 of the positive class's probability, or R^2), times ``TrainedModel.predict_records`` on one
 record (one test row as a JSON-like dict; median of ``--latency-calls`` calls after 10
 untimed ones, ``automl_runner.median_latency_ms``) and prints one line ``RESULT {json}``
-last. By hand::
+last. With ``--frontier`` (``drip_vs_automl.py``) the result also lists every registered
+frontier point (``frontier``: trial, algorithm, version, its test metric by the same scorer,
+and Refine's costs: endpoint p50/p99 when it was served, in-process p50/p99). By hand::
 
     .venv/bin/python benchmarks/automl_dripml.py --spec spec.json --test TEST.parquet \\
         --positive '>50K'
@@ -28,6 +30,7 @@ import pandas as pd
 from automl_runner import RESULT_PREFIX, median_latency_ms, score
 
 import dripml
+from dripml.core.model import TrainedModel
 
 
 def json_record(row: dict[str, Any]) -> dict[str, Any]:
@@ -50,7 +53,56 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tracking-uri", default=None,
                         help="MLflow store (default: sqlite:///$PWD/mlflow.db)")
     parser.add_argument("--latency-calls", type=int, default=200)
+    parser.add_argument("--frontier", action="store_true",
+                        help="also score every registered frontier point on the test rows")
     return parser.parse_args(argv)
+
+
+def prediction_for_score(model: TrainedModel, X_test: pd.DataFrame, task: str,
+                    positive: str | None) -> Any:
+    """What ``automl_runner.score`` takes: the positive class's probability, or the value."""
+    predicted = model.predict_frame(X_test)
+    if task == "binary":
+        assert predicted.probabilities is not None
+        return predicted.probabilities[:, list(model.classes).index(positive)]
+    return pd.Series(predicted.labels, dtype=float).to_numpy()
+
+
+def _number(value: Any) -> float | None:
+    return None if value is None or value == "" or pd.isna(value) else float(value)
+
+
+def frontier_points(result: dripml.TrainResult, test: pd.DataFrame, label: str, task: str,
+                    positive: str | None) -> list[dict[str, Any]]:
+    """Every registered frontier point, scored on ``test`` by ``automl_runner.score``, with
+    Refine's costs (``served``: whether ``latency_p50_ms`` is the endpoint's)."""
+    table = result.frontier_table()
+    if table is None:
+        return []
+    X_test = test.drop(columns=[label])
+    points = []
+    for row in table.to_dict("records"):
+        if not row.get("version"):
+            continue
+        try:
+            model = dripml.load_model(f"{result.model.name}/{row['version']}",
+                                      tracking_uri=result.tracking_uri)
+            prediction = prediction_for_score(model, X_test, task, positive)
+        except Exception as error:  # one point that fails to load must not lose the run
+            print(f"frontier point v{row['version']} ({row['algorithm']}) not scored: "
+                  f"{error!r}", flush=True)
+            continue
+        served = _number(row.get("requests_per_s")) is not None
+        points.append({
+            "trial": int(row["trial"]), "algorithm": row["algorithm"],
+            "version": str(row["version"]), "model": result.model.name,
+            "test_metric": score(task, test[label], prediction, positive),
+            "served": served, "chosen": bool(row["chosen"]), "frontier": row["frontier"],
+            **{key: _number(row.get(key)) for key in (
+                "latency_p50_ms", "latency_p99_ms", "inproc_latency_p50_ms",
+                "inproc_latency_p99_ms", "requests_per_s", "model_mb")},
+        })
+    return points
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,12 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     label, task = spec["data"]["label"], spec["task"]
     test = pd.read_parquet(args.test)
     X_test = test.drop(columns=[label])
-    predicted = model.predict_frame(X_test)
-    if task == "binary":
-        assert predicted.probabilities is not None
-        prediction = predicted.probabilities[:, list(model.classes).index(args.positive)]
-    else:
-        prediction = pd.Series(predicted.labels, dtype=float).to_numpy()
+    prediction = prediction_for_score(model, X_test, task, args.positive)
     records = [json_record(r) for r in X_test.iloc[:args.latency_calls].to_dict("records")]
 
     def one(i: int) -> object:
@@ -92,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         "dripml_wall_time_s": result.wall_time_s,
         "dripml_search_time_s": result.search_time_s,
         "skipped": list(result.skipped),
+        **({"frontier": frontier_points(result, test, label, task, args.positive)}
+           if args.frontier else {}),
         "pandas_version": pd.__version__,
     }, default=str), flush=True)
     return 0

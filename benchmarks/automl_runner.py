@@ -19,6 +19,14 @@ untimed calls; ``predict_proba`` for binary, ``predict`` for regression) and pri
   the predictor is persisted in memory (``predictor.persist()``, AutoGluon's advice for
   online inference) before the latency is timed; trials = models trained (the weighted
   ensemble included).
+- baseline (``drip_vs_automl.py``'s logistic-regression floor): a scikit-learn pipeline,
+  numeric columns median-imputed and standardised, the others most-frequent-imputed and
+  one-hot encoded (unknown levels ignored), then ``LogisticRegression(max_iter=1000)`` for
+  binary or ``Ridge()`` for regression; no search (``--budget`` is not used).
+
+With ``--save DIR`` the fitted model stays in ``DIR`` (AutoGluon's predictor folder, or a
+pickle of FLAML's ``AutoML`` / the baseline pipeline) with ``model.json`` saying how to load
+it, for ``automl_server.py`` to serve.
 
 The functions :func:`score` and :func:`median_latency_ms` are also used by
 ``automl_dripml.py`` so that every tool is scored and timed by the same code. By hand::
@@ -31,12 +39,15 @@ The functions :func:`score` and :func:`median_latency_ms` are also used by
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import pickle
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -46,6 +57,8 @@ from sklearn.metrics import r2_score, roc_auc_score
 RESULT_PREFIX = "RESULT "
 WARMUP_CALLS = 10
 AUTOGLUON_PRESETS = "medium_quality"
+MODEL_META = "model.json"
+"""In a ``--save`` folder: ``{"tool", "task", "positive", "label", "file"}``."""
 AUTOGLUON_TORCH_MODELS = ("NN_TORCH", "FASTAI", "TABM", "REALMLP", "MITRA", "TABPFNV2",
                           "TABICL")
 """AutoGluon's model keys that need torch; left out because the env has none."""
@@ -71,6 +84,21 @@ def median_latency_ms(predict_one: Callable[[int], object], calls: int) -> float
     return statistics.median(times) * 1000
 
 
+def save_model(args: argparse.Namespace, model: object | None, file: str) -> None:
+    """Keep the fitted model in ``args.save`` (pickled unless ``model`` is None: a folder the
+    tool wrote itself) with :data:`MODEL_META`; nothing without ``--save``."""
+    if args.save is None:
+        return
+    folder = Path(args.save)
+    folder.mkdir(parents=True, exist_ok=True)
+    if model is not None:
+        with open(folder / file, "wb") as out:
+            pickle.dump(model, out)
+    meta = {"tool": args.tool, "task": args.task, "positive": args.positive,
+            "label": args.label, "file": file}
+    (folder / MODEL_META).write_text(json.dumps(meta))
+
+
 def _flaml(train: pd.DataFrame, test: pd.DataFrame, args: argparse.Namespace) -> dict[str, Any]:
     import flaml
     from flaml import AutoML
@@ -83,6 +111,7 @@ def _flaml(train: pd.DataFrame, test: pd.DataFrame, args: argparse.Namespace) ->
                time_budget=args.budget, metric="roc_auc" if args.task == "binary" else "r2",
                n_jobs=args.cpus, seed=0, verbose=0)
     fit_s = time.perf_counter() - started
+    save_model(args, automl, "flaml.pkl")
     rows = [X_test.iloc[[i]] for i in range(args.latency_calls)]
     if args.task == "binary":
         column = list(automl.classes_).index(args.positive)
@@ -115,7 +144,9 @@ def _autogluon(train: pd.DataFrame, test: pd.DataFrame,
     from autogluon.tabular import TabularPredictor
 
     X_test = test.drop(columns=[args.label])
-    with tempfile.TemporaryDirectory(prefix="autogluon-") as folder:
+    with contextlib.ExitStack() as stack:
+        folder = args.save or stack.enter_context(
+            tempfile.TemporaryDirectory(prefix="autogluon-"))
         predictor = TabularPredictor(
             label=args.label, eval_metric="roc_auc" if args.task == "binary" else "r2",
             problem_type=args.task, path=f"{folder}/predictor", verbosity=1)
@@ -124,6 +155,7 @@ def _autogluon(train: pd.DataFrame, test: pd.DataFrame,
                       num_cpus=args.cpus, num_gpus=0,
                       excluded_model_types=list(AUTOGLUON_TORCH_MODELS))
         fit_s = time.perf_counter() - started
+        save_model(args, None, "predictor")  # the folder AutoGluon wrote
         predictor.persist()
         rows = [X_test.iloc[[i]] for i in range(args.latency_calls)]
         if args.task == "binary":
@@ -142,13 +174,71 @@ def _autogluon(train: pd.DataFrame, test: pd.DataFrame,
             "test_metric": score(args.task, test[args.label], prediction, args.positive),
             "trials": len(models),
             "chosen": f"{predictor.model_best} (of {', '.join(models)})",
+            "presets": args.presets,
             "latency_p50_ms": median_latency_ms(one, args.latency_calls),
         }
+
+
+def baseline_pipeline(X: pd.DataFrame, task: str) -> Any:
+    """The logistic-regression (Ridge for regression) floor: impute, scale the numeric
+    columns, one-hot the others (unknown levels ignored)."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.pipeline import Pipeline, make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    numeric = [c for c in X.columns if pd.api.types.is_numeric_dtype(X[c])]
+    other = [c for c in X.columns if c not in numeric]
+    encode = ColumnTransformer([
+        ("numeric", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), numeric),
+        ("other", make_pipeline(SimpleImputer(strategy="most_frequent"),
+                                OneHotEncoder(handle_unknown="ignore")), other),
+    ])
+    model = LogisticRegression(max_iter=1000) if task == "binary" else Ridge()
+    return Pipeline([("encode", encode), ("model", model)])
+
+
+def _baseline(train: pd.DataFrame, test: pd.DataFrame,
+              args: argparse.Namespace) -> dict[str, Any]:
+    import sklearn
+
+    X, y = train.drop(columns=[args.label]), train[args.label]
+    X_test = test.drop(columns=[args.label])
+    pipeline = baseline_pipeline(X, args.task)
+    started = time.perf_counter()
+    if args.task == "binary":
+        pipeline.fit(X, y.astype(str))
+    else:
+        pipeline.fit(X, y.astype(float))
+    fit_s = time.perf_counter() - started
+    save_model(args, pipeline, "baseline.pkl")
+    rows = [X_test.iloc[[i]] for i in range(args.latency_calls)]
+    if args.task == "binary":
+        column = list(pipeline.classes_).index(args.positive)
+        prediction = pipeline.predict_proba(X_test)[:, column]
+
+        def one(i: int) -> object:
+            return pipeline.predict_proba(rows[i])
+    else:
+        prediction = pipeline.predict(X_test)
+
+        def one(i: int) -> object:
+            return pipeline.predict(rows[i])
+    return {
+        "tool_version": sklearn.__version__, "fit_s": fit_s,
+        "test_metric": score(args.task, test[args.label], np.asarray(prediction),
+                             args.positive),
+        "trials": 1,
+        "chosen": type(pipeline.named_steps["model"]).__name__,
+        "latency_p50_ms": median_latency_ms(one, args.latency_calls),
+    }
 
 
 TOOLS: dict[str, Callable[[pd.DataFrame, pd.DataFrame, argparse.Namespace], dict[str, Any]]] = {
     "flaml": _flaml,
     "autogluon": _autogluon,
+    "baseline": _baseline,
 }
 
 
@@ -166,6 +256,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--latency-calls", type=int, default=200)
     parser.add_argument("--presets", default=AUTOGLUON_PRESETS,
                         help="AutoGluon presets, comma-separated (default: medium_quality)")
+    parser.add_argument("--save", default=None, metavar="DIR",
+                        help="keep the fitted model in DIR for automl_server.py")
     args = parser.parse_args(argv)
     if args.task == "binary" and args.positive is None:
         parser.error("--positive is required for --task binary")
