@@ -64,6 +64,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -134,6 +135,7 @@ class Endpoint:
     p99_ms: float | None = None
     requests_per_s: float | None = None
     ready_s: float | None = None
+    requests: int | None = None
     error: str | None = None
 
 
@@ -274,8 +276,13 @@ def measure(name: str, command: list[str], env: dict[str, str], cwd: Path, body:
                                    start_new_session=True)
     try:
         endpoint.ready_s = wait_ready(process, url, body.read_bytes(), started)
-        hey(url, body, concurrency=1, requests=args.warmup_requests)
-        timed = hey(url, body, concurrency=1, requests=args.requests)
+        warm = hey(url, body, concurrency=1, requests=args.warmup_requests)
+        # A slow server (AutoGluon on flights: ~100 ms a row) gets fewer timed requests, at
+        # least 200, so that one endpoint takes at most about --endpoint-seconds.
+        requests = min(args.requests, max(200, int(args.endpoint_seconds * 1000
+                                                    / max(_finite(warm["p50"], 1.0), 0.01))))
+        timed = hey(url, body, concurrency=1, requests=requests)
+        endpoint.requests = requests
         endpoint.p50_ms, endpoint.p99_ms = timed["p50"], timed["p99"]
         endpoint.requests_per_s = timed["rps"]
     except (RuntimeError, subprocess.CalledProcessError) as error:
@@ -283,6 +290,10 @@ def measure(name: str, command: list[str], env: dict[str, str], cwd: Path, body:
     finally:
         stop(process)
     return endpoint
+
+
+def _finite(value: float, default: float) -> float:
+    return value if math.isfinite(value) else default
 
 
 def contender_server(tool: str, test: Path, workdir: Path, dataset: str,
@@ -499,6 +510,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="in-process single-row calls per model (default: 200)")
     parser.add_argument("--requests", type=int, default=1000,
                         help="timed hey requests per endpoint, concurrency 1 (default: 1000)")
+    parser.add_argument("--endpoint-seconds", type=float, default=30.0,
+                        help="cap on one endpoint's timed requests, seconds at its warm-up "
+                             "p50 (at least 200 requests; default: 30)")
     parser.add_argument("--warmup-requests", type=int, default=50,
                         help="untimed hey requests first (default: 50)")
     parser.add_argument("--max-foreign-load", type=float, default=0.2, metavar="CORES",
