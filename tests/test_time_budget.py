@@ -75,6 +75,14 @@ def test_reserve_follows_the_documented_formula() -> None:
         least + 210 * 0.030 + budget.FINISH_S)
     assert budget.refine_reserve_s([], budget_s=100.0, **kwargs) == pytest.approx(
         budget.REGISTER_S + budget.FINISH_S)
+    # The serving path (a loopback /predict server per model) adds to both: 7 s each here.
+    serving = budget.serving_path_s(3.0, enabled=True)
+    assert serving == pytest.approx(budget.SERVING_START_S + 3.0)
+    assert budget.serving_path_s(3.0, enabled=False) == 0.0
+    assert budget.refine_reserve_s(two, budget_s=1000.0, serving_s=serving, **kwargs) \
+        == pytest.approx(2 * (need + serving) + budget.FINISH_S)
+    assert budget.refine_reserve_s(two, budget_s=20.0, serving_s=serving, **kwargs) \
+        == pytest.approx(least + serving + budget.FINISH_S)
 
 
 def test_measurement_plan_cuts_calls_then_memory_then_models() -> None:

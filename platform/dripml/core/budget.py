@@ -30,10 +30,10 @@ from dripml.core import costs
 from dripml.core.costs import LATENCY_FLOOR_CALLS
 
 __all__ = ["CALL_S", "FINISH_S", "LATENCY_FLOOR_CALLS", "MEMORY_S", "MEMORY_START_S",
-           "OVERRUN_FACTOR",
-           "REDUCED_WARMUP_CALLS", "REFINE_SHARE", "REGISTER_S", "ROW_TIMING_CALLS",
-           "THROUGHPUT_S", "Deadline", "MeasurePlan", "ModelTiming", "TrialCost", "call_s",
-           "measurement_s", "plan_measurement", "refine_reserve_s", "refit_s"]
+           "OVERRUN_FACTOR", "REDUCED_WARMUP_CALLS", "REFINE_SHARE", "REGISTER_S",
+           "ROW_TIMING_CALLS", "SERVING_START_S", "THROUGHPUT_S", "Deadline", "MeasurePlan",
+           "ModelTiming", "TrialCost", "call_s", "measurement_s", "plan_measurement",
+           "refine_reserve_s", "refit_s", "serving_path_s"]
 
 REGISTER_S = 2.0
 """Allowance for logging and registering one model version in MLflow, seconds (measured
@@ -69,6 +69,18 @@ best trial alone needs."""
 OVERRUN_FACTOR = 2.0
 """When no trial has completed, Discover waits for the first one until the elapsed time is
 this many times the budget, then fails."""
+
+
+SERVING_START_S = 4.0
+"""Allowance for starting and stopping one loopback ``/predict`` server of Refine's
+serving-path measurement (:mod:`dripml.refine.serving_cost`), seconds, before one was timed;
+the measurement itself then adapts to the start-up it sees."""
+
+
+def serving_path_s(serving_seconds: float, *, enabled: bool) -> float:
+    """Seconds to measure one model on the serving path: :data:`SERVING_START_S` plus
+    ``refine.serving_seconds`` of load; 0 when the serving path is off."""
+    return SERVING_START_S + serving_seconds if enabled else 0.0
 
 
 def call_s(predict_row_ms: float | None) -> float:
@@ -179,18 +191,20 @@ def measurement_s(call_s: float, calls: int, *, batch_s: float | None = None,
 
 def refine_reserve_s(trials: Sequence[TrialCost], *, row_scale: float, latency_calls: int,
                      budget_s: float | None, register_s: float = REGISTER_S,
-                     finish_s: float = FINISH_S) -> float:
+                     finish_s: float = FINISH_S, serving_s: float = 0.0) -> float:
     """Seconds Discover leaves for Refine and registration, from what it has measured.
 
     ``trials``: the complete trials Refine would refit, best first (Discover passes the
     ``refine.top_k`` best), each with ``call_s``, its estimated single-row serving call
-    (:func:`call_s` of its timed prediction). Refine in full measures each with
-    ``latency_calls`` calls and peak memory; at the least, the best alone at the floor::
+    (:func:`call_s` of its timed prediction). ``serving_s``: measuring one model on the
+    serving path (:func:`serving_path_s`; 0 when ``refine.serving_path`` is off). Refine in
+    full measures each with ``latency_calls`` calls, peak memory and the serving path; at the
+    least, the best alone at the floor and on the serving path::
 
         full_need(t) = fold_fit_s * row_scale + (50 + latency_calls) * call_s
-                       + THROUGHPUT_S + MEMORY_S + register_s
+                       + THROUGHPUT_S + MEMORY_S + serving_s + register_s
         least_need(t) = fold_fit_s * row_scale + (10 + LATENCY_FLOOR_CALLS) * call_s
-                        + THROUGHPUT_S + register_s
+                        + THROUGHPUT_S + serving_s + register_s
 
         minimum = least_need(best) + finish_s
         full    = sum(full_need(t) for t in trials) + finish_s
@@ -208,11 +222,11 @@ def refine_reserve_s(trials: Sequence[TrialCost], *, row_scale: float, latency_c
     if not trials:
         return register_s + finish_s
     best = trials[0]
-    least = (refit_s(best, row_scale) + register_s + measurement_s(
+    least = (refit_s(best, row_scale) + register_s + serving_s + measurement_s(
         best.call_s, min(LATENCY_FLOOR_CALLS, latency_calls), memory=False,
         warmup=REDUCED_WARMUP_CALLS))
-    full = sum(refit_s(t, row_scale) + measurement_s(t.call_s, latency_calls) + register_s
-               for t in trials)
+    full = sum(refit_s(t, row_scale) + measurement_s(t.call_s, latency_calls) + serving_s
+               + register_s for t in trials)
     share = REFINE_SHARE * budget_s if budget_s is not None else math.inf
     return min(full + finish_s, max(least + finish_s, share))
 
