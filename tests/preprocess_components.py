@@ -28,10 +28,12 @@ class CenterHours:
 
 
 def decide(predictions: pd.DataFrame) -> pd.DataFrame:
-    """Postprocess: a business decision from the probability of the positive class."""
-    predictions["decision"] = np.where(predictions["probability_>50K"] > 0.5,
-                                       "review", "approve")
-    return predictions[["decision"]]
+    """Postprocess: a business decision from the probability of the positive class. Its
+    ``.loc`` is outside dripml.frame's row layout: every call falls back to pandas (the
+    endpoint test reads the fallback counter in /metrics)."""
+    out = predictions.loc[:, ["probability_>50K"]]
+    out["decision"] = np.where(out["probability_>50K"] > 0.5, "review", "approve")
+    return out[["decision"]]
 
 
 def not_a_frame(df: pd.DataFrame) -> int:

@@ -62,10 +62,10 @@ import pandas as pd
 
 from dripml.frame import dates, dispatch, fallback, strings  # noqa: F401 (registers .str, .dt)
 from dripml.frame.columns import is_missing
-from dripml.frame.fallback import Unsupported, fallback_counts, record
+from dripml.frame.fallback import Unsupported, add_listener, fallback_counts, record
 from dripml.frame.rows import RowFrame
 
-__all__ = ["Layout", "Records", "call", "call_records", "fallback_counts"]
+__all__ = ["Layout", "Records", "add_listener", "call", "call_records", "fallback_counts"]
 
 Layout = Literal["auto", "measured", "pandas", "rows"]
 """``auto``: picked per call by row count (and measured time, when enabled); ``measured``:

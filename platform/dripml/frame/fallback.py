@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
+from collections.abc import Callable
 
 log = logging.getLogger("dripml.frame")
 
@@ -26,6 +27,7 @@ class Unsupported(Exception):  # noqa: N818 (an internal signal, never shown to 
 _lock = threading.Lock()
 _counts: Counter[str] = Counter()
 _logged: set[tuple[str, str]] = set()
+_listeners: list[Callable[[str], None]] = []
 
 
 def record(function: str, op: str) -> None:
@@ -34,9 +36,19 @@ def record(function: str, op: str) -> None:
         _counts[op] += 1
         first = (function, op) not in _logged
         _logged.add((function, op))
+    for listener in list(_listeners):
+        listener(op)
     if first:
         log.info("dripml.frame: %s uses %s, which the row layout does not support; this "
                  "call and later ones run it on pandas (logged once)", function, op)
+
+
+def add_listener(listener: Callable[[str], None]) -> None:
+    """Call ``listener(op)`` on every fallback from now on (the endpoint's ``/metrics``
+    counter); a listener added twice is called once."""
+    with _lock:
+        if listener not in _listeners:
+            _listeners.append(listener)
 
 
 def fallback_counts() -> dict[str, int]:

@@ -289,6 +289,27 @@ def _issue_counters() -> dict[str, Any]:
     }
 
 
+FRAME_FALLBACKS_METRIC = "dripml_frame_fallbacks"
+"""Prometheus counter (``dripml_frame_fallbacks_total{op="..."}``): calls of the model's
+``data.preprocess``/``postprocess`` that ran on pandas because the row layout does not support
+``op`` (see :mod:`dripml.frame`)."""
+
+
+@functools.cache
+def count_frame_fallbacks() -> None:
+    """Count :mod:`dripml.frame`'s fallbacks to pandas in ``/metrics``, from now on in this
+    worker (once per process; imported in the worker for the same reason as
+    :func:`_issue_counters`)."""
+    import prometheus_client
+
+    from dripml import frame
+
+    counter = prometheus_client.Counter(
+        FRAME_FALLBACKS_METRIC, "Pre/postprocessing calls that fell back from dripml.frame's "
+        "row layout to pandas, by operation", ["op"])
+    frame.add_listener(lambda op: counter.labels(op=op).inc())
+
+
 def start_issue_counters(features: Sequence[Feature]) -> None:
     """Create the counters with a 0 series per categorical and datetime feature, so that
     ``/metrics`` lists them (and ``rate()`` has a start) before the first issue."""
@@ -592,6 +613,8 @@ def build_service(model: TrainedModel, model_ref: str, version_label: str, *,
 
         def __init__(self) -> None:
             start_issue_counters(model.encoder.features)
+            if getattr(model, "preprocessor", None) or getattr(model, "postprocessor", None):
+                count_frame_fallbacks()
 
         # Sync on purpose: BentoML runs it in its thread pool (1 thread per worker), so the
         # event loop stays free for health probes while a 10,000-record batch predicts; an
