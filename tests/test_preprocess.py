@@ -51,13 +51,11 @@ def _model(dataset: data.Dataset, postprocess: str | None = None) -> TrainedMode
 # --------------------------------------------------------------------------- the spec
 
 
-def test_several_functions_are_refused_for_now(small_adult: dict) -> None:
-    with pytest.raises(SpecError, match=r"data\.preprocess: lists 2 functions; one function "
-                                        r"for now"):
-        _spec(small_adult, preprocess=["preprocess_components:adult_features",
-                                       "preprocess_components:CenterHours"])
+def test_a_list_of_one_is_one_function(small_adult: dict) -> None:
+    # Several functions are a search dimension: tests/test_preprocess_search.py.
     one = _spec(small_adult, preprocess=["preprocess_components:adult_features"])
     assert one.data.preprocess == "preprocess_components:adult_features"
+    assert one.data.preprocess_choices == ["preprocess_components:adult_features"]
 
 
 def test_malformed_references_name_their_field(small_adult: dict) -> None:
@@ -301,7 +299,11 @@ def test_a_trained_model_serves_raw_records_with_its_postprocess(
         response = httpx.post(f"{handle.url}/predict", json={"records": records}, timeout=30,
                               trust_env=False)
         schema = httpx.get(f"{handle.url}/docs.json", timeout=10, trust_env=False).json()
+        metrics = httpx.get(f"{handle.url}/metrics", timeout=10, trust_env=False).text
     assert response.status_code == 200, response.text
+    # decide's .loc fell back to pandas in the worker, counted by operation
+    assert f'{serving.FRAME_FALLBACKS_METRIC}_total{{op="DataFrame.loc"}}' in metrics, [
+        line for line in metrics.splitlines() if "dripml" in line]
     body = response.json()
     assert body["predictions"] == expected.labels
     got = np.array([[p[c] for c in body["classes"]] for p in body["probabilities"]])

@@ -235,9 +235,11 @@ def _check_choices(checked: Spec, problems: Problems) -> None:
     for i, algorithm in enumerate(checked.algorithms):
         with problems.catch(f"algorithms[{i}].name"):
             algorithms.check(algorithm, checked.task, where=f"algorithms[{i}]")
-    if checked.data.preprocess is not None:
-        with problems.catch("data.preprocess"):
-            preprocess.load_step(checked.data.preprocess)
+    choices = checked.data.preprocess_choices
+    for i, reference in enumerate(choices):
+        where = "data.preprocess" if len(choices) == 1 else f"data.preprocess[{i}]"
+        with problems.catch(where):
+            preprocess.load_step(reference, field=where)
     with problems.catch("postprocess"):
         preprocess.load_postprocess(checked.postprocess)
     with problems.catch("metrics.objective"):
@@ -751,11 +753,12 @@ def connect(spec: Spec, *, ray_address: str | None = None,
         trials.warm_up_workers(spec)
         with report.step(f"loaded data ({spec.data.train})"):
             dataset = loading.result()
-        for note in dataset.encoder.notes:  # identifiers dropped, levels merged, dates found
-            report.message(note)
-        for i, algorithm in enumerate(spec.algorithms):
-            algorithms.check(algorithm, spec.task, dataset.encoder.layout,
-                             where=f"algorithms[{i}]")
+        for choice in dataset.choices.values() or [dataset]:  # one per data.preprocess
+            for note in choice.encoder.notes:  # identifiers dropped, levels merged, dates
+                report.message(note)
+            for i, algorithm in enumerate(spec.algorithms):
+                algorithms.check(algorithm, spec.task, choice.encoder.layout,
+                                 where=f"algorithms[{i}]")
         yield dataset
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -45,6 +45,11 @@ class Dataset:
         preprocessor: ``data.preprocess`` fitted on the raw training rows, or None. With
             one, ``X_train`` and ``X_test`` hold what it returned (the encoder's input) and
             ``X_test_raw`` the raw test features (see :attr:`test_input`).
+        choices: with several ``data.preprocess`` functions (a search dimension), one
+            Dataset per reference, in the spec's order, each with its own preprocessor,
+            encoder and preprocessed rows; the split, labels and raw test rows are the same
+            for all. This Dataset is the first choice's. Empty otherwise (see
+            :meth:`choice`).
     """
 
     X_train: pd.DataFrame
@@ -57,6 +62,21 @@ class Dataset:
     label: str
     preprocessor: Preprocessor | None = None
     X_test_raw: pd.DataFrame | None = None
+    choices: Mapping[str, Dataset] = field(default_factory=dict)
+
+    def choice(self, preprocess: str | None) -> Dataset:
+        """The Dataset of the ``data.preprocess`` reference ``preprocess`` (a trial's
+        choice); this one for None or when the search has no such dimension.
+
+        Raises:
+            KeyError: ``preprocess`` is not one of :attr:`choices`.
+        """
+        if preprocess is None or not self.choices:
+            return self
+        if preprocess not in self.choices:
+            raise KeyError(f"preprocess {preprocess!r} is not one of the spec's "
+                           f"data.preprocess choices {list(self.choices)}")
+        return self.choices[preprocess]
 
     @property
     def test_input(self) -> pd.DataFrame:
@@ -142,6 +162,9 @@ def load(spec: Spec) -> Dataset:
     identifiers are left out of the features (see :func:`find_identifiers`). With
     ``data.preprocess``, it is fitted on the raw training features right after the split
     and applied to both splits before kinds are inferred (:mod:`dripml.core.preprocess`).
+    With several ``data.preprocess`` references (a search dimension), the rows are read and
+    split once, then each reference is fitted, checked and encoded here, before any trial:
+    the first choice's Dataset holds them all in :attr:`Dataset.choices`.
 
     Raises:
         DataError: a missing label or feature column (the message lists the columns found),
@@ -151,7 +174,7 @@ def load(spec: Spec) -> Dataset:
             column and the file; see :mod:`dripml.core.data_checks`), a label that does not
             fit the task, or a class with too few rows for the folds; ``data.preprocess``
             failing or returning no DataFrame, another row count, or a column with one of
-            those problems (see :func:`_preprocess`).
+            those problems (see :func:`_preprocess`; the message names the reference).
         SpecError: ``data.preprocess`` does not import.
     """
     data = spec.data
@@ -178,27 +201,39 @@ def load(spec: Spec) -> Dataset:
         train, test = _split(train, data, spec.task)
 
     features = data.features or [c for c in train.columns if c != data.label]
-    y_train, y_test, classes = _encode_labels(train[data.label], test[data.label], spec)
+    labels = _encode_labels(train[data.label], test[data.label], spec)
     X_train = train[features].reset_index(drop=True)
-    X_test_raw = test[features].reset_index(drop=True)
-    preprocessor = None
+    X_test = test[features].reset_index(drop=True)
+    references = data.preprocess_choices
+    if len(references) <= 1:
+        dataset = _encoded(spec, data, X_train, X_test, *labels)
+    else:  # one split, one Dataset per choice
+        loaded = {ref: _encoded(spec, data.with_preprocess(ref), X_train, X_test, *labels)
+                  for ref in references}
+        dataset = replace(loaded[references[0]], choices=loaded)
+    _check_folds(dataset.y_train, spec)
+    return dataset
+
+
+def _encoded(spec: Spec, data: DataSpec, X_train: pd.DataFrame, X_test_raw: pd.DataFrame,
+             y_train: np.ndarray, y_test: np.ndarray, classes: tuple[str, ...]) -> Dataset:
+    """The raw feature columns of the split through ``data.preprocess`` (one reference at
+    most), identifiers left out, and the encoder fitted on the training rows."""
+    preprocessor, X_test = None, X_test_raw
     if data.preprocess is not None:  # before kinds: the encoder reads what it returns
         preprocessor, X_train, X_test = _preprocess(X_train, X_test_raw, data)
-        test = X_test
-        features = list(X_train.columns)
     overrides = data.type_overrides()
     kinds = infer_kinds(X_train, overrides)
     identifiers = find_identifiers(X_train, kinds, overrides)
-    features = [c for c in features if c not in identifiers]
+    features = [c for c in X_train.columns if c not in identifiers]
     X_train = X_train[features]
     kinds = {c: kinds[c] for c in features}
     encoder = TabularEncoder(text_rules(spec, kinds)).fit(
         X_train, kinds, notes=tuple(identifiers.values()))
-    _check_folds(y_train, spec)
     return Dataset(
         X_train=X_train,
         y_train=y_train,
-        X_test=test[features].reset_index(drop=True),
+        X_test=X_test[features],
         y_test=y_test,
         classes=classes,
         encoder=encoder,

@@ -111,6 +111,8 @@ class TrialResult:
             :mod:`dripml.core.resume`); empty when not recorded.
         reports: the running objective reported to the pruner, by step (fold count, or a
             halving rung's step).
+        preprocess: the ``data.preprocess`` reference this trial tried when the spec lists
+            several (a search dimension); None otherwise.
     """
 
     number: int
@@ -133,6 +135,7 @@ class TrialResult:
     search_point: dict[str, Any] = field(default_factory=dict)
     search_space: dict[str, str] = field(default_factory=dict)
     reports: dict[int, float] = field(default_factory=dict)
+    preprocess: str | None = None
 
     @property
     def search_time_s(self) -> float:

@@ -77,6 +77,7 @@ def to_record(trial: TrialResult) -> dict[str, Any]:
         "fold_retries": trial.fold_retries, "search_point": trial.search_point,
         "search_space": trial.search_space, "objective": trial.objective,
         "reports": [[step, v] for step, v in sorted(trial.reports.items())],
+        "preprocess": trial.preprocess,
     }
 
 
@@ -103,7 +104,8 @@ def from_record(record: Mapping[str, Any]) -> TrialResult:
         end_time_ms=record.get("end_time_ms"), fold_retries=int(record.get("fold_retries", 0)),
         search_point=dict(record.get("search_point") or {}),
         search_space=dict(record.get("search_space") or {}),
-        reports={int(step): float(v) for step, v in record.get("reports", [])})
+        reports={int(step): float(v) for step, v in record.get("reports", [])},
+        preprocess=record.get("preprocess"))
 
 
 def record_tags(trial: TrialResult) -> dict[str, str]:

@@ -127,22 +127,40 @@ class DataSpec(_Model):
         "DataFrame or a class with fit(df) -> self and transform(df) -> DataFrame (fitted on "
         "the training rows only; see dripml.core.preprocess). It gets the raw feature "
         "columns (data.features), which the endpoint's request schema lists; column_types "
-        "and text_columns name the columns it returns. A list of one is accepted; several "
-        "(tried as a search dimension) are not supported yet.",
+        "and text_columns name the columns it returns. A list of several references is a "
+        "dimension of the search: each trial tries one (its 'preprocess' parameter, "
+        "sampled like the algorithm), each is loaded and checked before the first trial, "
+        "and every model keeps the one it was trained with (a list of one is one function).",
     )
 
     @field_validator("preprocess")
     @classmethod
-    def _one_preprocess(cls, value: str | list[str] | None) -> str | None:
+    def _check_preprocess(cls, value: str | list[str] | None) -> str | list[str] | None:
         if isinstance(value, list):
-            if len(value) != 1:
-                raise ValueError(f"lists {len(value)} functions; one function "
-                                 "for now (trying several as a search dimension is not "
-                                 "supported yet): give one 'package.module:name'")
-            value = value[0]
-        if value is not None and not _IMPORT_PATH.fullmatch(value):
-            raise ValueError(f"{value!r} must be written as 'package.module:name'")
+            if not value:
+                raise ValueError("is an empty list; give 'package.module:name', a list of "
+                                 "them, or leave it out")
+            twice = sorted({v for v in value if value.count(v) > 1})
+            if twice:
+                raise ValueError(f"lists {twice} more than once; list each function once")
+        for reference in value if isinstance(value, list) else [value]:
+            if reference is not None and not _IMPORT_PATH.fullmatch(reference):
+                raise ValueError(f"{reference!r} must be written as 'package.module:name'")
+        if isinstance(value, list) and len(value) == 1:
+            return value[0]  # one function: exactly as a plain reference
         return value
+
+    @property
+    def preprocess_choices(self) -> list[str]:
+        """The preprocessing references the search tries: [] without ``preprocess``, one
+        for a single function, several for a search dimension."""
+        if self.preprocess is None:
+            return []
+        return [self.preprocess] if isinstance(self.preprocess, str) else list(self.preprocess)
+
+    def with_preprocess(self, reference: str) -> DataSpec:
+        """This section with one of its ``preprocess`` choices alone."""
+        return self.model_copy(update={"preprocess": reference})
 
     @model_validator(mode="after")
     def _check(self) -> DataSpec:

@@ -7,7 +7,9 @@ Ray tasks per (trial, fold) cost milliseconds. Optuna's samplers are the same on
 ``OptunaSearch`` wraps.
 
 Parameter names are ``<algorithm>.<param>`` so that spaces of different algorithms never mix;
-with several algorithms a categorical ``algorithm`` parameter picks one first.
+with several algorithms a categorical ``algorithm`` parameter picks one first. With several
+``data.preprocess`` functions a categorical ``preprocess`` parameter (the reference) picks
+the data the trial trains on, sampled like the algorithm.
 """
 
 from __future__ import annotations
@@ -30,10 +32,12 @@ MAX_GRID = 10_000
 
 @dataclass(frozen=True)
 class Config:
-    """One configuration: an algorithm and its full hyperparameters (fixed + tuned)."""
+    """One configuration: an algorithm and its full hyperparameters (fixed + tuned), and
+    the ``data.preprocess`` reference it trains on when the spec lists several (else None)."""
 
     algorithm: AlgorithmSpec
     params: dict[str, Any]
+    preprocess: str | None = None
 
     @property
     def tuned_params(self) -> dict[str, Any]:
@@ -65,7 +69,20 @@ def suggest(trial: optuna.trial.BaseTrial, spec: Spec, space_of: SpaceOf | None 
     space = (space_of(algorithm) if space_of is not None
              else algorithms.search_space(algorithm, spec.task))
     tuned = {name: _suggest_one(trial, f"{key}.{name}", dim) for name, dim in space.items()}
-    return Config(algorithm, {**algorithm.params, **tuned})
+    choices = preprocess_dimension(spec)
+    preprocess = trial.suggest_categorical(PREPROCESS, choices) if choices else None
+    return Config(algorithm, {**algorithm.params, **tuned}, preprocess)
+
+
+PREPROCESS = "preprocess"
+"""The trial parameter naming the ``data.preprocess`` reference a trial trains on."""
+
+
+def preprocess_dimension(spec: Spec) -> list[str]:
+    """The ``data.preprocess`` references the search samples from: [] unless the spec
+    lists several (one function is not a dimension)."""
+    choices = spec.data.preprocess_choices
+    return choices if len(choices) > 1 else []
 
 
 def _suggest_one(trial: optuna.trial.BaseTrial, name: str, dim: Dimension) -> Any:
@@ -79,7 +96,8 @@ def _suggest_one(trial: optuna.trial.BaseTrial, name: str, dim: Dimension) -> An
 
 
 def grid(spec: Spec) -> list[dict[str, Any]]:
-    """Every combination of every algorithm's (finite) space, as Optuna parameter dicts.
+    """Every combination of every algorithm's (finite) space, times the ``preprocess``
+    choices when there are several, as Optuna parameter dicts.
 
     Raises:
         SpecError: a continuous dimension (give ``choice`` values), or more than 10,000 points.
@@ -92,7 +110,7 @@ def grid(spec: Spec) -> list[dict[str, Any]]:
             point = dict(zip(axes, combination, strict=True))
             if len(spec.algorithms) > 1:
                 point["algorithm"] = algorithm.key
-            points.append(point)
+            points += [{**point, PREPROCESS: p} for p in preprocess_dimension(spec)] or [point]
             if len(points) > MAX_GRID:
                 raise SpecError(f"the grid has more than {MAX_GRID} points; use search.algorithm "
                                 "random or tpe, or fewer values")

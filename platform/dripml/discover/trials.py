@@ -39,6 +39,7 @@ import numpy as np
 import optuna
 import ray
 
+from dripml import settings
 from dripml.algorithms import registry as algorithms
 from dripml.algorithms.registry import BuildContext
 from dripml.core import budget, constraints, metrics
@@ -131,8 +132,36 @@ class InFlight:
                 algorithm_name=state.config.algorithm.name, params=dict(state.config.params),
                 state="INTERRUPTED", folds=folds, mean=mean, std=std, objective=None,
                 fit_time_s=sum(f.fit_time_s for f in folds), reason=reason,
-                rungs=tuple(state.rungs), start_time_ms=start_ms, end_time_ms=end_ms))
+                rungs=tuple(state.rungs), start_time_ms=start_ms, end_time_ms=end_ms,
+                preprocess=state.config.preprocess))
         return stopped
+
+
+@dataclass(frozen=True)
+class _TrialInput:
+    """What the trials of one ``data.preprocess`` choice read: the build context of its
+    encoder's layout, its encoded training matrix and (for custom algorithms) its training
+    frame, both in Ray's object store."""
+
+    ctx: BuildContext
+    encoded: ray.ObjectRef
+    frame: ray.ObjectRef | None
+
+
+def _trial_inputs(dataset: Dataset, spec: Spec,
+                  choices: Sequence[str]) -> dict[str | None, _TrialInput]:
+    """One :class:`_TrialInput` per ``preprocess`` choice (key: the reference), or the
+    dataset's own under None when the search has no such dimension."""
+    custom = any(a.is_custom for a in spec.algorithms)
+
+    def put(data: Dataset) -> _TrialInput:
+        return _TrialInput(BuildContext.for_spec(spec, data.encoder.layout),
+                           ray.put(data.encoder.transform(data.X_train)),
+                           ray.put(data.X_train) if custom else None)
+
+    if not choices:
+        return {None: put(dataset)}
+    return {choice: put(dataset.choice(choice)) for choice in choices}
 
 
 def is_distributed(spec: Spec, algorithm_name: str | None) -> bool:
@@ -214,7 +243,6 @@ def discover(
     whole = deadline if deadline is not None else Deadline(spec.search.time_budget_s)
     study, total = search.create_study(spec, objective.direction, kept)
     n_classes = len(dataset.classes)
-    ctx = BuildContext.for_spec(spec, dataset.encoder.layout)
     train_bound = metrics.resolve_all(spec.metrics.train, spec.task)
     validation_bound = metrics.resolve_all(validation_metric_specs(spec, objective), spec.task)
     folds = make_folds(dataset.y_train, spec)
@@ -223,9 +251,8 @@ def discover(
     ladder = (halving.ladder(folds, eta=spec.search.halving_eta,
                              min_rows=spec.search.halving_min_rows, seed=spec.search.seed)
               if spec.search.uses_halving else None)
-    encoded_ref = ray.put(dataset.encoder.transform(dataset.X_train))
-    frame_ref = (ray.put(dataset.X_train)
-                 if any(a.is_custom for a in spec.algorithms) else None)
+    # One encoded matrix (and build context) per data.preprocess choice, put once.
+    inputs = _trial_inputs(dataset, spec, search.preprocess_dimension(spec))
     y_ref = ray.put(dataset.y_train)
     splits_ref = ray.put(folds)
     samples_ref = ray.put(list(ladder.samples)) if ladder is not None and ladder.samples else None
@@ -248,14 +275,17 @@ def discover(
         # Fit each distinct preprocessor once per fold; trials share its output.
         if config.algorithm.is_custom:
             return None
-        key = algorithms.build(config.algorithm.name, ctx, config.params).preprocessor_key
+        data = inputs[config.preprocess]
+        key = algorithms.build(config.algorithm.name, data.ctx, config.params).preprocessor_key
         if key is None:
             return None
+        key = (config.preprocess, *key)  # another choice's rows are other data
         if (key, fold) not in shared:
             if len(shared) >= MAX_SHARED_FOLDS:
                 return None
             shared[(key, fold)] = _transform_fold_remote.options(**task_options).remote(
-                encoded_ref, y_ref, splits_ref, fold, config.algorithm.name, config.params, ctx)
+                data.encoded, y_ref, splits_ref, fold, config.algorithm.name, config.params,
+                data.ctx)
         return shared[(key, fold)]
 
     running: dict[int, _Running] = in_flight.running if in_flight is not None else {}
@@ -264,15 +294,16 @@ def discover(
     asked = 0
 
     by_key = {a.key: a for a in spec.algorithms}
-    encodings: dict[str, str] = {}
+    encodings: dict[tuple[str, str | None], str] = {}
 
-    def encoding(key: str) -> str:
-        # How the algorithm encodes the columns, said once per key with every trial.
-        if key not in encodings:
+    def encoding(key: str, preprocess: str | None) -> str:
+        # How the algorithm encodes the columns, said once per key and choice with every trial.
+        if (key, preprocess) not in encodings:
             algorithm = by_key[key]
-            encodings[key] = ("" if algorithm.is_custom
-                              else algorithms.encoding_summary(algorithm.name, ctx))
-        return encodings[key]
+            encodings[(key, preprocess)] = (
+                "" if algorithm.is_custom
+                else algorithms.encoding_summary(algorithm.name, inputs[preprocess].ctx))
+        return encodings[(key, preprocess)]
 
     def space_of(algorithm: Any) -> Any:
         if planner is not None:
@@ -294,7 +325,9 @@ def discover(
     def submit_fits(number: int, fits: tuple[Fit, ...], retry: bool = False) -> None:
         state = running[number]
         name, params = state.config.algorithm.name, state.config.params
-        X_ref = frame_ref if state.config.algorithm.is_custom else encoded_ref
+        data = inputs[state.config.preprocess]
+        X_ref = data.frame if state.config.algorithm.is_custom else data.encoded
+        ctx = data.ctx
         options = fit_task_options(spec, name)
         for fit in fits:
             if fit.sample is not None:
@@ -312,6 +345,10 @@ def discover(
 
     row_scale = len(dataset.y_train) / float(np.mean([len(t) for t, _ in folds]))
 
+    serving_s = budget.serving_path_s(  # Refine's measurement through a real /predict
+        spec.refine.serving_seconds,
+        enabled=spec.refine.serving_path and settings.refine_serving_path())
+
     def search_deadline() -> Deadline:
         # The run's deadline less what Refine and registration need, from the trials so far.
         if not reserve or not whole.bounded:
@@ -322,7 +359,7 @@ def discover(
                     for r in complete[:spec.refine.top_k]]
         return whole.split(budget.refine_reserve_s(
             measured, row_scale=row_scale, latency_calls=spec.refine.latency_calls,
-            budget_s=whole.budget_s))
+            budget_s=whole.budget_s, serving_s=serving_s))
 
     slots = max(1, int(ray.cluster_resources().get("CPU", 1.0) // spec.resources.cpus_per_trial))
 
@@ -342,7 +379,7 @@ def discover(
             best = result
 
     def record(result: TrialResult) -> None:
-        result = replace(result, encoding=encoding(result.algorithm))
+        result = replace(result, encoding=encoding(result.algorithm, result.preprocess))
         note(result)
         if on_trial is not None:
             on_trial(result, best, len(results), total)
@@ -623,7 +660,7 @@ def _finish(running: dict[int, _Running], number: int, study: optuna.Study,
         fold_retries=sum(state.retries.values()), search_point=dict(state.trial.params),
         search_space={k: optuna.distributions.distribution_to_json(d)
                       for k, d in state.trial.distributions.items()},
-        reports=dict(state.reports))
+        reports=dict(state.reports), preprocess=state.config.preprocess)
 
 
 def _wall_clock(state: _Running, outcome: TrialState) -> tuple[int, int]:

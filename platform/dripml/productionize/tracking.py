@@ -140,6 +140,8 @@ def log_trial(parent_run_id: str, trial: TrialResult) -> str:
     )
     params = [Param("algorithm", trial.algorithm_name)] + [
         Param(safe_key(k), _param_value(v)) for k, v in sorted(trial.params.items())]
+    if trial.preprocess is not None:  # the data.preprocess choice of a search over several
+        params.append(Param("preprocess", trial.preprocess))
     if trial.encoding:
         params.append(Param("encoding", trial.encoding[:6000]))
     values = [Metric(f"fold_{safe_key(k)}", v, f.ended_ms or end, f.fold)

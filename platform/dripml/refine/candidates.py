@@ -29,14 +29,17 @@ def leaderboard(result: SearchResult) -> pd.DataFrame:
     objective, fit time (seconds, summed over folds), why a PRUNED trial stopped (the cost
     probe, successive halving or the time budget) and how many of its fits were submitted
     again after their worker died (``fold retries: N``), and params (JSON, with the
-    encoding).
+    encoding). With several ``data.preprocess`` choices, a ``preprocess`` column after
+    the algorithm names each trial's.
 
     Pruned and failed trials come last, unranked.
     """
     key = result.objective_key
+    choices = any(t.preprocess is not None for t in result.trials)
     rows = [{
         "trial": t.number,
         "algorithm": t.algorithm,
+        **({"preprocess": t.preprocess} if choices else {}),
         "state": t.state,
         f"{key}_mean": t.mean.get(key),
         f"{key}_std": t.std.get(key),
@@ -69,7 +72,9 @@ def candidates(result: SearchResult, refine: RefineSpec,
     With ``per_algorithm`` the best COMPLETE trial of every algorithm comes first (so each
     family is on the trade-off curve, even past ``top_k``); the next best trials then fill
     up to ``top_k``. Example: top_k 3 over lightgbm (0.93, 0.92, 0.91) and logistic
-    regression (0.90) -> lightgbm 0.93, lightgbm 0.92, logistic regression 0.90.
+    regression (0.90) -> lightgbm 0.93, lightgbm 0.92, logistic regression 0.90. With
+    several ``data.preprocess`` choices, "every algorithm" is every (algorithm, choice) pair
+    tried: each preprocessing is measured on the serving path too.
 
     With ``constraints``, trials whose Discover cost probe already met them (its own p50,
     p99 and size, no margin) are preferred, at both steps, to better-scoring trials whose
@@ -86,10 +91,10 @@ def candidates(result: SearchResult, refine: RefineSpec,
         complete = sorted(complete, key=lambda t: t.number not in likely)  # stable
     chosen: list[TrialResult] = []
     if refine.per_algorithm:
-        seen: set[str] = set()
+        seen: set[tuple[str, str | None]] = set()
         for trial in complete:
-            if trial.algorithm not in seen:
-                seen.add(trial.algorithm)
+            if (trial.algorithm, trial.preprocess) not in seen:
+                seen.add((trial.algorithm, trial.preprocess))
                 chosen.append(trial)
     numbers = {t.number for t in chosen}
     for trial in complete:
@@ -128,7 +133,11 @@ def refit(dataset: Dataset, spec: Spec, trial: TrialResult) -> Refit:
 
     Raises:
         ResourceError: GPUs asked for where the cluster has none visible to the task.
+
+    With several ``data.preprocess`` choices it is fitted on the trial's own choice's rows
+    (:meth:`~dripml.core.data.Dataset.choice`) and the model keeps that preprocessor.
     """
+    dataset = dataset.choice(trial.preprocess)
     if spec.resources.gpus_per_trial > 0 or is_distributed(spec, trial.algorithm_name):
         options = fit_task_options(spec, trial.algorithm_name)
         return ray.get(_refit_task.options(**options).remote(dataset, spec, trial))

@@ -124,6 +124,7 @@ def _twin(dataset: Dataset, spec: Spec, trial: TrialResult, refit: Refit,
         report.message(f"  trial {trial.number} ({trial.algorithm}) not compiled: {error}")
         return None
     compile_s = time.perf_counter() - clock
+    dataset = dataset.choice(trial.preprocess)  # the twin keeps its member's preprocessing
     y_pred, proba = test_predictions(model, dataset)
     if spec.task == "regression":
         gap = difference(refit.test_pred, y_pred, relative=True)
@@ -141,16 +142,18 @@ def _twin(dataset: Dataset, spec: Spec, trial: TrialResult, refit: Refit,
                  refit.fit_time_s + compile_s, y_pred, proba)
 
 
-def twin_trials(algorithms_params: Iterable[tuple[int, str, dict]],
+def twin_trials(algorithms_params: Iterable[tuple[int, str, dict, str | None]],
                 trials: Sequence[TrialResult]) -> dict[int, TrialResult]:
-    """Trial records of the twins among frontier candidates ``(trial, algorithm, params)``:
-    each its original's (same algorithm less ``+tl2cgen``, same params) renumbered."""
+    """Trial records of the twins among frontier candidates ``(trial, algorithm, params,
+    preprocess)``: each its original's (same algorithm less ``+tl2cgen``, same params, same
+    ``data.preprocess`` choice) renumbered."""
     out = {}
-    for number, algorithm, params in algorithms_params:
+    for number, algorithm, params, preprocess in algorithms_params:
         if not algorithm.endswith(compiled.SUFFIX):
             continue
         base = algorithm.removesuffix(compiled.SUFFIX)
-        original = next((t for t in trials if t.algorithm == base and t.params == params), None)
+        original = next((t for t in trials if t.algorithm == base and t.params == params
+                         and t.preprocess == preprocess), None)
         if original is not None:
             out[number] = dataclasses.replace(original, number=number, algorithm=algorithm)
     return out

@@ -205,7 +205,9 @@ def build(dataset: Dataset, spec: Spec, trials: Sequence[TrialResult],
           ) -> tuple[list[Built], list[str], list[str]]:
     """The spec's ensembles (:func:`kinds`) over the refit ``trials`` that kept out-of-fold
     predictions and predict from the encoder's matrix (custom models, which read the raw
-    frame, stay out).
+    frame, stay out). With several ``data.preprocess`` choices, members share one: that of
+    the first eligible trial (the best candidate); trials of other choices are left out
+    (an ensemble model holds one preprocessor).
 
     Returns:
         The ensembles built, numbered from ``first_number``; what could not be built and
@@ -225,6 +227,7 @@ def build(dataset: Dataset, spec: Spec, trials: Sequence[TrialResult],
         oof = oof_matrix(trial, folds, n_rows)
         if oof is not None:
             members.append((trial, oof))
+    members, other_choices = _one_preprocess(members)
     wanted = kinds(spec, len(members))
     if not wanted:
         if spec.refine.ensembles:
@@ -253,7 +256,23 @@ def build(dataset: Dataset, spec: Spec, trials: Sequence[TrialResult],
             continue
         built.append(_assemble(dataset, spec, [members[i][0] for i in used], weights, refits,
                                kind, meta, cv, first_number + len(built), objective))
-    return built, [], left_out
+    return built, [], [*other_choices, *left_out]
+
+
+def _one_preprocess(members: list[tuple[TrialResult, np.ndarray]]
+                    ) -> tuple[list[tuple[TrialResult, np.ndarray]], list[str]]:
+    """The members sharing the first one's ``preprocess`` choice, and a line naming the
+    trials left out for another choice (none when the search had no such dimension)."""
+    if not members:
+        return members, []
+    choice = members[0][0].preprocess
+    kept = [m for m in members if m[0].preprocess == choice]
+    others = [t for t, _ in members if t.preprocess != choice]
+    if not others:
+        return kept, []
+    names = ", ".join(f"trial {t.number} ({t.preprocess})" for t in others)
+    return kept, [f"left out of the ensembles: {names}; members share one data.preprocess "
+                  f"({choice})"]
 
 
 def _short_of_min_gain(kind: str, cv: float, members: Sequence[TrialResult], spec: Spec,
@@ -304,18 +323,18 @@ def _assemble(dataset: Dataset, spec: Spec, trials: list[TrialResult], weights: 
     trial = TrialResult(
         number=number, algorithm=name, algorithm_name="ensemble", params=params,
         state="COMPLETE", folds=(), mean={objective.key: cv}, std={}, objective=cv,
-        fit_time_s=refit.fit_time_s)
+        fit_time_s=refit.fit_time_s, preprocess=trials[0].preprocess)
     return Built(trial, refit)
 
 
 def as_trial(trial: int, algorithm: str, params: dict[str, Any], objective: float,
-             objective_key: str) -> TrialResult:
+             objective_key: str, *, preprocess: str | None = None) -> TrialResult:
     """A frontier point's ensemble as a trial record (what Refine reports as chosen when
-    the ensemble is)."""
+    the ensemble is); ``preprocess``: its members' ``data.preprocess`` choice."""
     return TrialResult(number=trial, algorithm=algorithm, algorithm_name="ensemble",
                        params=dict(params), state="COMPLETE", folds=(),
                        mean={objective_key: objective}, std={}, objective=objective,
-                       fit_time_s=0.0)
+                       fit_time_s=0.0, preprocess=preprocess)
 
 
 ENSEMBLE_MIN_S = 10.0

@@ -54,7 +54,8 @@ the costs; the serving ones are None unless the candidate was served (then
 @dataclass(frozen=True)
 class CandidateCost:
     """One refit candidate: trial number, algorithm, CV objective (mean over the folds) and
-    what it costs to serve; ``test_metrics`` of the refit model, ``test_<metric>`` -> value."""
+    what it costs to serve; ``test_metrics`` of the refit model, ``test_<metric>`` -> value;
+    ``preprocess``: its ``data.preprocess`` choice when the search had several, else None."""
 
     trial: int
     algorithm: str
@@ -62,6 +63,7 @@ class CandidateCost:
     cost: ServingCost
     params: Mapping[str, Any] = field(default_factory=dict)
     test_metrics: Mapping[str, float] = field(default_factory=dict)
+    preprocess: str | None = None
 
     def value(self, cost: str) -> float | None:
         return self.cost.value(cost)
@@ -269,13 +271,16 @@ def no_candidate_message(candidates: Sequence[CandidateCost],
 
 
 def table(frontier: Frontier) -> pd.DataFrame:
-    """One row per candidate, best CV objective first: rank, trial, algorithm, objective,
-    test metrics, the measured costs, feasibility, frontiers, chosen and version."""
+    """One row per candidate, best CV objective first: rank, trial, algorithm (then its
+    ``preprocess`` choice when the search tried several), objective, test metrics, the
+    measured costs, feasibility, frontiers, chosen and version."""
     rows = []
+    choices = any(p.candidate.preprocess is not None for p in frontier.points)
     for p in frontier.points:
         c = p.candidate
         rows.append({
             "rank": p.rank, "trial": c.trial, "algorithm": c.algorithm,
+            **({"preprocess": c.preprocess} if choices else {}),
             frontier.objective_key: c.objective,
             **dict(c.test_metrics),
             "latency_p50_ms": c.cost.latency_p50_ms, "latency_p99_ms": c.cost.latency_p99_ms,

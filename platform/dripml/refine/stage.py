@@ -117,9 +117,10 @@ def run(dataset: Dataset, spec: Spec, result: SearchResult, objective: Objective
         raise
     by_number = {t.number: t for t in chosen_trials}
     by_number |= compiled_candidates.twin_trials(  # the compiled twins
-        ((c.trial, c.algorithm, dict(c.params)) for c in measured), chosen_trials)
+        ((c.trial, c.algorithm, dict(c.params), c.preprocess) for c in measured),
+        chosen_trials)
     by_number |= {c.trial: ensembles.as_trial(c.trial, c.algorithm, dict(c.params), c.objective,
-                                              objective.key)
+                                              objective.key, preprocess=c.preprocess)
                   for c in measured if c.trial not in by_number}  # the ensembles
     chosen = by_number[placed.chosen.candidate.trial]
     refit = refits[chosen.number]
@@ -127,7 +128,9 @@ def run(dataset: Dataset, spec: Spec, result: SearchResult, objective: Objective
                         **{f"chosen_{k}": v for k, v in frontier.measured(
                             placed.chosen.candidate.cost).items() if v is not None}})
     mlflow.log_params({"best_trial": result.best.number, "best_algorithm": result.best.algorithm,
-                       "chosen_trial": chosen.number, "chosen_algorithm": chosen.algorithm})
+                       "chosen_trial": chosen.number, "chosen_algorithm": chosen.algorithm,
+                       **({"chosen_preprocess": chosen.preprocess}
+                          if chosen.preprocess is not None else {})})
     with report.step(f"registered {len(placed.frontier_points)} frontier point(s) of "
                      f"{spec.model_name!r}; {spec.registry.alias}: trial {chosen.number} "
                      f"({chosen.algorithm})"):
@@ -139,7 +142,7 @@ def run(dataset: Dataset, spec: Spec, result: SearchResult, objective: Objective
                 "registered" for p in placed.frontier_points if p.candidate.trial not in versions]
     placed = placed.with_versions(versions)
     log_frontier(placed)
-    skipped += log_evaluation(refit, dataset, deadline)
+    skipped += log_evaluation(refit, dataset.choice(chosen.preprocess), deadline)
     return Refined(placed, chosen, refit, registered, versions, tuple(skipped))
 
 
@@ -279,12 +282,14 @@ def measure_candidates(dataset: Dataset, spec: Spec, candidates: list[TrialResul
         skipped += cut
     out = []
     for trial, cost in zip(to_measure, measured, strict=True):
-        report.message(f"  trial {trial.number} ({trial.algorithm}): {describe(cost)}")
+        choice = "" if trial.preprocess is None else f", preprocess {trial.preprocess}"
+        report.message(f"  trial {trial.number} ({trial.algorithm}{choice}): {describe(cost)}")
         out.append(frontier.CandidateCost(
             trial=trial.number, algorithm=trial.algorithm,
             objective=float(trial.objective if trial.objective is not None else "nan"),
             cost=cost, params=dict(trial.params),
-            test_metrics=dict(refits[trial.number].test_metrics)))
+            test_metrics=dict(refits[trial.number].test_metrics),
+            preprocess=trial.preprocess))
     return out, refits, skipped
 
 
