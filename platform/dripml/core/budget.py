@@ -12,7 +12,9 @@ explicitly:
   refit's estimate fits (the first is always refit), reduces the single-row latency calls
   down to :data:`LATENCY_FLOOR_CALLS`, then skips the peak-memory measurement, then measures
   fewer candidates (:func:`plan_measurement`), and registers the other frontier points while
-  a registration fits; the chosen point is always registered.
+  a registration fits; the chosen point is always registered. The refit candidates' time on
+  the serving path (:func:`serving_path_s` each) is kept before extra points (ensembles,
+  compiled twins) get any, and the best's before the in-process measurement plan.
 
 Every skip is recorded (``TrainResult.skipped``, ``budget.json`` in the MLflow run). Times are
 seconds of :func:`time.monotonic` throughout. Pure arithmetic (standard library and

@@ -210,6 +210,15 @@ def measure_candidates(dataset: Dataset, spec: Spec, candidates: list[TrialResul
             warmup=budget.REDUCED_WARMUP_CALLS) for t in trials
         ) + budget.REGISTER_S + budget.FINISH_S
 
+    serving_slots = len(serving_cost.cpu_slots(spec.refine.serving_cpus))
+    per_server_s = budget.serving_path_s(spec.refine.serving_seconds,
+                                         enabled=serving_cost.enabled(spec.refine))
+
+    def serving_after(trials: list[TrialResult]) -> float:
+        # The serving path's costs are what constraints and select judge: measuring the
+        # refit candidates there comes before extra points (ensembles, compiled twins).
+        return -(-len(trials) // serving_slots) * per_server_s
+
     with ExitStack() as stack:
         # Its imports overlap the refits; under a budget it starts only when memory is measured.
         meter = (None if deadline.bounded
@@ -236,13 +245,15 @@ def measure_candidates(dataset: Dataset, spec: Spec, candidates: list[TrialResul
             extra, cut = ensembles.extend(
                 dataset, spec, refit_trials, refits, ensemble_objective,
                 first_number=first_free_trial or max(t.number for t in candidates) + 1,
-                reporter=report, time_left_s=deadline.left_s() - least_after(refit_trials))
+                reporter=report, time_left_s=deadline.left_s() - least_after(refit_trials)
+                - serving_after(refit_trials))
             refit_trials += extra
             skipped += cut
         twins, cut = compiled_candidates.extend(  # numbered past the search and ensembles
             dataset, spec, refit_trials, refits,
             first_number=max(first_free_trial or 0, max(refits, default=-1) + 1),
-            reporter=report, time_left_s=deadline.left_s() - least_after(refit_trials))
+            reporter=report, time_left_s=deadline.left_s() - least_after(refit_trials)
+            - serving_after(refit_trials))
         refit_trials += twins
         skipped += cut
         plan = budget.MeasurePlan(len(refit_trials), spec.refine.latency_calls, True, 0.0)
@@ -250,7 +261,8 @@ def measure_candidates(dataset: Dataset, spec: Spec, candidates: list[TrialResul
             timings = [budget.ModelTiming(*costs.time_calls(refits[t.number].model, records))
                        for t in refit_trials]
             plan = budget.plan_measurement(
-                deadline.left_s() - budget.REGISTER_S - budget.FINISH_S, timings,
+                deadline.left_s() - budget.REGISTER_S - budget.FINISH_S
+                - serving_after(refit_trials[:1]), timings,  # the best on the serving path
                 calls=spec.refine.latency_calls, floor=floor,
                 can_skip_memory=not needs_memory(spec), memory_start_s=budget.MEMORY_START_S)
             skipped += [f"trial {t.number} ({t.algorithm}) refit but not measured"
