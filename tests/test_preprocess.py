@@ -326,3 +326,34 @@ def test_the_example_spec_and_steps_run_on_adult(
     model = _model(dataset, spec.postprocess)
     records = json_records(dataset.test_input, 5)
     assert [set(o) for o in model.predict_records(records).outputs or []] == [{"decision"}] * 5
+
+
+@pytest.mark.slow
+def test_the_ray_engine_preprocesses_on_ray_data_as_pandas_does(
+        small_adult: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """data.engine: ray runs the fitted step over both splits on Ray Data (same rows, in
+    order, as in the driver); a step's DataError in a worker keeps its message; batch
+    scoring on Ray Data runs the model's preprocessing."""
+    from dripml.orchestration import batch_ray, frame_ray, ray_cluster
+    from dripml.productionize import batch
+
+    step = "preprocess_components:CenterHours"
+    with pytest.raises(SpecError, match="data.engine"):
+        _spec(small_adult, engine="ray")  # nothing to run on Ray without a preprocess
+    local = data.load(_spec(small_adult, preprocess=step))
+    with ray_cluster.connect(None, num_cpus=2):
+        monkeypatch.setattr(frame_ray, "BLOCK_ROWS", 100)  # several blocks: order checked
+        on_ray = data.load(_spec(small_adult, preprocess=step, engine="ray"),
+                           transform=frame_ray.transform_rows)
+        with pytest.raises(DataError, match="drops_rows"):
+            data.load(_spec(small_adult, preprocess="preprocess_components:drops_rows",
+                            engine="ray"), transform=frame_ray.transform_rows)
+        model = _model(on_ray)
+        report = batch_ray.predict_file(model, small_adult["test"], tmp_path / "ray.parquet")
+    pd.testing.assert_frame_equal(on_ray.X_train, local.X_train)
+    pd.testing.assert_frame_equal(on_ray.X_test, local.X_test)
+    assert on_ray.preprocessor.output_columns == local.preprocessor.output_columns
+    expected = batch.predict_file(model, small_adult["test"], tmp_path / "local.parquet")
+    assert report.rows_predicted == expected.rows_predicted > 0
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "ray.parquet"),
+                                  pd.read_parquet(tmp_path / "local.parquet"))

@@ -118,7 +118,7 @@ def test_bad_spec_names_the_field(changes: dict, field: str, fragment: str) -> N
 @pytest.mark.parametrize(("changes", "fragment"), [
     ({"algorithms": ["lightgbn"]}, "unknown algorithm 'lightgbn'; built-ins: ["),
     ({"algorithms": ["ridge"]}, "does not support task 'binary'"),
-    ({"algorithms": ["nowhere.module:Model"]}, "does not import"),
+    ({"algorithms": ["nowhere.module:Model"]}, "cannot import module"),
     ({"metrics": {"objective": "rmse"}}, "rmse"),
     ({"metrics": {"validation": ["coverage_at_precision"]}}, "precision"),
     ({"search": {"algorithm": "grid"}, "algorithms": [{"name": "lightgbm", "search_space": {

@@ -739,20 +739,25 @@ def connect(spec: Spec, *, ray_address: str | None = None,
     from dripml.orchestration import ray_cluster
 
     report = reporter or Reporter()
+    on_ray = spec.data.engine == "ray"  # data.preprocess on Ray Data: load once Ray is up
     with ExitStack() as stack, ThreadPoolExecutor(max_workers=1) as pool:
-        loading = pool.submit(data.load, spec)
-        wait([loading], timeout=DATA_HEAD_START_S)
-        if loading.done():
-            loading.result()  # a data error raises here, before Ray starts
+        loading = None if on_ray else pool.submit(data.load, spec)
+        if loading is not None:
+            wait([loading], timeout=DATA_HEAD_START_S)
+            if loading.done():
+                loading.result()  # a data error raises here, before Ray starts
         with report.step("started Ray" if ray_address is None else f"joined {ray_address}"):
             try:
                 stack.enter_context(ray_cluster.connect(ray_address, resources=spec.resources))
             except BaseException:
-                loading.cancel()
+                if loading is not None:
+                    loading.cancel()
                 raise
         trials.warm_up_workers(spec)
-        with report.step(f"loaded data ({spec.data.train})"):
-            dataset = loading.result()
+        with report.step(f"loaded data ({spec.data.train})"
+                         + (", preprocessed on Ray Data" if on_ray else "")):
+            dataset = (loading.result() if loading is not None
+                       else _load_on_ray(spec))
         for choice in dataset.choices.values() or [dataset]:  # one per data.preprocess
             for note in choice.encoder.notes:  # identifiers dropped, levels merged, dates
                 report.message(note)
@@ -760,6 +765,14 @@ def connect(spec: Spec, *, ray_address: str | None = None,
                 algorithms.check(algorithm, spec.task, choice.encoder.layout,
                                  where=f"algorithms[{i}]")
         yield dataset
+
+
+def _load_on_ray(spec: Spec) -> Dataset:
+    """:func:`dripml.core.data.load` with ``data.preprocess`` run on Ray Data."""
+    from dripml.core import data
+    from dripml.orchestration import frame_ray
+
+    return data.load(spec, transform=frame_ray.transform_rows)
 
 
 def _has_tabulate() -> bool:

@@ -37,6 +37,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from dripml.core import imports
 from dripml.core.features import ColumnLayout
 from dripml.core.model import Recipe
 from dripml.core.spec import Dimension, Spec, Task
@@ -446,11 +447,7 @@ def load_custom(path: str) -> type:
     Raises:
         SpecError: the module or attribute does not import, or lacks fit/predict.
     """
-    module_name, _, attribute = path.partition(":")
-    try:
-        cls = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as error:
-        raise SpecError(f"custom algorithm {path!r} does not import: {error}") from None
+    cls = imports.import_object(path, field=f"custom algorithm {path!r}")
     check_model_class(cls, f"custom algorithm {path!r}")
     return cls
 

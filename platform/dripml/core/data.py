@@ -19,7 +19,7 @@ from sklearn.model_selection import train_test_split
 
 from dripml.core import data_checks, datasets
 from dripml.core.features import Kind, TabularEncoder, identifier_note, infer_kinds
-from dripml.core.preprocess import Preprocessor
+from dripml.core.preprocess import Preprocessor, RowsTransform, in_process
 from dripml.core.spec import DataSpec, Spec, Task
 from dripml.core.text import TextRules
 from dripml.errors import DataError
@@ -157,14 +157,16 @@ def text_rules(spec: Spec, kinds: Mapping[str, str]) -> dict[str, TextRules]:
             for name, kind in kinds.items() if kind == "text"}
 
 
-def load(spec: Spec) -> Dataset:
+def load(spec: Spec, *, transform: RowsTransform = in_process) -> Dataset:
     """Read, check, split and encode the spec's data. Undeclared columns that look like row
     identifiers are left out of the features (see :func:`find_identifiers`). With
     ``data.preprocess``, it is fitted on the raw training features right after the split
     and applied to both splits before kinds are inferred (:mod:`dripml.core.preprocess`).
     With several ``data.preprocess`` references (a search dimension), the rows are read and
     split once, then each reference is fitted, checked and encoded here, before any trial:
-    the first choice's Dataset holds them all in :attr:`Dataset.choices`.
+    the first choice's Dataset holds them all in :attr:`Dataset.choices`. ``transform``
+    runs each fitted step over a split (:data:`~dripml.core.preprocess.RowsTransform`; Ray
+    Data's with ``data.engine: ray``, see :func:`dripml.api.connect`).
 
     Raises:
         DataError: a missing label or feature column (the message lists the columns found),
@@ -206,9 +208,10 @@ def load(spec: Spec) -> Dataset:
     X_test = test[features].reset_index(drop=True)
     references = data.preprocess_choices
     if len(references) <= 1:
-        dataset = _encoded(spec, data, X_train, X_test, *labels)
+        dataset = _encoded(spec, data, X_train, X_test, *labels, transform=transform)
     else:  # one split, one Dataset per choice
-        loaded = {ref: _encoded(spec, data.with_preprocess(ref), X_train, X_test, *labels)
+        loaded = {ref: _encoded(spec, data.with_preprocess(ref), X_train, X_test, *labels,
+                                transform=transform)
                   for ref in references}
         dataset = replace(loaded[references[0]], choices=loaded)
     _check_folds(dataset.y_train, spec)
@@ -216,12 +219,13 @@ def load(spec: Spec) -> Dataset:
 
 
 def _encoded(spec: Spec, data: DataSpec, X_train: pd.DataFrame, X_test_raw: pd.DataFrame,
-             y_train: np.ndarray, y_test: np.ndarray, classes: tuple[str, ...]) -> Dataset:
+             y_train: np.ndarray, y_test: np.ndarray, classes: tuple[str, ...], *,
+             transform: RowsTransform = in_process) -> Dataset:
     """The raw feature columns of the split through ``data.preprocess`` (one reference at
     most), identifiers left out, and the encoder fitted on the training rows."""
     preprocessor, X_test = None, X_test_raw
     if data.preprocess is not None:  # before kinds: the encoder reads what it returns
-        preprocessor, X_train, X_test = _preprocess(X_train, X_test_raw, data)
+        preprocessor, X_train, X_test = _preprocess(X_train, X_test_raw, data, transform)
     overrides = data.type_overrides()
     kinds = infer_kinds(X_train, overrides)
     identifiers = find_identifiers(X_train, kinds, overrides)
@@ -244,7 +248,8 @@ def _encoded(spec: Spec, data: DataSpec, X_train: pd.DataFrame, X_test_raw: pd.D
     )
 
 
-def _preprocess(X_train: pd.DataFrame, X_test: pd.DataFrame, data: DataSpec
+def _preprocess(X_train: pd.DataFrame, X_test: pd.DataFrame, data: DataSpec,
+                transform: RowsTransform = in_process
                 ) -> tuple[Preprocessor, pd.DataFrame, pd.DataFrame]:
     """``data.preprocess`` fitted on the raw training features, and both splits through it.
 
@@ -258,8 +263,9 @@ def _preprocess(X_train: pd.DataFrame, X_test: pd.DataFrame, data: DataSpec
     test_source = data.test or f"the test split of {data.train}"
     declared = {c: k for c, k in data.type_overrides().items() if c in X_train.columns}
     preprocessor, train_out = Preprocessor.fit(data.preprocess or "", X_train,
-                                               source=repr(data.train), kinds=declared)
-    test_out = preprocessor.transform_frame(X_test, source=repr(test_source))
+                                               source=repr(data.train), kinds=declared,
+                                               transform=transform)
+    test_out = transform(preprocessor, X_test, repr(test_source))
     output = f"data.preprocess {data.preprocess!r} output on {data.train!r}"
     twice = sorted({str(c) for c in train_out.columns if list(train_out.columns).count(c) > 1})
     if twice:

@@ -26,7 +26,6 @@ Example::
 from __future__ import annotations
 
 import difflib
-import importlib
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from sklearn import metrics as skm
 
+from dripml.core import imports
 from dripml.core.spec import MetricSpec
 from dripml.errors import SpecError
 
@@ -414,27 +414,10 @@ def load_custom_metric(path: str) -> Metric:
         SpecError: ``path`` is not ``module:function``, the module cannot be imported, it has
             no such attribute, or the attribute is not callable; the message names ``path``.
     """
-    module_name, sep, attr = path.partition(":")
-    if not sep or not module_name or not attr or ":" in attr:
-        raise SpecError(f"custom metric {path!r} must be written as 'package.module:function'")
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as error:  # any failure while importing user code
-        raise SpecError(
-            f"custom metric {path!r}: cannot import module {module_name!r}: "
-            f"{type(error).__name__}: {error}"
-        ) from error
-    obj: Any = module
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise SpecError(
-                f"custom metric {path!r}: module {module_name!r} has no attribute {attr!r}"
-            ) from None
+    obj = imports.import_object(path, field=f"custom metric {path!r}")
     if not callable(obj):
         raise SpecError(
-            f"custom metric {path!r}: {attr!r} is a {type(obj).__name__}, not a function"
+            f"custom metric {path!r} is a {type(obj).__name__}, not a function"
         )
     greater_is_better = getattr(obj, "greater_is_better", True)
     return Metric(

@@ -28,7 +28,6 @@ in training and in the endpoint (see ``SECURITY.md``).
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import math
 import sys
@@ -40,11 +39,24 @@ from typing import Any, Protocol, runtime_checkable
 import pandas as pd
 
 from dripml import frame
+from dripml.core import imports
 from dripml.core.features import Feature, Kind, infer_kinds
 from dripml.errors import DataError, SpecError
 
 MAX_SCHEMA_CATEGORIES = 1_000
 """Most frequent raw categories a raw input column keeps for the request schema's text."""
+
+
+RowsTransform = Callable[["Preprocessor", pd.DataFrame, str], pd.DataFrame]
+"""How a fitted step runs over a whole split, ``(step, rows, source) -> rows``: the same as
+:meth:`Preprocessor.transform_frame` (same columns, rows in order, errors naming ``source``),
+in this process (:func:`in_process`) or on Ray Data
+(:func:`dripml.orchestration.frame_ray.transform_rows`, ``data.engine: ray``)."""
+
+
+def in_process(step: Preprocessor, rows: pd.DataFrame, source: str) -> pd.DataFrame:
+    """:data:`RowsTransform` in this process: ``step.transform_frame(rows)``."""
+    return step.transform_frame(rows, source=source)
 
 
 @runtime_checkable
@@ -65,38 +77,13 @@ class FittedTransform(Protocol):
 
 
 def resolve(path: str, *, field: str) -> Any:
-    """The object ``package.module:name`` names, imported as the driver imports it.
+    """The object ``package.module:name`` names (:func:`dripml.core.imports.import_object`).
 
     Raises:
         SpecError: ``path`` is not ``module:name``, the module does not import, or has no
             such name (the message names ``field`` and lists what the module holds).
     """
-    module_name, colon, name = path.partition(":")
-    if not colon or not module_name or not name or ":" in name:
-        raise SpecError(f"{field}: {path!r} must be written as 'package.module:name'")
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as error:  # any failure while importing user code
-        raise SpecError(f"{field}: cannot import module {module_name!r} of {path!r}: "
-                        f"{type(error).__name__}: {error}; is it on PYTHONPATH (the working "
-                        "directory counts)?") from None
-    found: Any = module
-    for part in name.split("."):
-        found = getattr(found, part, _MISSING)
-        if found is _MISSING:
-            raise SpecError(f"{field}: module {module_name!r} has no {name!r}; it holds "
-                            f"{_callables(module) or 'no functions or classes'}")
-    return found
-
-
-_MISSING = object()
-
-
-def _callables(module: types.ModuleType) -> str:
-    names = sorted(n for n, v in vars(module).items()
-                   if not n.startswith("_") and callable(v) and not isinstance(v, types.ModuleType)
-                   and getattr(v, "__module__", None) == module.__name__)
-    return ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
+    return imports.import_object(path, field=field)
 
 
 def load_step(path: str, *, field: str = "data.preprocess") -> Any:
@@ -229,13 +216,16 @@ class Preprocessor:
 
     @classmethod
     def fit(cls, path: str, rows: pd.DataFrame, *, source: str,
-            kinds: Mapping[str, Kind] | None = None) -> tuple[Preprocessor, pd.DataFrame]:
+            kinds: Mapping[str, Kind] | None = None,
+            transform: RowsTransform | None = None) -> tuple[Preprocessor, pd.DataFrame]:
         """Load ``path``, fit it on ``rows`` (raw feature columns of the training rows) when
         it is a class, and transform them.
 
         Args:
             source: where the rows come from, as errors name it (the quoted file name).
             kinds: declared kinds of raw columns (others are inferred) for the request schema.
+            transform: how the fitted step runs over ``rows`` (default :func:`in_process`;
+                ``data.engine: ray`` passes Ray Data's).
 
         Returns:
             The fitted preprocessor and the transformed training rows (the index of ``rows``).
@@ -261,7 +251,7 @@ class Preprocessor:
         features = _input_features(rows, kinds or {})
         fitted_step = cls(path, step, features, (), module_requirements(loaded),
                           stateful=inspect.isclass(loaded))
-        out = fitted_step.transform_frame(rows, source=source)
+        out = (transform or in_process)(fitted_step, rows, source)
         fitted_step.output_columns = tuple(map(str, out.columns))
         return fitted_step, out
 

@@ -132,6 +132,15 @@ class DataSpec(_Model):
         "sampled like the algorithm), each is loaded and checked before the first trial, "
         "and every model keeps the one it was trained with (a list of one is one function).",
     )
+    engine: Literal["pandas", "ray"] = Field(
+        default="pandas",
+        description="Where data.preprocess runs over the training and test rows: 'pandas' in "
+        "the driver, or 'ray': Ray Data map_batches over every CPU of the run's Ray cluster "
+        "(the rows go to the object store in blocks and come back, in order, for the encoder "
+        "and the folds). A stateful step is fitted in the driver first. Worth it when the "
+        "preprocessing is heavy; batch scoring (drip predict --engine ray) runs the model's "
+        "preprocessing on Ray Data too.",
+    )
 
     @field_validator("preprocess")
     @classmethod
@@ -164,6 +173,9 @@ class DataSpec(_Model):
 
     @model_validator(mode="after")
     def _check(self) -> DataSpec:
+        if self.engine == "ray" and self.preprocess is None:
+            raise ValueError("data.engine 'ray' runs data.preprocess on Ray Data, and there is "
+                             "no data.preprocess; add one or leave engine out")
         if self.test is not None and self.test_fraction is not None:
             raise ValueError("give either data.test or data.test_fraction, not both")
         if self.features is not None and self.label in self.features:

@@ -1,24 +1,36 @@
-"""A user's pandas function over a Parquet data set on Ray Data, for inputs too big for one
-process (issue 18: the distributed layout of :mod:`dripml.frame`).
+"""A user's pandas function over a data set on Ray Data, for inputs too big for one process
+(issue 18: the distributed layout of :mod:`dripml.frame`).
 
-``read_parquet -> map_batches -> [write_parquet]``: each batch becomes the pandas DataFrame
-``pd.read_parquet`` would give (default dtypes: ``str``, ``int64``..., not Ray's ArrowDtype
-columns), which :func:`dripml.frame.call` hands to ``func``, on as many CPUs as the cluster
-has, in input order. Run it inside :func:`dripml.orchestration.ray_cluster.connect`.
+- :func:`map_frame`: ``read_parquet -> map_batches -> [write_parquet]`` over files;
+- :func:`transform_rows`: a fitted ``data.preprocess`` over a training or test split held by
+  the driver (``data.engine: ray``): ``from_arrow`` in blocks -> ``map_batches`` ->
+  back to the driver, in order, for the encoder and the folds.
+
+Each batch becomes the pandas DataFrame ``pd.read_parquet`` would give (default dtypes:
+``str``, ``int64``..., not Ray's ArrowDtype columns) before the user's code sees it, on as
+many CPUs as the cluster has, in input order. Run them inside
+:func:`dripml.orchestration.ray_cluster.connect`.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pyarrow as pa
+import ray
 import ray.data
 
 from dripml import frame
 from dripml.core import datasets
+from dripml.core.preprocess import Preprocessor
 from dripml.errors import DataError
+
+BLOCK_ROWS = 50_000
+"""Rows per block :func:`transform_rows` hands Ray Data (at least one block per CPU)."""
 
 
 def map_frame(func: Callable[[Any], Any], source: str, *, output: str | None = None,
@@ -61,3 +73,57 @@ def map_frame(func: Callable[[Any], Any], source: str, *, output: str | None = N
         return mapped
     mapped.write_parquet(output, mode=ray.data.SaveMode.OVERWRITE)
     return ray.data.read_parquet(output)
+
+
+def transform_rows(step: Preprocessor, rows: pd.DataFrame, source: str) -> pd.DataFrame:
+    """``step.transform_frame`` over ``rows`` on Ray Data, one block per map task: the
+    :data:`~dripml.core.preprocess.RowsTransform` of ``data.engine: ray``.
+
+    Args:
+        step: the fitted preprocessing (pickled to the workers with its user code).
+        rows: the raw feature columns of a split, shape (n, columns).
+        source: the rows' origin, as errors name it.
+
+    Returns:
+        What ``step`` returned, shape (n, its columns), rows in order, a 0..n-1 index.
+
+    Raises:
+        DataError: as :meth:`~dripml.core.preprocess.Preprocessor.transform_frame` (raised in
+            a worker, re-raised here with its message).
+    """
+    if rows.empty:
+        return step.transform_frame(rows, source=source)
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    per_block = max(1, min(BLOCK_ROWS, -(-len(rows) // cpus)))
+    blocks = [pa.Table.from_pandas(rows.iloc[i:i + per_block], preserve_index=False)
+              for i in range(0, len(rows), per_block)]
+    context = ray.data.DataContext.get_current()
+    context.execution_options.preserve_order = True
+
+    def on_batch(batch: pa.Table) -> pa.Table:
+        out = step.transform_frame(batch.to_pandas(), source=source)
+        return pa.Table.from_pandas(out, preserve_index=False)
+
+    try:
+        mapped = ray.data.from_arrow(blocks).map_batches(
+            on_batch, batch_format="pyarrow", batch_size=None)
+        # Arrow blocks -> pandas by pyarrow (as pd.read_parquet), not Ray's to_pandas, which
+        # gives ArrowDtype columns (int64[pyarrow]) the encoder would read differently.
+        tables = ray.get(mapped.to_arrow_refs())
+        return pa.concat_tables(tables, promote_options="default").to_pandas()
+    except Exception as error:
+        message = _data_error_message(error)
+        if message is not None:  # the step's own error, as the pandas engine raises it
+            raise DataError(message) from None
+        raise
+
+
+_DATA_ERROR_LINE = re.compile(r"^dripml\.errors\.DataError: (.+)$", re.MULTILINE)
+
+
+def _data_error_message(error: BaseException) -> str | None:
+    """The message of a :class:`DataError` raised in a map task, or None. Ray Data wraps a
+    task's exception in ``UserCodeException`` and ships the worker's traceback as text, not
+    the exception object, so the message is read from that text."""
+    found = _DATA_ERROR_LINE.search(str(error))
+    return found.group(1) if found else None
