@@ -89,6 +89,7 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch, clean: Path) -> 
         "DRIPML_SERVE_ACCESS_LOG": "ON",
         "DRIPML_SERVE_TRACING": "true",
         "DRIPML_REFINE_SERVING_PATH": "false",
+        "DRIPML_FRAME_LAYOUT": "Measured",
         "CC": "clang",
         "DRIPML_STORE_TIMEOUT_S": "2.5",
         "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
@@ -108,6 +109,10 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch, clean: Path) -> 
     assert settings.base_image(gpu=True) == values["DRIPML_GPU_BASE_IMAGE"]
     assert settings.train_storage() == "s3://bucket/train"
     assert settings.bentoml_home() == clean / "bento"
+    assert settings.frame_layout() == "measured"
+    monkeypatch.setenv("DRIPML_FRAME_LAYOUT", "fastest")
+    with pytest.raises(SettingsError, match="auto or measured"):
+        settings.frame_layout()
     assert settings.cuda_visible_devices() == "0,1"
     assert settings.ray_auth_mode() == "token"
     assert settings.serve_settings() == settings.ServeSettings(

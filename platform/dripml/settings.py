@@ -232,6 +232,12 @@ REFINE_SERVING_PATH = Variable(
     "`false` measures Refine's candidates in process only, whatever `refine.serving_path` "
     "says (no server started per candidate: CI, machines without a spare core).",
     ("refine.serving_cost",))
+FRAME_LAYOUT = Variable(
+    "DRIPML_FRAME_LAYOUT", "`auto`",
+    "How an endpoint runs the model's `data.preprocess`/`postprocess` code (dripml.frame): "
+    "`auto` picks the layout by row count (the row layout up to 1,000 rows, else pandas), "
+    "`measured` by measured time (a bandit over the layouts per function and size).",
+    ("productionize.serving",))
 C_COMPILER = Variable(
     "CC", "`gcc`",
     "The C compiler that builds Refine's compiled trees (treelite/tl2cgen); not needed to "
@@ -254,7 +260,7 @@ VARIABLES: tuple[Variable, ...] = (
     SERVE_ACCESS_LOG, SERVE_TRACING, STORE_TIMEOUT_S, MLFLOW_HTTP_REQUEST_TIMEOUT,
     MLFLOW_HTTP_REQUEST_MAX_RETRIES,
     MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR, TRAIN_STORAGE, BENTOML_HOME, REFINE_SERVING_PATH,
-    C_COMPILER, CUDA_VISIBLE_DEVICES,
+    FRAME_LAYOUT, C_COMPILER, CUDA_VISIBLE_DEVICES,
     RAY_AUTH_MODE)
 """Every environment variable dripml reads, in the README's order."""
 
@@ -513,6 +519,18 @@ def refine_serving_path(*, environ: Mapping[str, str] | None = None) -> bool:
     (any case); True when unset or anything else."""
     return (_read(REFINE_SERVING_PATH, environ) or "true").lower() not in {
         "false", "0", "no", "off"}
+
+
+def frame_layout(*, environ: Mapping[str, str] | None = None) -> str:
+    """``DRIPML_FRAME_LAYOUT``: ``auto`` (default) or ``measured``, any case.
+
+    Raises:
+        SettingsError: another value (the message lists both).
+    """
+    value = (_read(FRAME_LAYOUT, environ) or "auto").lower()
+    if value not in ("auto", "measured"):
+        raise SettingsError(f"{FRAME_LAYOUT.name} must be auto or measured, got {value!r}")
+    return value
 
 
 def c_compiler(*, environ: Mapping[str, str] | None = None) -> str:

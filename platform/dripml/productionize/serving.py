@@ -297,13 +297,15 @@ FRAME_FALLBACKS_METRIC = "dripml_frame_fallbacks"
 
 @functools.cache
 def count_frame_fallbacks() -> None:
-    """Count :mod:`dripml.frame`'s fallbacks to pandas in ``/metrics``, from now on in this
-    worker (once per process; imported in the worker for the same reason as
-    :func:`_issue_counters`)."""
+    """Set up :mod:`dripml.frame` in this worker, once per process: its layout choice from
+    ``DRIPML_FRAME_LAYOUT`` and its fallbacks to pandas counted in ``/metrics`` (imported in
+    the worker for the same reason as :func:`_issue_counters`)."""
     import prometheus_client
 
     from dripml import frame
+    from dripml.frame import dispatch
 
+    dispatch.use_measured_auto(settings.frame_layout() == "measured")
     counter = prometheus_client.Counter(
         FRAME_FALLBACKS_METRIC, "Pre/postprocessing calls that fell back from dripml.frame's "
         "row layout to pandas, by operation", ["op"])
