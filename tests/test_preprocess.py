@@ -5,6 +5,7 @@ model's requirements and, end to end, a served model answering raw records."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -233,12 +234,12 @@ def _write_module(folder: Path, name: str) -> None:
     '''))
 
 
-def test_the_model_pickles_the_user_code_by_value(
+@pytest.mark.slow
+def test_the_image_context_carries_the_user_code_by_value(
         small_adult: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The module lives in a folder only this process imports from; a fresh process loads
-    the pickled model without it and predicts the same."""
-    import cloudpickle
-
+    """The module lives in a folder only this process imports from; the image's build
+    context (bento, requirements.txt) is written, and a fresh process loads the bento's
+    model without the module and predicts the same."""
     from dripml.productionize import images
     from dripml.productionize.tracking import pip_requirements
 
@@ -249,9 +250,12 @@ def test_the_model_pickles_the_user_code_by_value(
     model = _model(dataset, f"{name}:flag")
     requirements = pip_requirements(model)  # what the model is logged with
     assert any(r.startswith("tabulate==") for r in requirements)
-    image = images.runtime_requirements(requirements)  # the serving image's requirements.txt
+    plan = images.make_plan(name="adult-steps", version="1", registry="127.0.0.1:5000/x",
+                            model_requirements=requirements)
+    context = images.prepare_context(plan, model, tmp_path / "work")
+    image = (context / "requirements.txt").read_text().splitlines()  # pip installs these
     assert any(r.startswith("tabulate==") for r in image)
-    (tmp_path / "model.pkl").write_bytes(cloudpickle.dumps(model))
+    shutil.copy2(context / "bento" / "src" / "model" / "model.pkl", tmp_path / "model.pkl")
     records = json_records(dataset.test_input, 20)
     (tmp_path / "records.json").write_text(json.dumps(records))
     script = textwrap.dedent(f'''
