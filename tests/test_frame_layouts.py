@@ -8,6 +8,9 @@ from __future__ import annotations
 import logging
 import math
 import random
+import subprocess
+import sys
+import textwrap
 from collections.abc import Callable
 from typing import Any
 
@@ -355,3 +358,29 @@ def test_measured_layout_records_every_call() -> None:
         assert frame.call_records(double, [{"x": 2}], layout="measured") == [{"x": 2, "y": 4}]
     assert dispatch.BANDIT.mean_s(key, 0, "rows") < math.inf
     assert dispatch.BANDIT.mean_s(key, 0, "pandas") < math.inf
+
+
+def test_the_serving_path_runs_without_pyarrow() -> None:
+    """The serving image installs no pyarrow: the model's code path and dripml.frame import
+    without it, and non-ASCII text methods then give pandas' Python-backed results."""
+    script = textwrap.dedent('''
+        import sys
+        sys.modules["pyarrow"] = None  # as if not installed: importing it raises
+        import pandas as pd
+        import dripml.core.model, dripml.core.preprocess
+        from dripml import frame
+
+        def clean(df):
+            df["t"] = df["t"].str.strip().str.lower().str.upper()
+            return df
+
+        records = [{"t": " École\\u2003"}, {"t": None}, {"t": "ǅ x "}]
+        got = frame.call_records(clean, records, layout="rows")
+        expected = frame.call_records(clean, records, layout="pandas")
+        assert got == expected, (got, expected)
+        assert "pyarrow" not in {m.split(".")[0] for m, v in sys.modules.items() if v}
+        print("ok")
+    ''')
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]

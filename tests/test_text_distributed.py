@@ -46,6 +46,13 @@ def test_fit_task_options_coordinate_distributed_fine_tunes_only() -> None:
     assert trials.fit_task_options(single, "transformer")["num_gpus"] == 0.5
 
 
+class _NoChoices:
+    """A dataset stand-in: refit picks the trial's preprocessing choice first."""
+
+    def choice(self, preprocess: str | None) -> _NoChoices:
+        return self
+
+
 def test_refit_runs_in_a_ray_task_when_it_needs_cluster_resources(
         monkeypatch: pytest.MonkeyPatch) -> None:
     placed: list[tuple[str, dict]] = []
@@ -61,11 +68,11 @@ def test_refit_runs_in_a_ray_task_when_it_needs_cluster_resources(
     monkeypatch.setattr(candidates, "_refit_task", FakeTask())
     monkeypatch.setattr(candidates.ray, "get", lambda ref: f"got {ref}")
     monkeypatch.setattr(candidates, "_refit_here", lambda *args: "here")
-    trial = type("T", (), {"algorithm_name": "transformer"})()
-    assert candidates.refit(None, _spec(workers=1), trial) == "here"  # type: ignore[arg-type]
-    assert candidates.refit(None, _spec(workers=2), trial) == "got ref"  # type: ignore[arg-type]
+    trial = type("T", (), {"algorithm_name": "transformer", "preprocess": None})()
+    assert candidates.refit(_NoChoices(), _spec(workers=1), trial) == "here"  # type: ignore[arg-type]
+    assert candidates.refit(_NoChoices(), _spec(workers=2), trial) == "got ref"  # type: ignore[arg-type]
     assert placed[-1][1]["num_cpus"] == 0.01
-    assert candidates.refit(None, _spec(workers=1, gpus=1), trial) == "got ref"  # type: ignore[arg-type]
+    assert candidates.refit(_NoChoices(), _spec(workers=1, gpus=1), trial) == "got ref"  # type: ignore[arg-type]
     assert placed[-1][1] == {"num_cpus": 1, "num_gpus": 1, "max_retries": 0}
 
 

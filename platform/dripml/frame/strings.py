@@ -19,8 +19,6 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from dripml.frame.fallback import Unsupported
 from dripml.frame.series import NO_DEFAULT, RowSeries, accessor
@@ -64,38 +62,46 @@ class StringMethods:
     def _ascii(self) -> bool:
         return all(v is None or v.isascii() for v in self._text())
 
-    def _arrow(self, kernel: Callable[..., Any], **options: Any) -> RowSeries:
+    def _arrow(self, kernel: str, python: Callable[[str], str]) -> RowSeries:
+        """PyArrow's ``kernel`` (``utf8_lower``...), as pandas' pyarrow-backed ``str`` runs
+        it; without pyarrow (the serving image installs none), pandas' ``str`` dtype is
+        backed by Python strings and runs ``python``, and so does this."""
+        try:
+            import pyarrow as pa  # imported here: the serving path must not need it
+            import pyarrow.compute as pc
+        except ImportError:
+            return self._to_text(python)
         array = pa.array(self._text().tolist(), type=pa.large_string())
-        return RowSeries(np.array(kernel(array, **options).to_pylist(), dtype=object),
+        return RowSeries(np.array(getattr(pc, kernel)(array).to_pylist(), dtype=object),
                          is_text=True)
 
     # -- case and whitespace -------------------------------------------------------------
     def lower(self) -> RowSeries:
-        return self._to_text(str.lower) if self._ascii() else self._arrow(pc.utf8_lower)
+        return self._to_text(str.lower) if self._ascii() else self._arrow("utf8_lower", str.lower)
 
     def upper(self) -> RowSeries:
-        return self._to_text(str.upper) if self._ascii() else self._arrow(pc.utf8_upper)
+        return self._to_text(str.upper) if self._ascii() else self._arrow("utf8_upper", str.upper)
 
     def strip(self, to_strip: str | None = None) -> RowSeries:
         if to_strip is not None:
             return self._to_text(lambda v: v.strip(to_strip))
         if self._ascii():
             return self._to_text(lambda v: v.strip(_ARROW_WHITESPACE))
-        return self._arrow(pc.utf8_trim_whitespace)
+        return self._arrow("utf8_trim_whitespace", str.strip)
 
     def lstrip(self, to_strip: str | None = None) -> RowSeries:
         if to_strip is not None:
             return self._to_text(lambda v: v.lstrip(to_strip))
         if self._ascii():
             return self._to_text(lambda v: v.lstrip(_ARROW_WHITESPACE))
-        return self._arrow(pc.utf8_ltrim_whitespace)
+        return self._arrow("utf8_ltrim_whitespace", str.lstrip)
 
     def rstrip(self, to_strip: str | None = None) -> RowSeries:
         if to_strip is not None:
             return self._to_text(lambda v: v.rstrip(to_strip))
         if self._ascii():
             return self._to_text(lambda v: v.rstrip(_ARROW_WHITESPACE))
-        return self._arrow(pc.utf8_rtrim_whitespace)
+        return self._arrow("utf8_rtrim_whitespace", str.rstrip)
 
     # -- lengths and pieces --------------------------------------------------------------
     def len(self) -> RowSeries:
