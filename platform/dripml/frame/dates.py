@@ -4,27 +4,16 @@ is NaT."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
-from dripml.frame.fallback import Unsupported
-from dripml.frame.series import RowSeries, accessor
+from dripml.frame.series import RowAccessor, RowSeries, accessor
 
 
 @accessor("dt")
-class DateMethods:
+class DateMethods(RowAccessor):
     """``series.dt`` of a datetime :class:`RowSeries`."""
 
-    __slots__ = ("_series",)
-
-    def __init__(self, series: RowSeries) -> None:
-        self._series = series
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):
-            raise AttributeError(name)
-        raise Unsupported(f"Series.dt.{name}")
+    __slots__ = ()
 
     def _field(self, values: np.ndarray) -> RowSeries:
         missing = np.isnat(self._series.values)  # NaT gave garbage (and warnings) in values

@@ -45,12 +45,30 @@ ACCESSORS: dict[str, Callable[[RowSeries], Any]] = {}
 those modules import this one and not the other way round."""
 
 
-def accessor(name: str) -> Callable[[type], type]:
+def accessor(name: str) -> Callable[[type[RowAccessor]], type[RowAccessor]]:
     """Class decorator: the class is ``Series.<name>`` of a :class:`RowSeries`."""
-    def add(cls: type) -> type:
+    def add(cls: type[RowAccessor]) -> type[RowAccessor]:
+        cls.name = name
         ACCESSORS[name] = cls
         return cls
     return add
+
+
+class RowAccessor:
+    """Base of ``series.str`` and ``series.dt`` (:func:`accessor` names it): holds the
+    series; any attribute a subclass does not define raises :class:`Unsupported`, so the call
+    falls back to pandas."""
+
+    __slots__ = ("_series",)
+    name = ""
+
+    def __init__(self, series: RowSeries) -> None:
+        self._series = series
+
+    def __getattr__(self, attribute: str) -> Any:
+        if attribute.startswith("__"):
+            raise AttributeError(attribute)
+        raise Unsupported(f"Series.{self.name}.{attribute}")
 
 
 _ASTYPE_TARGETS: dict[Any, str] = {

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from dripml.frame.fallback import Unsupported
-from dripml.frame.series import NO_DEFAULT, RowSeries, accessor
+from dripml.frame.series import NO_DEFAULT, RowAccessor, RowSeries, accessor
 
 _ARROW_WHITESPACE = " \t\n\x0b\x0c\r"
 """What PyArrow's ``utf8_trim_whitespace`` strips from ASCII text (Python's ``str.strip()``
@@ -29,18 +29,10 @@ also strips ``\\x1c``-``\\x1f``)."""
 
 
 @accessor("str")
-class StringMethods:
+class StringMethods(RowAccessor):
     """``series.str`` of a text (or, for ``len``/``get``, a list) :class:`RowSeries`."""
 
-    __slots__ = ("_series",)
-
-    def __init__(self, series: RowSeries) -> None:
-        self._series = series
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):
-            raise AttributeError(name)
-        raise Unsupported(f"Series.str.{name}")
+    __slots__ = ()
 
     # -- helpers -------------------------------------------------------------------------
     def _text(self) -> np.ndarray:
