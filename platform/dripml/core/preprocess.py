@@ -76,24 +76,15 @@ class FittedTransform(Protocol):
 # ---------------------------------------------------------------------------------------
 
 
-def resolve(path: str, *, field: str) -> Any:
-    """The object ``package.module:name`` names (:func:`dripml.core.imports.import_object`).
-
-    Raises:
-        SpecError: ``path`` is not ``module:name``, the module does not import, or has no
-            such name (the message names ``field`` and lists what the module holds).
-    """
-    return imports.import_object(path, field=field)
-
-
 def load_step(path: str, *, field: str = "data.preprocess") -> Any:
     """The preprocessing step ``path`` names: a function, or a class with callable ``fit``
     and ``transform`` (see :class:`FittedTransform`).
 
     Raises:
-        SpecError: as :func:`resolve`, or the object is neither (the message says what it is).
+        SpecError: as :func:`~dripml.core.imports.import_object`, or the object is neither
+            (the message says what it is).
     """
-    step = resolve(path, field=field)
+    step = imports.import_object(path, field=field)
     if inspect.isclass(step):
         missing = [m for m in ("fit", "transform") if not callable(getattr(step, m, None))]
         if missing:
@@ -110,11 +101,11 @@ def load_postprocess(path: str | None, *, field: str = "postprocess") -> Postpro
     """The :class:`Postprocessor` of ``path`` (None for None).
 
     Raises:
-        SpecError: as :func:`resolve`, or the object is not a function.
+        SpecError: as :func:`~dripml.core.imports.import_object`, or the object is not a function.
     """
     if path is None:
         return None
-    function = resolve(path, field=field)
+    function = imports.import_object(path, field=field)
     if inspect.isclass(function) or not callable(function):
         raise SpecError(f"{field}: {path!r} is a {type(function).__name__}, not a function "
                         "DataFrame -> DataFrame")
