@@ -58,7 +58,9 @@ from typing import Any
 
 import numpy as np
 
+from dripml import settings
 from dripml.core.imports import driver_import_path
+from dripml.core.spec import RefineSpec
 
 SINGLE_THREAD_ENV = {
     name: "1" for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
@@ -562,3 +564,11 @@ def _serve_memory_requests(modules: Sequence[str]) -> None:  # pragma: no cover 
 
 if __name__ == "__main__":  # pragma: no cover - the MemoryMeter process
     _serve_memory_requests(sys.argv[1:])
+
+
+def serving_path_enabled(refine: RefineSpec) -> bool:
+    """Whether Refine measures candidates on the serving path: ``refine.serving_path``,
+    unless ``DRIPML_REFINE_SERVING_PATH`` turns it off
+    (:func:`dripml.settings.refine_serving_path`). Discover's reserve for Refine and Refine
+    itself read the same rule."""
+    return bool(refine.serving_path) and settings.refine_serving_path()

@@ -39,10 +39,9 @@ import numpy as np
 import optuna
 import ray
 
-from dripml import settings
 from dripml.algorithms import registry as algorithms
 from dripml.algorithms.registry import BuildContext
-from dripml.core import budget, constraints, metrics
+from dripml.core import budget, constraints, costs, metrics
 from dripml.core.budget import Deadline
 from dripml.core.data import Dataset
 from dripml.core.objective import Objective, resolve_objective
@@ -346,8 +345,7 @@ def discover(
     row_scale = len(dataset.y_train) / float(np.mean([len(t) for t, _ in folds]))
 
     serving_s = budget.serving_path_s(  # Refine's measurement through a real /predict
-        spec.refine.serving_seconds,
-        enabled=spec.refine.serving_path and settings.refine_serving_path())
+        spec.refine.serving_seconds, enabled=costs.serving_path_enabled(spec.refine))
 
     def search_deadline() -> Deadline:
         # The run's deadline less what Refine and registration need, from the trials so far.

@@ -58,7 +58,6 @@ from typing import Any
 import httpx
 import numpy as np
 
-from dripml import settings
 from dripml.core.costs import MB, Record, ServingCost, cost_per_million
 from dripml.core.network import free_loopback_port
 from dripml.core.spec import RefineSpec
@@ -96,12 +95,6 @@ class EndpointCost:
     rss_mb: float = math.nan
     ready_s: float = math.nan
     error: str | None = None
-
-
-def enabled(refine: RefineSpec) -> bool:
-    """Whether Refine measures on the serving path: ``refine.serving_path``, unless
-    ``DRIPML_REFINE_SERVING_PATH`` turns it off (:func:`dripml.settings.refine_serving_path`)."""
-    return refine.serving_path and settings.refine_serving_path()
 
 
 def cpu_slots(serving_cpus: int, available: Sequence[int] | None = None

@@ -212,7 +212,7 @@ def measure_candidates(dataset: Dataset, spec: Spec, candidates: list[TrialResul
 
     serving_slots = len(serving_cost.cpu_slots(spec.refine.serving_cpus))
     per_server_s = budget.serving_path_s(spec.refine.serving_seconds,
-                                         enabled=serving_cost.enabled(spec.refine))
+                                         enabled=costs.serving_path_enabled(spec.refine))
 
     def serving_after(trials: list[TrialResult]) -> float:
         # The serving path's costs are what constraints and select judge: measuring the
@@ -283,7 +283,7 @@ def measure_candidates(dataset: Dataset, spec: Spec, candidates: list[TrialResul
                 memory=meter if plan.memory else None,
                 min_calls=min(costs.MIN_LATENCY_CALLS, plan.calls),
                 memory_skipped="skipped: time budget", warmup=plan.warmup)
-    if to_measure and serving_cost.enabled(spec.refine):
+    if to_measure and costs.serving_path_enabled(spec.refine):
         with report.step(f"measured {len(to_measure)} candidate(s) through the /predict "
                          f"server ({spec.refine.serving_seconds:g} s of load each)"):
             measured, cut = serving_cost.measure_all(
